@@ -1,0 +1,151 @@
+# Simulated NOR flash for littlefs (vfs.VfsLfs2) on the unix port.
+#
+# Behaves like the ESP32's flash partition: erase sets a 4 KiB block to 0xFF, programming can only
+# clear bits (new = old AND data), reads return what is there. It counts operations so tests and
+# benchmarks can report erases, programs and bytes per tap, and it can cut the power: after
+# `cut_after` program/erase operations every later operation raises OSError(EIO), and with
+# `torn=True` the interrupted program writes only its first half.
+import errno
+import os
+
+BLOCK_SIZE = 4096
+
+
+class PowerCut(OSError):
+    pass
+
+
+class FlashDev:
+    """Flash backed by a file, so that the flash contents stay outside the MicroPython heap (as on
+    the device). `path=None` makes a fresh blank image under /tmp."""
+
+    def __init__(self, blocks, block_size=BLOCK_SIZE, path=None):
+        self.block_size = block_size
+        self.blocks = blocks
+        if path is None:
+            path = "/tmp/flashdev-%s.img" % "".join("%02x" % b for b in os.urandom(6))
+            self.temporary = True
+        else:
+            self.temporary = False
+        self.path = path
+        _ensure_size(path, blocks * block_size)
+        self._file = open(path, "r+b")
+        self.cut_after = -1  # program/erase operations allowed before the power fails; -1 = never
+        self.torn = False
+        self.dead = False
+        self.reset_counters()
+
+    def reset_counters(self):
+        self.reads = 0
+        self.programs = 0
+        self.erases = 0
+        self.bytes_programmed = 0
+        self.ops = 0  # program + erase operations: the index used for power cuts
+
+    def _tick(self):
+        if self.dead:
+            raise PowerCut(errno.EIO)
+        if self.cut_after >= 0 and self.ops >= self.cut_after:
+            self.dead = True
+            return False
+        self.ops += 1
+        return True
+
+    def readblocks(self, block, buf, offset=0):
+        if self.dead:
+            raise PowerCut(errno.EIO)
+        self.reads += 1
+        self._file.seek(block * self.block_size + offset)
+        self._file.readinto(buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        if offset is None:  # the simple interface: erase then program whole blocks
+            for i in range(len(buf) // self.block_size):
+                self.ioctl(6, block + i)
+            offset = 0
+        a = block * self.block_size + offset
+        n = len(buf)
+        if not self._tick():
+            if self.torn:
+                self._program(a, memoryview(buf)[:n // 2])
+            raise PowerCut(errno.EIO)
+        self._program(a, buf)
+        self.programs += 1
+        self.bytes_programmed += n
+
+    def _program(self, a, buf):
+        # NOR flash: programming only clears bits.
+        old = bytearray(len(buf))
+        self._file.seek(a)
+        self._file.readinto(old)
+        for i in range(len(buf)):
+            old[i] &= buf[i]
+        self._file.seek(a)
+        self._file.write(old)
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.blocks
+        if op == 5:  # block size
+            return self.block_size
+        if op == 6:  # erase one block
+            if not self._tick():
+                raise PowerCut(errno.EIO)
+            self._file.seek(arg * self.block_size)
+            self._file.write(b"\xff" * self.block_size)
+            self.erases += 1
+            return 0
+        if op == 3:  # sync
+            self._file.flush()
+        return 0
+
+    def revive(self):
+        """Power back on: a new device over the same flash contents, counters reset."""
+        self._file.close()
+        dev = FlashDev(self.blocks, self.block_size, path=self.path)
+        dev.temporary = self.temporary
+        return dev
+
+    def close(self, delete=None):
+        self._file.close()
+        if delete if delete is not None else self.temporary:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+
+
+def _ensure_size(path, size):
+    try:
+        have = os.stat(path)[6]
+    except OSError:
+        have = 0
+    if have < size:
+        with open(path, "ab") as f:
+            chunk = b"\xff" * 4096
+            while have < size:
+                n = min(4096, size - have)
+                f.write(chunk[:n])
+                have += n
+
+
+def mount(dev, mountpoint="/flash", format_if_needed=True):
+    """Mount littlefs on `dev` at `mountpoint`, formatting blank flash. Returns the vfs object."""
+    import vfs
+    try:
+        fs = vfs.VfsLfs2(dev)
+    except OSError:
+        if not format_if_needed:
+            raise
+        vfs.VfsLfs2.mkfs(dev)
+        fs = vfs.VfsLfs2(dev)
+    vfs.mount(fs, mountpoint)
+    return fs
+
+
+def umount(mountpoint="/flash"):
+    import vfs
+    try:
+        vfs.umount(mountpoint)
+    except OSError:
+        pass

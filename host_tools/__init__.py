@@ -1,0 +1,1 @@
+"""Host tools (CPython) for the fare validator."""

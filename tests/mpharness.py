@@ -1,0 +1,49 @@
+"""Run firmware code on the real MicroPython binary (the unix port) from pytest.
+
+Two ways in:
+- `run_mp(code, ...)` runs a snippet and returns its stdout; a MicroPython exception becomes a
+  pytest failure that shows the MicroPython traceback.
+- MicroPython test modules `tests/mp/mpt_*.py` are collected by conftest.py: every `test_*`
+  function there is a pytest item, run in a fresh interpreter once per heap size in the module's
+  HEAPS (default: the ESP32 heap, 110k, and a roomy 4m heap).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
+# Firmware search path: the application, the shared drivers, the simulated board, the test helpers.
+MP_PATH = [ROOT / "firmware", ROOT / "boards" / "unix_sim", ROOT / "tests" / "mp"]
+ESP32_HEAP = "110k"
+DEFAULT_TIMEOUT = 300
+
+
+class MicroPythonError(AssertionError):
+    pass
+
+
+def mp_env(extra=None):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":".join(str(p) for p in MP_PATH) + ":.frozen"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_mp(code, heap=ESP32_HEAP, args=(), cwd=None, timeout=DEFAULT_TIMEOUT, env=None, check=True):
+    """Run `code` on MicroPython; return stdout (str). Raises MicroPythonError on failure."""
+    cmd = [MICROPYTHON, "-X", "heapsize=" + heap, "-c", code, *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=mp_env(env))
+    if check and proc.returncode != 0:
+        raise MicroPythonError(
+            "MicroPython exited %d\n--- stdout ---\n%s\n--- stderr (MicroPython traceback) ---\n%s"
+            % (proc.returncode, proc.stdout[-4000:], proc.stderr[-6000:]))
+    return proc.stdout if check else proc
+
+
+def run_mp_test(module, func, heap, cwd=None, timeout=DEFAULT_TIMEOUT):
+    code = ("import _runner\n_runner.run(%r, %r)\n" % (module, func))
+    return run_mp(code, heap=heap, cwd=cwd, timeout=timeout)
