@@ -1,0 +1,212 @@
+# Strict, bounded CBOR (RFC 8949) for untrusted bytes, and the tiny encoder the reader needs.
+#
+# The decoder accepts only what our formats use: unsigned and negative integers (up to 64 bits),
+# byte strings, UTF-8 text strings, arrays, maps with integer or text keys, false/true/null.
+# It rejects, with CBORError and nothing else: floats, tags, undefined and other simple values,
+# indefinite lengths, non-shortest ("non-canonical") integer and length encodings, duplicate
+# map keys, trailing bytes, and anything beyond the depth / item / size limits. Lengths are
+# checked against the bytes that are left before anything is allocated, so a hostile header
+# cannot make the reader allocate more than the input it was given.
+#
+# Map key order is not checked: signatures are always verified over the exact received bytes,
+# so canonical ordering buys nothing, and our own encoder keeps the caller's order.
+
+
+class CBORError(ValueError):
+    pass
+
+
+_MAX_ARG = (1 << 64) - 1
+
+
+class _Decoder:
+    def __init__(self, data, max_depth, max_items):
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+        self.items = max_items  # items still allowed
+        self.max_depth = max_depth
+
+    def _arg(self, info):
+        # The argument of a head byte; shortest form only.
+        if info < 24:
+            return info
+        data = self.data
+        p = self.pos
+        if info == 24:
+            if p + 1 > self.end:
+                raise CBORError("truncated")
+            v = data[p]
+            self.pos = p + 1
+            if v < 24:
+                raise CBORError("non-canonical integer")
+            return v
+        if info == 25:
+            n = 2
+        elif info == 26:
+            n = 4
+        elif info == 27:
+            n = 8
+        else:
+            # 28..30 reserved, 31 indefinite length / break
+            raise CBORError("indefinite or reserved length")
+        if p + n > self.end:
+            raise CBORError("truncated")
+        v = int.from_bytes(bytes(data[p:p + n]), "big")
+        self.pos = p + n
+        if v < (1 << (4 * n)):  # would have fitted in the next smaller form
+            raise CBORError("non-canonical integer")
+        return v
+
+    def item(self, depth):
+        if self.items <= 0:
+            raise CBORError("too many items")
+        self.items -= 1
+        p = self.pos
+        if p >= self.end:
+            raise CBORError("truncated")
+        head = self.data[p]
+        self.pos = p + 1
+        major = head >> 5
+        info = head & 31
+        if major == 7:
+            if info == 20:
+                return False
+            if info == 21:
+                return True
+            if info == 22:
+                return None
+            raise CBORError("float or simple value")
+        arg = self._arg(info)
+        if major == 0:
+            return arg
+        if major == 1:
+            return -1 - arg
+        if major == 2 or major == 3:
+            p = self.pos
+            if arg > self.end - p:
+                raise CBORError("truncated")
+            self.pos = p + arg
+            raw = bytes(self.data[p:p + arg])
+            if major == 2:
+                return raw
+            return _utf8(raw)
+        if major == 6:
+            raise CBORError("tag")
+        # arrays and maps
+        if depth >= self.max_depth:
+            raise CBORError("too deep")
+        # every item takes at least one byte: refuse counts the input cannot hold
+        need = arg if major == 4 else 2 * arg
+        if need > self.items or need > self.end - self.pos:
+            raise CBORError("too many items")
+        depth += 1
+        if major == 4:
+            out = []
+            for _ in range(arg):
+                out.append(self.item(depth))
+            return out
+        out = {}
+        for _ in range(arg):
+            k = self.item(depth)
+            if not isinstance(k, (int, str)) or isinstance(k, bool):
+                raise CBORError("map key type")
+            if k in out:
+                raise CBORError("duplicate map key")
+            out[k] = self.item(depth)
+        return out
+
+
+def _utf8(raw):
+    try:
+        s = str(raw, "utf-8")
+    except Exception:  # UnicodeError (MicroPython) / UnicodeDecodeError (CPython)
+        raise CBORError("bad UTF-8")
+    # MicroPython accepts encoded surrogates (ED A0..BF xx); UTF-8 does not.
+    i = raw.find(b"\xed")
+    while i >= 0:
+        if i + 1 < len(raw) and raw[i + 1] >= 0xA0:
+            raise CBORError("bad UTF-8")
+        i = raw.find(b"\xed", i + 1)
+    return s
+
+
+def decode(data, max_depth=6, max_items=256, max_len=4096):
+    """Decode exactly one CBOR item that spans all of `data` (bytes, bytearray or memoryview).
+    Raises CBORError for anything malformed, unsupported or over the limits."""
+    try:
+        n = len(data)
+    except TypeError:
+        raise CBORError("not bytes")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CBORError("not bytes")
+    if n > max_len:
+        raise CBORError("too long")
+    d = _Decoder(data, max_depth, max_items)
+    value = d.item(0)
+    if d.pos != n:
+        raise CBORError("trailing bytes")
+    return value
+
+
+# --- encoder: ints, bytes, text, lists/tuples, dicts (caller's key order), bools, None ---
+
+def _head(out, major, arg):
+    m = major << 5
+    if arg < 24:
+        out.append(m | arg)
+    elif arg < 0x100:
+        out.append(m | 24)
+        out.append(arg)
+    elif arg < 0x10000:
+        out.append(m | 25)
+        out.extend(arg.to_bytes(2, "big"))
+    elif arg < 0x100000000:
+        out.append(m | 26)
+        out.extend(arg.to_bytes(4, "big"))
+    elif arg <= _MAX_ARG:
+        out.append(m | 27)
+        out.extend(arg.to_bytes(8, "big"))
+    else:
+        raise CBORError("integer too large")
+
+
+def _enc(out, v, depth):
+    if depth > 16:
+        raise CBORError("too deep")
+    if v is None:
+        out.append(0xF6)
+    elif v is True:
+        out.append(0xF5)
+    elif v is False:
+        out.append(0xF4)
+    elif isinstance(v, int):
+        if v >= 0:
+            _head(out, 0, v)
+        else:
+            _head(out, 1, -1 - v)
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        _head(out, 2, len(v))
+        out.extend(v)
+    elif isinstance(v, str):
+        b = v.encode("utf-8")
+        _head(out, 3, len(b))
+        out.extend(b)
+    elif isinstance(v, (list, tuple)):
+        _head(out, 4, len(v))
+        for x in v:
+            _enc(out, x, depth + 1)
+    elif isinstance(v, dict):
+        _head(out, 5, len(v))
+        for k in v:
+            _enc(out, k, depth + 1)
+            _enc(out, v[k], depth + 1)
+    else:
+        raise CBORError("cannot encode %s" % type(v).__name__)
+
+
+def encode(value):
+    """CBOR bytes of `value` (shortest heads, definite lengths; dict keys in the dict's order)."""
+    out = bytearray()
+    _enc(out, value, 0)
+    return bytes(out)

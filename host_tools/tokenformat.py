@@ -1,0 +1,111 @@
+"""Host-side encoding of credentials, ride codes, NFC answers and key rings (docs/tokens.md).
+
+Constants (map keys, tags, AID, instruction bytes) come from the firmware's `validator.tokens`
+and `validator.keyring`, so both sides share one definition; the bytes are produced with cbor2,
+an encoder independent of the firmware's decoder, so every wallet-made code also cross-checks it.
+"""
+import hashlib
+import struct
+
+import cbor2
+
+from host_tools.fw import validator  # noqa: F401  (puts firmware/ on sys.path)
+from validator import base45
+from validator import keyring as fw_keyring
+from validator import tokens as fw
+
+from host_tools import ecsign
+
+
+def encode(obj):
+    # canonical=True: shortest integers and lengths, definite lengths (what the reader requires)
+    return cbor2.dumps(obj, canonical=True)
+
+
+def credential_bytes(key_id, cred_id, account, rider_pub, valid_from, valid_until,
+                     max_rides, max_amount, product, version=fw.VERSION):
+    if len(cred_id) != 16:
+        raise ValueError("credential id must be 16 bytes")
+    if len(rider_pub) != 33:
+        raise ValueError("rider key must be a 33-byte compressed SEC1 point")
+    return encode({
+        fw.C_VERSION: version, fw.C_KEY_ID: key_id, fw.C_ID: bytes(cred_id),
+        fw.C_ACCOUNT: account, fw.C_RIDER_KEY: bytes(rider_pub),
+        fw.C_VALID_FROM: valid_from, fw.C_VALID_UNTIL: valid_until,
+        fw.C_MAX_RIDES: max_rides, fw.C_MAX_AMOUNT: max_amount, fw.C_PRODUCT: product,
+    })
+
+
+def sign_credential(issuer_key, cred):
+    """Issuer signature (64 bytes) over the exact credential bytes."""
+    sig, _ = ecsign.sign_digest(issuer_key, hashlib.sha256(cred).digest())
+    return sig
+
+
+def credential_blob(cred, isig):
+    """What the phone stores and the NFC READ returns: [credential bytes, issuer signature]."""
+    return encode([cred, isig])
+
+
+def split_blob(blob):
+    cred, isig = cbor2.loads(blob)
+    return cred, isig
+
+
+def decode_credential(cred):
+    """Dict of the credential fields (for tools and reports, not for trust)."""
+    m = cbor2.loads(cred)
+    return {
+        "version": m[fw.C_VERSION], "key_id": m[fw.C_KEY_ID], "cred_id": m[fw.C_ID].hex(),
+        "account": m[fw.C_ACCOUNT], "rider_key": m[fw.C_RIDER_KEY].hex(),
+        "valid_from": m[fw.C_VALID_FROM], "valid_until": m[fw.C_VALID_UNTIL],
+        "max_rides": m[fw.C_MAX_RIDES], "max_amount": m[fw.C_MAX_AMOUNT],
+        "product": m[fw.C_PRODUCT],
+    }
+
+
+def dynamic_bytes(time, counter):
+    return encode({fw.D_TIME: time, fw.D_COUNTER: counter})
+
+
+def rider_digest_qr(cred, isig, dyn):
+    return hashlib.sha256(fw.TAG_QR + hashlib.sha256(cred).digest() + isig + dyn).digest()
+
+
+def rider_digest_nfc(cred, isig, challenge, dyn):
+    return hashlib.sha256(fw.TAG_NFC + hashlib.sha256(cred).digest() + isig + challenge
+                          + dyn).digest()
+
+
+def ride_code_bytes(rider_key, cred, isig, time, counter):
+    dyn = dynamic_bytes(time, counter)
+    rsig, recid = ecsign.sign_digest(rider_key, rider_digest_qr(cred, isig, dyn))
+    return encode([cred, isig, dyn, rsig, recid])
+
+
+def qr_text(code_bytes):
+    return fw.QR_PREFIX + base45.encode(code_bytes)
+
+
+def nfc_answer(rider_key, cred, isig, challenge, time, counter):
+    """Data of the answer to the NFC challenge: [dynamic bytes, rider signature, recovery id]."""
+    dyn = dynamic_bytes(time, counter)
+    rsig, recid = ecsign.sign_digest(rider_key, rider_digest_nfc(cred, isig, challenge, dyn))
+    return encode([dyn, rsig, recid])
+
+
+def parse_challenge(challenge):
+    """(reader id, reader time, nonce) of a 24-byte challenge."""
+    reader_id, reader_time = struct.unpack(">II", challenge[:8])
+    return reader_id, reader_time, challenge[8:]
+
+
+def keyring_body(entries):
+    """Key ring body: `entries` are dicts or objects with key_id, public_key, valid_from,
+    valid_until, status."""
+    out = []
+    for e in entries:
+        g = e.get if isinstance(e, dict) else (lambda k, e=e: getattr(e, k))
+        out.append({1: g("key_id"), 2: bytes(g("public_key")), 3: g("valid_from"),
+                    4: g("valid_until"), 5: g("status")})
+    return encode({1: fw_keyring.FORMAT, 2: out})
