@@ -1,4 +1,14 @@
-# ECDSA P-256 signature verification (placeholder: textbook Jacobian + Shamir's trick).
+"""ECDSA P-256 signature verification (pure MicroPython).
+
+API (stable; tokens.py and keyring.py call these):
+  verify(public_key, digest, signature) -> bool
+  verify_recoverable(public_key, digest, signature, recid) -> bool
+  FixedBase(public_key, table=None)       a fixed base (issuer key); raises ValueError if bad
+  verify_fixed(fixed_base, digest, signature) -> bool
+  decode_point(public_key) -> (x, y) or None
+All verify functions return False, never raise, for any malformed input.
+(Interim implementation: the fast versions follow.)
+"""
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
 N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
 B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b
@@ -10,7 +20,9 @@ def decode_point(pub):
     """SEC1 compressed or uncompressed point -> (x, y), or None if invalid."""
     try:
         n = len(pub)
-    except TypeError:
+    except Exception:
+        return None
+    if not isinstance(pub, (bytes, bytearray)):
         return None
     if n == 65 and pub[0] == 4:
         x = int.from_bytes(pub[1:33], "big")
@@ -73,7 +85,7 @@ def _add(X1, Y1, Z1, X2, Y2, Z2):
     return X3, Y3, Z3
 
 
-def verify(public_key, digest, signature):
+def _verify_r(public_key, digest, signature):
     """True if `signature` (64 bytes r||s) over the 32-byte `digest` verifies under `public_key`
     (SEC1, 33 or 65 bytes). False, never an exception, for any malformed input."""
     try:
@@ -106,5 +118,46 @@ def verify(public_key, digest, signature):
             X, Y, Z = _add(X, Y, Z, q[0], q[1], 1)
     if Z == 0:
         return False
-    x = X * pow(Z * Z % P, P - 2, P) % P
-    return x % N == r
+    zi = pow(Z, P - 2, P)
+    x = X * zi * zi % P
+    y = Y * zi * zi * zi % P
+    if x % N != r:
+        return False
+    return (y & 1) | (2 if x != r else 0)
+
+
+def verify(public_key, digest, signature):
+    """True if `signature` (64 bytes r||s) over the 32-byte `digest` verifies under `public_key`
+    (SEC1, 33 or 65 bytes). False, never an exception, for any malformed input."""
+    try:
+        return _verify_r(public_key, digest, signature) is not False
+    except Exception:
+        return False
+
+
+def verify_recoverable(public_key, digest, signature, recid):
+    """verify(), and the signature's R point must match `recid` (bit 0: y parity, bit 1: x = r + n)."""
+    try:
+        if type(recid) is not int or not 0 <= recid <= 3:
+            return False
+        got = _verify_r(public_key, digest, signature)
+        return got is not False and got == recid
+    except Exception:
+        return False
+
+
+class FixedBase:
+    """A public key used as a fixed base (issuer key), with its precomputed table (optional)."""
+
+    def __init__(self, public_key, table=None):
+        if decode_point(public_key) is None:
+            raise ValueError("bad public key")
+        self.public_key = bytes(public_key)
+        self.table = table
+
+
+def verify_fixed(fixed_base, digest, signature):
+    try:
+        return verify(fixed_base.public_key, digest, signature)
+    except Exception:
+        return False
