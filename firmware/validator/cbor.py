@@ -118,17 +118,42 @@ class _Decoder:
 
 
 def _utf8(raw):
-    try:
-        s = str(raw, "utf-8")
-    except Exception:  # UnicodeError (MicroPython) / UnicodeDecodeError (CPython)
-        raise CBORError("bad UTF-8")
-    # MicroPython accepts encoded surrogates (ED A0..BF xx); UTF-8 does not.
-    i = raw.find(b"\xed")
-    while i >= 0:
-        if i + 1 < len(raw) and raw[i + 1] >= 0xA0:
+    # Validate by hand: MicroPython's str() accepts overlong forms and encoded surrogates.
+    i = 0
+    n = len(raw)
+    while i < n:
+        b = raw[i]
+        if b < 0x80:
+            i += 1
+            continue
+        lo = 0x80
+        hi = 0xBF
+        if 0xC2 <= b <= 0xDF:
+            k = 1
+        elif 0xE0 <= b <= 0xEF:
+            k = 2
+            if b == 0xE0:
+                lo = 0xA0
+            elif b == 0xED:
+                hi = 0x9F
+        elif 0xF0 <= b <= 0xF4:
+            k = 3
+            if b == 0xF0:
+                lo = 0x90
+            elif b == 0xF4:
+                hi = 0x8F
+        else:
             raise CBORError("bad UTF-8")
-        i = raw.find(b"\xed", i + 1)
-    return s
+        if i + k >= n:
+            raise CBORError("bad UTF-8")
+        c = raw[i + 1]
+        if c < lo or c > hi:
+            raise CBORError("bad UTF-8")
+        for j in range(i + 2, i + 1 + k):
+            if not 0x80 <= raw[j] <= 0xBF:
+                raise CBORError("bad UTF-8")
+        i += 1 + k
+    return str(raw, "utf-8")
 
 
 def decode(data, max_depth=6, max_items=256, max_len=4096):
