@@ -1,0 +1,151 @@
+# The reader's configuration: the rules of the decision (validator.policy), the reader's line and
+# stop, and the fare table. The depot pushes it as a signed envelope (validator.signedfile, kind
+# CONFIG) whose body is a CBOR map with text keys; every key is optional and takes the default
+# below when missing, an unknown key or an out-of-range value refuses the whole file.
+#
+#   {"format": 1, "line": 12, "stop": 3, "max_code_age": 60, ..., "degraded": "limit",
+#    "fares": {line: {product: amount}}}
+#
+# docs/decisions.md explains each setting and the order in which the rules are checked.
+from validator import cbor, signedfile
+
+FORMAT = 1
+MAX_BODY = 8192          # bytes; a full fare table for MAX_LINES lines is about 2 KB
+MAX_LINES = 64
+MAX_PRODUCTS = 32        # per line
+MAX_FARE = 10000000      # minor units (100,000.00 in a two-decimal currency)
+MAX_WINDOW = 366 * 86400  # seconds; bounds every time setting
+MAX_RIDES_LIMIT = 1 << 32
+
+REJECT = "reject"        # degraded mode: refuse every tap with SYNC_REQUIRED
+LIMIT = "limit"          # degraded mode: accept up to a lower per-credential limit
+
+# setting: (default, low, high); all are non-negative integers (seconds, counts, minor units)
+INT_SETTINGS = {
+    "line": (0, 0, (1 << 32) - 1),
+    "stop": (0, 0, (1 << 32) - 1),
+    "max_code_age": (60, 0, MAX_WINDOW),
+    "clock_skew": (30, 0, MAX_WINDOW),
+    "repeat_window": (5, 0, 3600),
+    "passback_window": (600, 0, MAX_WINDOW),
+    "transfer_window": (0, 0, MAX_WINDOW),
+    "sync_window": (72 * 3600, 0, MAX_WINDOW),
+    "deny_max_age": (96 * 3600, 0, MAX_WINDOW),
+    "degraded_max_rides": (1, 1, MAX_RIDES_LIMIT - 1),
+    "degraded_max_amount": (0, 0, (1 << 64) - 1),
+}
+DEFAULT_DEGRADED = LIMIT
+
+
+class ConfigError(Exception):
+    """A configuration file refused; args[0] is a validator.signedfile reason string."""
+
+    @property
+    def reason(self):
+        return self.args[0]
+
+
+class Config:
+    """Settings as attributes (names as in INT_SETTINGS, plus `degraded` and `fares`);
+    `version` is the envelope's version (0 for the built-in defaults)."""
+
+    def __init__(self, version=0):
+        self.version = version
+        for k in INT_SETTINGS:
+            setattr(self, k, INT_SETTINGS[k][0])
+        self.degraded = DEFAULT_DEGRADED
+        self.fares = {}  # line -> {product: amount}
+
+    def fare(self, product):
+        """Fare of `product` on this reader's line, or None when the table has none."""
+        table = self.fares.get(self.line)
+        if table is None:
+            return None
+        return table.get(product)
+
+    def as_dict(self):
+        d = {"format": FORMAT}
+        for k in INT_SETTINGS:
+            d[k] = getattr(self, k)
+        d["degraded"] = self.degraded
+        d["fares"] = self.fares
+        return d
+
+    @classmethod
+    def from_body(cls, body, version=0):
+        return parse(body, version)
+
+    @classmethod
+    def load(cls, path, operator_keys, now=None):
+        """The configuration in the signed file at `path`, checked against `operator_keys`
+        (key id -> (public key, valid_until or 0)). Raises ConfigError(reason) if refused."""
+        reason, h = signedfile.verify_file(path, operator_keys, signedfile.CONFIG, now)
+        if reason != signedfile.OK:
+            raise ConfigError(reason)
+        if h.body_len > MAX_BODY:
+            raise ConfigError(signedfile.MALFORMED)
+        f = signedfile.open_body(path)
+        try:
+            body = f.read(h.body_len)
+        finally:
+            f.close()
+        return parse(body, h.version)
+
+
+def _uint(v, low, high):
+    return type(v) is int and low <= v <= high
+
+
+def parse(body, version=0):
+    """Config from a body (bytes). Raises ConfigError(signedfile.MALFORMED) for anything that is
+    not a well-formed configuration within the bounds above."""
+    try:
+        m = cbor.decode(body, max_depth=3,
+                        max_items=32 + MAX_LINES * (2 + 2 * MAX_PRODUCTS), max_len=MAX_BODY)
+    except cbor.CBORError:
+        raise ConfigError(signedfile.MALFORMED)
+    if type(m) is not dict or m.get("format") != FORMAT:
+        raise ConfigError(signedfile.MALFORMED)
+    cfg = Config(version)
+    for k in m:
+        v = m[k]
+        if k == "format":
+            continue
+        if k in INT_SETTINGS:
+            low, high = INT_SETTINGS[k][1], INT_SETTINGS[k][2]
+            if not _uint(v, low, high):
+                raise ConfigError(signedfile.MALFORMED)
+            setattr(cfg, k, v)
+        elif k == "degraded":
+            if v != REJECT and v != LIMIT:
+                raise ConfigError(signedfile.MALFORMED)
+            cfg.degraded = v
+        elif k == "fares":
+            cfg.fares = _parse_fares(v)
+        else:
+            raise ConfigError(signedfile.MALFORMED)
+    return cfg
+
+
+def _parse_fares(v):
+    if type(v) is not dict or len(v) > MAX_LINES:
+        raise ConfigError(signedfile.MALFORMED)
+    fares = {}
+    for line in v:
+        table = v[line]
+        if not _uint(line, 0, (1 << 32) - 1) or type(table) is not dict \
+                or len(table) > MAX_PRODUCTS:
+            raise ConfigError(signedfile.MALFORMED)
+        t = {}
+        for product in table:
+            amount = table[product]
+            if not (_uint(product, 0, (1 << 32) - 1) and _uint(amount, 0, MAX_FARE)):
+                raise ConfigError(signedfile.MALFORMED)
+            t[product] = amount
+        fares[line] = t
+    return fares
+
+
+def encode(cfg_dict):
+    """Body bytes for a settings dict (as `Config.as_dict()` gives); used by the host builder."""
+    return cbor.encode(cfg_dict)
