@@ -1,0 +1,129 @@
+# Shared by the trip log tests on MicroPython: a deterministic tap workload and the checks made after
+# every power cut. (No test functions here.)
+import os
+
+import flashdev
+from validator import triplog as tl
+
+RID = 4242
+BLOCKS = 8  # 2 ack blocks + 6 segments of 4 KiB: the workload wraps the ring about three times
+TAPS = 300
+REOPEN_AT = 150  # a clean reboot in the middle of the workload
+
+
+_PAT = bytes(range(256)) * 3
+
+
+def gen(seq):
+    """The record of tap `seq`: accepted QR taps carry a ride code of 0-420 bytes, rejected ones none."""
+    ok = seq % 3 != 0
+    return {"time": 1760000000 + 7 * seq, "decision": 1 if ok else 0, "reason": 0 if ok else 20,
+            "kind": "qr" if seq % 4 else "nfc", "cred_id": bytes([seq & 255]) * 16 if seq % 5 else b"",
+            "account": 10 ** 12 + seq, "counter": seq * 3, "fare": 200 if ok else 0, "line": 42,
+            "stop": seq % 17, "raw": _PAT[seq & 255:(seq & 255) + (seq * 53) % 421] if ok else b""}
+
+
+class Links:
+    """links[s] = the chain value after record s of the workload (links[0] = genesis), kept in one
+    bytearray: a list of small bytes objects would fragment the 110 KB heap."""
+
+    def __init__(self, n):
+        self.t = bytearray(16 * (n + 1))
+        self.t[0:16] = tl.genesis(RID)
+        for s in range(1, n + 1):
+            self.t[16 * s:16 * s + 16] = tl.link(tl.encode(gen(s), s, RID, self[s - 1]))
+
+    def __getitem__(self, s):
+        return bytes(self.t[16 * s:16 * s + 16])
+
+
+def chain_table(n):
+    return Links(n)
+
+
+def fresh(path, blocks=BLOCKS):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+    return flashdev.FlashDev(blocks, path=path)
+
+
+def workload(dev, progress, taps=TAPS, reopen_at=REOPEN_AT, ack_every=37):
+    """Taps with an ack now and then (half erase at ack, half leave it to allocation) and one reboot.
+    progress = [last seq whose append returned, last ack that returned, ack in flight]."""
+    log = tl.TripLog(dev, RID)
+    for i in range(taps):
+        if i == reopen_at:
+            log = tl.TripLog(dev, RID)
+        seq = log.append(gen(log.last_seq + 1))
+        assert seq == progress[0] + 1
+        progress[0] = seq
+        if i % ack_every == ack_every - 1:
+            progress[2] = seq - 12
+            log.ack(seq - 12, erase=(i % (2 * ack_every) == ack_every - 1))
+            progress[1] = seq - 12
+    return log
+
+
+def check_recovered(dev, progress, links, extra_rec):
+    """After a cut: everything that returned is there, byte for byte; the chain holds; the next record
+    takes the next number and survives another reboot."""
+    appended, acked, in_flight = progress
+    log = tl.TripLog(dev, RID)
+    assert acked <= log.ack_seq <= max(acked, in_flight), (log.ack_seq, progress)
+    assert appended <= log.last_seq <= appended + 1, (log.last_seq, progress)
+    check_contents(log, links)
+    before = log.last_seq
+    new = log.append(extra_rec)
+    assert new == before + 1 and new > appended and new > log.ack_seq
+    log2 = tl.TripLog(dev, RID)
+    assert (log2.last_seq, log2.ack_seq) == (new, log.ack_seq)
+    last = check_contents(log2, links, upto=new - 1)
+    d = tl.decode(last)
+    assert d["seq"] == new and d["raw"] == extra_rec["raw"] and d["prev_link"] == links[new - 1]
+    return log2
+
+
+def records(log, from_seq, chunk=2048):
+    """Every record the log returns from `from_seq` on, read in depot-sized pieces."""
+    while True:
+        got = log.read(from_seq, chunk)
+        if not got:
+            return
+        total = 0
+        for r in got:
+            total += len(r)
+            yield r
+        assert len(got) == 1 or total <= chunk
+        from_seq = tl.decode(got[-1])["seq"] + 1
+
+
+def check_contents(log, links, upto=None):
+    """Every unacknowledged record is present, byte-identical to what was appended (up to seq
+    `upto`; later ones only need to chain), in order, chained. Returns the last record."""
+    if upto is None:
+        upto = log.last_seq
+    expect = log.ack_seq + 1
+    prev = links[log.ack_seq]
+    r = None
+    for r in records(log, 0):
+        if expect <= upto:
+            assert r == tl.encode(gen(expect), expect, RID, links[expect - 1]), "record %d differs" % expect
+        prev, seq = tl.verify_chain(prev, [r], prev_seq=expect - 1)
+        expect += 1
+    assert expect == log.last_seq + 1, (expect, log.last_seq)
+    return r
+
+
+class TornEraseDev(flashdev.FlashDev):
+    """Flash whose interrupted erase clears only the second half of the block (the header survives):
+    the worst case for a segment being reclaimed."""
+
+    def ioctl(self, op, arg):
+        if op == 6 and not self.dead and self.cut_after >= 0 and self.ops >= self.cut_after:
+            self._file.seek(arg * self.block_size + self.block_size // 2)
+            self._file.write(b"\xff" * (self.block_size // 2))
+            self.dead = True
+            raise flashdev.PowerCut(5)
+        return flashdev.FlashDev.ioctl(self, op, arg)
