@@ -7,7 +7,11 @@
 #    "fares": {line: {product: amount}}}
 #
 # docs/decisions.md explains each setting and the order in which the rules are checked.
-from validator import cbor, signedfile
+from validator import cbor
+
+# Refusal reasons are validator.signedfile's (strings: they go back to the depot); not imported
+# here so that the policy's tests and tools need not load the signature code.
+MALFORMED = "MALFORMED"
 
 FORMAT = 1
 MAX_BODY = 8192          # bytes; a full fare table for MAX_LINES lines is about 2 KB
@@ -79,11 +83,12 @@ class Config:
     def load(cls, path, operator_keys, now=None):
         """The configuration in the signed file at `path`, checked against `operator_keys`
         (key id -> (public key, valid_until or 0)). Raises ConfigError(reason) if refused."""
+        from validator import signedfile
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.CONFIG, now)
         if reason != signedfile.OK:
             raise ConfigError(reason)
         if h.body_len > MAX_BODY:
-            raise ConfigError(signedfile.MALFORMED)
+            raise ConfigError(MALFORMED)
         f = signedfile.open_body(path)
         try:
             body = f.read(h.body_len)
@@ -97,15 +102,15 @@ def _uint(v, low, high):
 
 
 def parse(body, version=0):
-    """Config from a body (bytes). Raises ConfigError(signedfile.MALFORMED) for anything that is
+    """Config from a body (bytes). Raises ConfigError(MALFORMED) for anything that is
     not a well-formed configuration within the bounds above."""
     try:
         m = cbor.decode(body, max_depth=3,
                         max_items=32 + MAX_LINES * (2 + 2 * MAX_PRODUCTS), max_len=MAX_BODY)
     except cbor.CBORError:
-        raise ConfigError(signedfile.MALFORMED)
+        raise ConfigError(MALFORMED)
     if type(m) is not dict or m.get("format") != FORMAT:
-        raise ConfigError(signedfile.MALFORMED)
+        raise ConfigError(MALFORMED)
     cfg = Config(version)
     for k in m:
         v = m[k]
@@ -114,33 +119,33 @@ def parse(body, version=0):
         if k in INT_SETTINGS:
             low, high = INT_SETTINGS[k][1], INT_SETTINGS[k][2]
             if not _uint(v, low, high):
-                raise ConfigError(signedfile.MALFORMED)
+                raise ConfigError(MALFORMED)
             setattr(cfg, k, v)
         elif k == "degraded":
             if v != REJECT and v != LIMIT:
-                raise ConfigError(signedfile.MALFORMED)
+                raise ConfigError(MALFORMED)
             cfg.degraded = v
         elif k == "fares":
             cfg.fares = _parse_fares(v)
         else:
-            raise ConfigError(signedfile.MALFORMED)
+            raise ConfigError(MALFORMED)
     return cfg
 
 
 def _parse_fares(v):
     if type(v) is not dict or len(v) > MAX_LINES:
-        raise ConfigError(signedfile.MALFORMED)
+        raise ConfigError(MALFORMED)
     fares = {}
     for line in v:
         table = v[line]
         if not _uint(line, 0, (1 << 32) - 1) or type(table) is not dict \
                 or len(table) > MAX_PRODUCTS:
-            raise ConfigError(signedfile.MALFORMED)
+            raise ConfigError(MALFORMED)
         t = {}
         for product in table:
             amount = table[product]
             if not (_uint(product, 0, (1 << 32) - 1) and _uint(amount, 0, MAX_FARE)):
-                raise ConfigError(signedfile.MALFORMED)
+                raise ConfigError(MALFORMED)
             t[product] = amount
         fares[line] = t
     return fares

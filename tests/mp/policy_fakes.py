@@ -1,6 +1,14 @@
 # Stand-ins for the policy tests (MicroPython and CPython): a verified token with the attributes of
 # tokens.RideToken (docs/design.md, "tokens -> policy"), a deny list with the DenyList lookup API,
 # a settable time source, and a reader built from flash state.
+#
+# The firmware modules are imported here, first: compiling them from source (the device has them
+# frozen in flash) needs large free blocks, which a 110 KB heap has only before the tests run.
+import gc
+
+from validator import clock, config, policy, reasons, riderstate  # noqa: F401
+
+gc.collect()
 T0 = 1750000000            # a Unix time in 2025: the tests' epoch
 
 
@@ -53,3 +61,67 @@ class Source:
 
     def __call__(self):
         return self.t
+
+
+def make_config(**settings):
+    """Config with a fare table on line 0 (product 0: 200, 1: 100, 2: free) and the defaults."""
+    cfg = config.Config()
+    cfg.fares = {0: {0: 200, 1: 100, 2: 0}}
+    for k in settings:
+        setattr(cfg, k, settings[k])
+    return cfg
+
+
+class Rig:
+    """A reader's policy on simulated flash (MicroPython only): tap() runs decide, the trip log
+    append (a list standing in for validator.triplog) and commit; reboot() restarts the clock,
+    counters and policy from the flash image. With rtc=True the time source keeps running across
+    reboots (a battery RTC), so the clock stays set."""
+
+    def __init__(self, cfg=None, denylist=None, blocks=48, mount="/p", rtc=True,
+                 max_credentials=64, max_accounts=32, snapshot_every=64, set_clock=True):
+        import flashdev
+        self.flashdev = flashdev
+        self.dev = flashdev.FlashDev(blocks)
+        self.mnt = mount
+        flashdev.mount(self.dev, mount)
+        self.src = Source(T0)
+        self.cfg = cfg if cfg is not None else make_config()
+        self.dl = denylist if denylist is not None else DenyList()
+        self.rtc = rtc
+        self.caps = (max_credentials, max_accounts, snapshot_every)
+        self.seq = 0
+        self.log = []
+        self.start()
+        if set_clock:
+            assert self.clock.set(T0) == "OK"
+
+    def start(self):
+        gc.collect()
+        self.state = riderstate.RiderState(self.mnt, self.caps[0], self.caps[1], self.caps[2])
+        self.clock = clock.Clock(self.src, self.mnt, setter=(lambda t: None) if self.rtc else None)
+        self.policy = policy.Policy(self.cfg, self.state, self.dl, self.clock)
+
+    def tap(self, token, t=None):
+        if t is not None:
+            self.src.t = t
+        d = self.policy.decide(token, self.clock.now())
+        if d.record:
+            self.seq += 1
+            self.log.append((self.seq, d.trip_record()))
+            self.policy.commit(d, self.seq)
+        else:
+            self.policy.commit(d)
+        return d
+
+    def reboot(self):
+        self.state.close()
+        self.flashdev.umount(self.mnt)
+        self.dev = self.dev.revive()
+        self.flashdev.mount(self.dev, self.mnt, format_if_needed=False)
+        self.start()
+
+    def close(self):
+        self.state.close()
+        self.flashdev.umount(self.mnt)
+        self.dev.close()
