@@ -9,6 +9,8 @@ import errno
 import os
 
 BLOCK_SIZE = 4096
+# Erased flash, written in small pieces: a 4 KiB temporary per erase fails in a fragmented 110 KB heap.
+_FF = b"\xff" * 256
 
 
 class PowerCut(OSError):
@@ -92,7 +94,7 @@ class FlashDev:
             if not self._tick():
                 raise PowerCut(errno.EIO)
             self._file.seek(arg * self.block_size)
-            self._file.write(b"\xff" * self.block_size)
+            _fill_ff(self._file, self.block_size)
             self.erases += 1
             return 0
         if op == 3:  # sync
@@ -122,11 +124,14 @@ def _ensure_size(path, size):
         have = 0
     if have < size:
         with open(path, "ab") as f:
-            chunk = b"\xff" * 4096
-            while have < size:
-                n = min(4096, size - have)
-                f.write(chunk[:n])
-                have += n
+            _fill_ff(f, size - have)
+
+
+def _fill_ff(f, n):
+    while n > 0:
+        k = min(n, len(_FF))
+        f.write(_FF if k == len(_FF) else _FF[:k])
+        n -= k
 
 
 def mount(dev, mountpoint="/flash", format_if_needed=True):
