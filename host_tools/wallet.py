@@ -102,10 +102,11 @@ class Wallet:
         counter = self.next_counter() if counter is None else counter
         return tokenformat.nfc_answer(self.key, cred, isig, challenge, now, counter)
 
-    def card(self, clock=None):
+    def card(self, clock=None, chunk=fw.READ_CHUNK):
         """An ISO 14443-4 application answering the reader's APDUs (the PN532 emulator carries
-        it)."""
-        return Card(self, clock or (lambda: int(time.time())))
+        it). `clock() -> Unix seconds` is the phone's clock; `chunk` the most data bytes it
+        returns per READ."""
+        return Card(self, clock or (lambda: int(time.time())), chunk)
 
 
 def _sw(code):
@@ -126,9 +127,10 @@ class Card:
     """Our application on the phone: SELECT (by AID), READ CREDENTIAL (offset chunks),
     CHALLENGE. `apdu(cmd: bytes) -> bytes` returns response data + status word."""
 
-    def __init__(self, wallet, clock):
+    def __init__(self, wallet, clock, chunk=fw.READ_CHUNK):
         self.wallet = wallet
         self.clock = clock
+        self.chunk = chunk
         self.selected = False
         self.blob = wallet.credential
         self.log = []   # (command, response) pairs, for tests that record an exchange
@@ -164,7 +166,7 @@ class Card:
             want = body[0] or 256
             if off > len(self.blob):
                 return _sw(SW_WRONG_P1P2)
-            return self.blob[off:off + min(want, fw.READ_CHUNK)] + _sw(SW_OK)
+            return self.blob[off:off + min(want, self.chunk)] + _sw(SW_OK)
         if ins == fw.INS_CHALLENGE:
             if len(body) < 1 or body[0] != fw.CHALLENGE_LEN or len(body) not in (
                     1 + fw.CHALLENGE_LEN, 2 + fw.CHALLENGE_LEN):

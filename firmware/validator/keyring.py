@@ -4,11 +4,21 @@
 # body is CBOR:
 #   { 1: 1 (format version),
 #     2: [ {1: key id (uint < 2**32), 2: public key (SEC1, 33 or 65 bytes),
-#           3: valid_from, 4: valid_until (Unix seconds, inclusive), 5: status (0 active, 1 retired)},
+#           3: valid_from, 4: valid_until (Unix seconds, inclusive), 5: status (0 active, 1 retired),
+#           6: SHA-256 of the key's fixed-base table file (optional)},
 #          ... ] }
 # A key's validity is the period during which the reader accepts credentials signed by it: the
 # issuer sets valid_until to the end of the key's signing period plus the longest credential
 # lifetime it issues, and retires a compromised key at once (status 1).
+#
+# Issuer signatures verify faster with a fixed-base table of the key (validator.p256.FixedBase).
+# A table must come from a trusted place, since a wrong table would accept forged signatures:
+# a frozen module of constants built with the firmware (`tables` = {key id: blob}), a table file
+# whose SHA-256 the signed ring gives (`tables` = directory of "<key id>.p2t" files), or a small
+# table the reader computes itself in RAM (for at most RAM_TABLES keys, on first use or in
+# prepare()). Beyond that, the key is verified without a table.
+import hashlib
+
 from validator import cbor, p256, reasons, signedfile
 
 FORMAT = 1
@@ -16,6 +26,8 @@ ACTIVE = 0
 RETIRED = 1
 MAX_KEYS = 256
 MAX_BODY = 32768
+RAM_TABLES = 4
+TABLE_SUFFIX = ".p2t"
 
 
 class KeyRingError(Exception):
@@ -23,14 +35,21 @@ class KeyRingError(Exception):
 
 
 class IssuerKey:
-    def __init__(self, key_id, public_key, valid_from, valid_until, status=ACTIVE, table=None):
+    """One issuer key. The point itself is checked on first use (decoding every key of a long
+    ring at boot would cost seconds on an ESP32); a key that is not a P-256 point verifies
+    nothing."""
+
+    def __init__(self, key_id, public_key, valid_from, valid_until, status=ACTIVE,
+                 table_digest=None):
         self.key_id = key_id
-        self.public_key = public_key
+        self.public_key = bytes(public_key)
         self.valid_from = valid_from
         self.valid_until = valid_until
         self.status = status
-        # fixed-base table for this key's signatures (p256), when the ring ships one
-        self.table = table
+        self.table_digest = table_digest
+        self.table = None    # trusted table source (blob or file path) once known
+        self.fixed = None    # p256.FixedBase, made on first use
+        self.no_fixed = False
 
 
 def _uint(v, limit=1 << 64):
@@ -40,7 +59,7 @@ def _uint(v, limit=1 << 64):
 def parse_body(body):
     """List of IssuerKey from a key ring body; raises KeyRingError("MALFORMED")."""
     try:
-        m = cbor.decode(body, max_depth=3, max_items=3 + 11 * MAX_KEYS, max_len=MAX_BODY)
+        m = cbor.decode(body, max_depth=3, max_items=3 + 13 * MAX_KEYS, max_len=MAX_BODY)
     except cbor.CBORError:
         raise KeyRingError(signedfile.MALFORMED)
     if type(m) is not dict or m.get(1) != FORMAT or type(m.get(2)) is not list or len(m) != 2:
@@ -48,30 +67,64 @@ def parse_body(body):
     keys = []
     seen = set()
     for e in m[2]:
-        if type(e) is not dict or len(e) != 5:
+        if type(e) is not dict or len(e) != 5 + (6 in e):
             raise KeyRingError(signedfile.MALFORMED)
-        kid, pub, vf, vu, st = e.get(1), e.get(2), e.get(3), e.get(4), e.get(5)
+        kid, pub, vf, vu, st, td = e.get(1), e.get(2), e.get(3), e.get(4), e.get(5), e.get(6)
         if not (_uint(kid, 1 << 32) and _uint(vf) and _uint(vu) and st in (ACTIVE, RETIRED)
-                and type(st) is int and type(pub) is bytes and p256.decode_point(pub) is not None):
+                and type(st) is int and type(pub) is bytes
+                and ((len(pub) == 33 and pub[0] in (2, 3)) or (len(pub) == 65 and pub[0] == 4))
+                and (td is None or (type(td) is bytes and len(td) == 32))):
             raise KeyRingError(signedfile.MALFORMED)
         if kid in seen:
             raise KeyRingError(signedfile.MALFORMED)
         seen.add(kid)
-        keys.append(IssuerKey(kid, pub, vf, vu, st))
+        keys.append(IssuerKey(kid, pub, vf, vu, st, td))
     return keys
 
 
+def _file_sha256(path):
+    h = hashlib.sha256()
+    buf = bytearray(512)
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return h.digest()
+
+
 class KeyRing:
-    def __init__(self, keys=(), version=0):
+    def __init__(self, keys=(), version=0, tables=None):
         self.version = version
         self._keys = {}
+        self._ram_tables = 0
         for k in keys:
             self._keys[k.key_id] = k
+        self._attach_tables(tables)
+
+    def _attach_tables(self, tables):
+        if tables is None:
+            return
+        for k in self._keys.values():
+            if isinstance(tables, dict):
+                k.table = tables.get(k.key_id)
+            elif k.table_digest is not None:
+                path = "%s/%d%s" % (tables, k.key_id, TABLE_SUFFIX)
+                try:
+                    if _file_sha256(path) == k.table_digest:
+                        k.table = path
+                except OSError:
+                    pass
 
     @classmethod
-    def load(cls, path, operator_keys, now=None):
+    def load(cls, path, operator_keys, now=None, tables=None):
         """The key ring in the signed file at `path`, checked against `operator_keys` (key id ->
-        (public key, valid_until or 0)). Raises KeyRingError(reason) if the file is refused."""
+        (public key, valid_until or 0)). `tables`: None, {key id: table blob} from a frozen
+        module, or a directory of table files. With `now`, the keys valid then get their
+        fixed-base tables at once (prepare). Raises KeyRingError(reason) if the file is
+        refused."""
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.KEYRING, now)
         if reason != signedfile.OK:
             raise KeyRingError(reason)
@@ -82,11 +135,14 @@ class KeyRing:
             body = f.read(h.body_len)
         finally:
             f.close()
-        return cls(parse_body(body), h.version)
+        ring = cls(parse_body(body), h.version, tables)
+        if now is not None:
+            ring.prepare(now)
+        return ring
 
     @classmethod
-    def from_body(cls, body, version=0):
-        return cls(parse_body(body), version)
+    def from_body(cls, body, version=0, tables=None):
+        return cls(parse_body(body), version, tables)
 
     def __len__(self):
         return len(self._keys)
@@ -106,3 +162,39 @@ class KeyRing:
         if k.status != ACTIVE or now < k.valid_from or now > k.valid_until:
             return reasons.KEY_RETIRED, None
         return reasons.OK, k
+
+    def _fixed(self, k):
+        if k.fixed is None and not k.no_fixed:
+            src = k.table
+            if src is None and self._ram_tables >= RAM_TABLES:
+                return None
+            try:
+                k.fixed = p256.FixedBase(k.public_key, src)
+            except (ValueError, OSError):   # a damaged table: do without
+                k.table = None
+                k.no_fixed = True
+                return None
+            if src is None:
+                self._ram_tables += 1
+        return k.fixed
+
+    def prepare(self, now):
+        """Make the fixed bases of the keys usable at `now` (tables read or built), so that
+        taps do not pay for it."""
+        for k in self._keys.values():
+            if self.lookup(k.key_id, now)[0] == reasons.OK:
+                self._fixed(k)
+
+    def verify(self, key, digest, signature):
+        """ECDSA check of an issuer signature by `key` (an IssuerKey of this ring)."""
+        fb = self._fixed(key)
+        if fb is not None:
+            return p256.verify_fixed(fb, digest, signature)
+        return p256.verify(key.public_key, digest, signature)
+
+    def close(self):
+        """Close the table files (before the ring is replaced)."""
+        for k in self._keys.values():
+            if k.fixed is not None:
+                k.fixed.close()
+                k.fixed = None

@@ -54,6 +54,7 @@ INS_READ = 0xB0          # READ CREDENTIAL: P1P2 = offset, Le = bytes wanted
 INS_CHALLENGE = 0x88     # like INTERNAL AUTHENTICATE: data = 24-byte challenge
 NFC_PROTOCOL = 1
 READ_CHUNK = 224         # data bytes per READ answer (+ 2 status bytes: fits a 240-byte APDU)
+MAX_READS = 8            # READ commands per exchange at most
 CHALLENGE_LEN = 24
 SW_OK = b"\x90\x00"
 SW_NOT_FOUND = 0x6A82    # SELECT of an application the device does not have
@@ -184,19 +185,6 @@ def _is_recid(v):
     return type(v) is int and 0 <= v <= 3
 
 
-def _verify_issuer(key, digest, isig):
-    if key.table is not None and hasattr(p256, "verify_fixed"):
-        return p256.verify_fixed(key.table, digest, isig)
-    return p256.verify(key.public_key, digest, isig)
-
-
-def _verify_rider(pub, digest, sig, recid):
-    f = getattr(p256, "verify_recoverable", None)
-    if f is not None:
-        return f(pub, digest, sig, recid)
-    return p256.verify(pub, digest, sig)
-
-
 def _check_credential(cred, isig, keyring, now, cache):
     """(cred tuple, cred hash) after the key ring lookup and the issuer signature (or a cache
     hit). Raises _Reject(reason)."""
@@ -208,7 +196,7 @@ def _check_credential(cred, isig, keyring, now, cache):
         raise _Reject(reason)
     if hit is not None and hit[2] == key.public_key:
         return t, cred_hash
-    if not _verify_issuer(key, cred_hash, isig):
+    if not keyring.verify(key, cred_hash, isig):
         raise _Reject(reasons.BAD_ISSUER_SIG)
     if cache is not None:
         cache.put(cred_hash, isig, key.public_key, t)
@@ -263,7 +251,7 @@ def verify_qr(text, keyring, now, cache=None):
         t, cred_hash = _check_credential(cred, isig, keyring, now, cache)
         time, counter = parse_dynamic(dyn)
         digest = _rider_digest(TAG_QR, cred_hash, isig, None, dyn)
-        if not _verify_rider(t[3], digest, rsig, recid):
+        if not p256.verify_recoverable(t[3], digest, rsig, recid):
             raise _Reject(reasons.BAD_RIDER_SIG)
         return reasons.OK, RideToken("qr", t, cred_hash, time, counter, raw)
     except _Reject as e:
@@ -327,13 +315,20 @@ def read_nfc(exchange, keyring, reader_id, now, rand16, cache=None):
             raise _Reject(reasons.MALFORMED)
         blob = bytearray(total)
         off = 0
+        reads = 0
         while off < total:
+            # a device may answer with fewer bytes than asked (small buffers): go on from there,
+            # but a device that dribbles is cut off
+            reads += 1
+            if reads > MAX_READS:
+                raise _Reject(reasons.NFC_FAILED)
             want = min(READ_CHUNK, total - off)
             part = _transceive(exchange, apdu_read(off, want))
-            if len(part) != want:
+            n = len(part)
+            if n == 0 or n > want:
                 raise _Reject(reasons.NFC_FAILED)
-            blob[off:off + want] = part
-            off += want
+            blob[off:off + n] = part
+            off += n
         answer = _transceive(exchange, apdu_challenge(challenge))
 
         a = cbor.decode(blob, max_depth=1, max_items=3, max_len=MAX_BLOB)
@@ -349,7 +344,7 @@ def read_nfc(exchange, keyring, reader_id, now, rand16, cache=None):
         t, cred_hash = _check_credential(cred, isig, keyring, now, cache)
         _, counter = parse_dynamic(dyn)
         digest = _rider_digest(TAG_NFC, cred_hash, isig, challenge, dyn)
-        if not _verify_rider(t[3], digest, rsig, recid):
+        if not p256.verify_recoverable(t[3], digest, rsig, recid):
             raise _Reject(reasons.BAD_RIDER_SIG)
         raw = cbor.encode([cred, isig, dyn, rsig, recid, challenge])
         return reasons.OK, RideToken("nfc", t, cred_hash, now, counter, raw)
