@@ -57,7 +57,7 @@ class ChainError(ValueError):
     """A record list whose hash chain or sequence does not follow on; `index` is the first bad one."""
 
     def __init__(self, index, why):
-        ValueError.__init__(self, "record %d: %s" % (index, why))
+        super().__init__("record %d: %s" % (index, why))
         self.index = index
 
 
