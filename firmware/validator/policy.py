@@ -174,6 +174,16 @@ class Policy:
                 ok = False
         return ok
 
+    def maintain(self, now):
+        """Call when the reader is idle: writes the counters' snapshot when it is due, so that taps
+        rarely wait for one."""
+        return self.state.maintain(now)
+
+    def checkpoint(self, now=None):
+        """Write every counter to the snapshot now. The app calls it before the trip log frees
+        acknowledged records, since recover() can only replay records the log still has."""
+        self.state.snapshot(now)
+
     def recover(self, records):
         """Count accepted rides from the trip log that the counters do not have yet (a power cut
         between the log append and commit). `records`: iterable of (seq, record dict as in

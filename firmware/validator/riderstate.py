@@ -3,18 +3,24 @@
 #                   time, valid-until (for pruning)
 #   per account:    last accepted time (pass-back), last paid time (free transfer)
 #
-# In RAM each table is one preallocated bytearray of fixed-width records sorted by key (binary
-# search, no per-entry objects: 36 bytes a credential, 16 an account), so the heap cost is fixed by
-# the caps. On flash: a snapshot (`riders.snap`, replaced atomically) plus an append-only journal
-# (`riders.jnl`) of 64-byte after-images, one per accepted tap, flushed before record_ride returns.
-# Every `snapshot_every` taps the tables go to a new snapshot and the journal restarts. Loading
-# reads the snapshot and replays the journal; a journal left from an older snapshot generation is
-# ignored (its taps are in the snapshot), a torn last record is dropped (validator.policy.recover
-# takes that tap back from the trip log, which is written first).
+# RAM: two validator.ridertable tables (fixed-width records in preallocated bytearrays: 36 bytes a
+# credential, 16 an account), so the heap cost is fixed by the caps.
+#
+# Flash (littlefs): a snapshot `riders.snap` (replaced atomically: temp file + rename) and a
+# journal of after-images, one small file per accepted tap in slots `rj00`, `rj01`, ... Each slot
+# file is 68 bytes, which littlefs keeps inline in the directory's metadata log: rewriting it
+# costs about 150 programmed bytes and rarely an erase, where a flushed append to a growing file
+# rewrites a whole 4 KiB block every tap. A slot carries the snapshot generation it continues and
+# its index; loading reads the snapshot, then the slots of that generation in order up to the
+# first missing, stale or damaged one. When the slots are used up (or earlier, from maintain()
+# when the reader is idle) the tables go to a new snapshot, which makes every slot stale at once.
 #
 # Bounds: entries of expired credentials and accounts past their windows are pruned at each
 # snapshot; when a table is full, the quarter used least recently (oldest last accepted time) is
-# dropped, deterministically, so a replay of the journal rebuilds exactly the same tables.
+# dropped, deterministically, so replaying the journal rebuilds exactly the same tables.
+#
+# A tap whose trip record is on flash but whose slot is not (power cut between the two) comes back
+# through validator.policy.recover from the trip log; `log_seq` says how far the counters go.
 import hashlib
 import os
 import struct
@@ -27,8 +33,9 @@ CRED_VAL = "<QQIII"            # counter, amount, last accepted, rides, valid_un
 CRED_LAST = 16                 # offset of `last` in the value
 ACCT_VAL = "<II"               # last accepted, last paid (0 = never)
 ACCT_LAST = 0
-J_REC = 64                     # journal record: kind 1 | seq 4 | ckey 8 | cval 28 | akey 8 | aval 8
-J_BODY = 60                    #                 | pad 3 | sha256[:4]
+J_HEAD = "<BIHI"               # journal slot: kind 1, generation, index, log seq
+J_BODY = 64                    # head 11 | ckey 8 | cval 28 | akey 8 | aval 8 | pad 1
+J_REC = 68                     # body + sha256(body)[:4]
 SNAP_HEAD = "<4sIIIII"         # magic, generation, log_seq, n_creds, n_accounts, evictions
 SNAP_MAGIC = b"FRS1"
 
@@ -44,23 +51,23 @@ def account_key(account):
 
 
 class RiderState:
-    def __init__(self, directory, max_credentials=400, max_accounts=200, snapshot_every=64):
+    def __init__(self, directory, max_credentials=400, max_accounts=200, journal_slots=32):
         self.dir = directory
         self.snap_path = directory + "/riders.snap"
-        self.jnl_path = directory + "/riders.jnl"
         self.creds = ridertable.Table(CRED_VAL, max_credentials, CRED_LAST)
         self.accounts = ridertable.Table(ACCT_VAL, max_accounts, ACCT_LAST)
-        self.snapshot_every = snapshot_every
+        self.slots = journal_slots
         # How long entries outlive their use (seconds); the policy sets them from its config.
         self.account_keep = 3600      # after the account's last accepted ride
         self.cred_keep = 3600         # after the credential's valid_until
         self.gen = 0
         self.log_seq = 0              # highest trip-log sequence number whose tap is counted here
         self.evictions = 0
-        self.jcount = 0               # records in the current journal
+        self.jcount = 0               # slots used in the current generation
         self.load_status = "empty"    # "empty", "ok", "corrupt" (snapshot unreadable: started empty)
         self.write_errors = 0
-        self._jf = None
+        self.snapshots = 0
+        self._need_snapshot = False   # a slot write failed: RAM is ahead of flash
         self._load()
 
     # --- lookups ---
@@ -76,8 +83,9 @@ class RiderState:
     # --- updates ---
 
     def record_ride(self, cred_id, account, counter, now, fare, valid_until, seq=0):
-        """Count one accepted ride and journal it. Returns True when it is durable on flash,
-        False if the flash write failed (the RAM tables are updated anyway)."""
+        """Count one accepted ride and write it to flash. Returns True when it is durable, False
+        if the flash write failed (the RAM tables are updated anyway; the next write is a full
+        snapshot)."""
         ck = cred_key(cred_id)
         ak = account_key(account)
         c = self.creds.get(ck)
@@ -90,20 +98,37 @@ class RiderState:
         self.evictions += self.creds.put(ck, cval) + self.accounts.put(ak, aval)
         if seq > self.log_seq:
             self.log_seq = seq
-        body = (b"\x01" + struct.pack("<I", seq) + ck + struct.pack(CRED_VAL, *cval) + ak
-                + struct.pack(ACCT_VAL, *aval) + b"\0\0\0")
         try:
-            self._append(body)
-            self.jcount += 1
-            if self.jcount >= self.snapshot_every:
+            if self._need_snapshot or self.jcount >= self.slots:
                 self.snapshot(now)
+            else:
+                body = (struct.pack(J_HEAD, 1, self.gen, self.jcount, seq) + ck
+                        + struct.pack(CRED_VAL, *cval) + ak + struct.pack(ACCT_VAL, *aval) + b"\0")
+                with open(self._slot(self.jcount), "wb") as f:
+                    f.write(body + hashlib.sha256(body).digest()[:4])
+                self.jcount += 1
             return True
         except OSError:
             self.write_errors += 1
+            self._need_snapshot = True
+            return False
+
+    def maintain(self, now):
+        """Idle-time work: write a snapshot once half the journal slots are used, so that taps
+        rarely pay for one. Returns True if it wrote."""
+        if self.jcount < self.slots // 2 and not self._need_snapshot:
+            return False
+        try:
+            self.snapshot(now)
+            return True
+        except OSError:
+            self.write_errors += 1
+            self._need_snapshot = True
             return False
 
     def snapshot(self, now=None):
-        """Prune (if `now` is given), write all tables to a new snapshot, restart the journal."""
+        """Prune (if `now` is given) and write all tables to a new snapshot generation, which
+        makes every journal slot stale. Raises OSError if the flash fails."""
         if now is not None:
             ck = self.cred_keep
             ak = self.account_keep
@@ -120,40 +145,25 @@ class RiderState:
                 f.write(part)
                 h.update(part)
             f.write(h.digest()[:8])
-            f.flush()
         os.rename(tmp, self.snap_path)
         self.gen = gen
-        self._new_journal()
+        self.jcount = 0
+        self.snapshots += 1
+        self._need_snapshot = False
 
     def close(self):
-        if self._jf is not None:
-            try:
-                self._jf.close()
-            except OSError:
-                pass
-            self._jf = None
+        pass  # every write is complete when it returns; nothing is held open
 
     def stats(self):
         return {"credentials": self.creds.n, "accounts": self.accounts.n,
                 "evictions": self.evictions, "generation": self.gen, "journal": self.jcount,
                 "log_seq": self.log_seq, "load": self.load_status,
-                "write_errors": self.write_errors}
+                "write_errors": self.write_errors, "snapshots": self.snapshots}
 
     # --- flash ---
 
-    def _append(self, body):
-        if self._jf is None:
-            self._jf = open(self.jnl_path, "ab")
-        self._jf.write(body + hashlib.sha256(body).digest()[:4])
-        self._jf.flush()
-
-    def _new_journal(self):
-        self.close()
-        self._jf = open(self.jnl_path, "wb")
-        body = b"\x02" + struct.pack("<I", self.gen) + bytes(J_BODY - 5)
-        self._jf.write(body + hashlib.sha256(body).digest()[:4])
-        self._jf.flush()
-        self.jcount = 0
+    def _slot(self, i):
+        return "%s/rj%02d" % (self.dir, i)
 
     def _load(self):
         try:
@@ -162,60 +172,70 @@ class RiderState:
             f = None
         if f is not None:
             try:
-                if not self._read_snapshot(f):
-                    self.load_status = "corrupt"
-                    self.creds.n = self.accounts.n = 0
-                    self.gen = self.log_seq = self.evictions = 0
+                ok = self._read_snapshot(f)
+            except OSError:
+                ok = False
             finally:
                 f.close()
-        # The journal continues the snapshot only if it carries the snapshot's generation.
-        good_head = False
-        torn = False
-        try:
-            with open(self.jnl_path, "rb") as f:
-                rec = bytearray(J_REC)
-                while True:
+            if not ok:
+                self.load_status = "corrupt"
+                self.creds.n = self.accounts.n = 0
+                self.gen = self.log_seq = self.evictions = 0
+                # Continue above every generation a slot still carries, so no old slot replays.
+                self.gen = self._max_slot_gen()
+                self._need_snapshot = True
+        rec = bytearray(J_REC)
+        for i in range(self.slots):
+            if self._need_snapshot:
+                break
+            try:
+                with open(self._slot(i), "rb") as f:
                     n = f.readinto(rec)
-                    if n == 0:
-                        break
-                    if n != J_REC or hashlib.sha256(rec[:J_BODY]).digest()[:4] != rec[J_BODY:]:
-                        torn = True
-                        break
-                    if not good_head:
-                        if rec[0] != 2 or struct.unpack_from("<I", rec, 1)[0] != self.gen:
-                            break
-                        good_head = True
-                        continue
-                    if rec[0] != 1:
-                        torn = True
-                        break
-                    self._replay(rec)
-        except OSError:
-            pass
+            except OSError:
+                break
+            if n != J_REC or hashlib.sha256(rec[:J_BODY]).digest()[:4] != rec[J_BODY:]:
+                # Damaged: a later slot may still hold this generation, so the next write
+                # starts a new generation rather than continue after the damage.
+                self._need_snapshot = True
+                break
+            kind, gen, idx, seq = struct.unpack_from(J_HEAD, rec, 0)
+            if gen != self.gen:
+                break  # the end of the journal: slots of older generations are stale
+            if kind != 1 or idx != i:
+                self._need_snapshot = True
+                break
+            self._replay(rec, seq)
+            self.jcount = i + 1
         if self.load_status == "empty" and self.jcount:
             self.load_status = "ok"
-        try:
-            if torn and good_head:
-                self.snapshot()       # keep what was read; never append after a torn record
-            elif not good_head:
-                self._new_journal()   # journal missing or from an older generation
-        except OSError:
-            self.write_errors += 1
+
+    def _max_slot_gen(self):
+        top = 0
+        for i in range(self.slots):
+            try:
+                with open(self._slot(i), "rb") as f:
+                    head = f.read(7)
+            except OSError:
+                continue
+            if len(head) == 7:
+                top = max(top, struct.unpack_from("<I", head, 1)[0])
+        return top
 
     def _read_snapshot(self, f):
-        head = f.read(struct.calcsize(SNAP_HEAD))
-        if len(head) != struct.calcsize(SNAP_HEAD):
+        hs = struct.calcsize(SNAP_HEAD)
+        head = f.read(hs)
+        if len(head) != hs:
             return False
         magic, gen, log_seq, nc, na, ev = struct.unpack(SNAP_HEAD, head)
         if magic != SNAP_MAGIC:
             return False
         h = hashlib.sha256(head)
+        self.evictions = ev
         ok = self._read_table(f, self.creds, nc, h) and self._read_table(f, self.accounts, na, h)
         if not ok or f.read(9) != h.digest()[:8]:
             return False
         self.gen = gen
         self.log_seq = log_seq
-        self.evictions = ev
         self.load_status = "ok"
         return True
 
@@ -228,18 +248,36 @@ class RiderState:
             h.update(mv)
             t.n = n
             return True
-        # More entries than this build's cap (the cap was lowered): insert one by one, evicting.
+        # More entries than this build's cap (the cap was lowered): keep the `cap` used most
+        # recently. First pass: hash and collect the last-used times; second: insert those.
+        start = f.tell()
         rec = bytearray(t.r)
+        lasts = []
         for _ in range(n):
             if f.readinto(rec) != t.r:
                 return False
             h.update(rec)
-            self.evictions += t.put_raw(bytes(rec[:KEY]), bytes(rec[KEY:]))
+            lasts.append(struct.unpack_from("<I", rec, t.last_off)[0])
+        lasts.sort()
+        cut = lasts[n - t.cap]
+        ties = sum(1 for x in lasts[n - t.cap:] if x == cut)  # entries at `cut` we may keep
+        lasts = None
+        end = f.tell()
+        f.seek(start)
+        for _ in range(n):
+            f.readinto(rec)
+            last = struct.unpack_from("<I", rec, t.last_off)[0]
+            if last < cut or (last == cut and ties == 0):
+                continue
+            if last == cut:
+                ties -= 1
+            t.put_raw(bytes(rec[:KEY]), bytes(rec[KEY:]))
+        self.evictions += n - t.n
+        f.seek(end)
         return True
 
-    def _replay(self, rec):
-        seq = struct.unpack_from("<I", rec, 1)[0]
-        o = 5
+    def _replay(self, rec, seq):
+        o = struct.calcsize(J_HEAD)
         ck = bytes(rec[o:o + KEY])
         o += KEY
         cval = bytes(rec[o:o + self.creds.vlen])
@@ -250,4 +288,3 @@ class RiderState:
         self.evictions += self.creds.put_raw(ck, cval) + self.accounts.put_raw(ak, aval)
         if seq > self.log_seq:
             self.log_seq = seq
-        self.jcount += 1

@@ -78,7 +78,7 @@ def test_same_tap_read_again_within_window_is_green_without_charge_or_record():
     for dt in (0, 1, 5):
         check(r.tap(tok, T0 + dt), R.ALREADY_VALIDATED, accepted=True, fare=0, record=False)
     check(r.tap(tok, T0 + 6), R.DUPLICATED, fare=0, record=True)
-    assert len(r.log) == 2
+    assert r.seq == 2  # trip records written
     assert r.state.credential(tok.cred_id)[3] == 1  # one ride counted
     r.close()
     r = rig(repeat_window=0)
@@ -251,7 +251,7 @@ def test_a_rejected_code_held_in_front_of_the_scanner_is_logged_once_per_window(
     check(r.tap(stale, T0), R.CODE_EXPIRED, record=True)
     check(r.tap(stale, T0 + 5), R.CODE_EXPIRED, record=False)
     check(r.tap(stale, T0 + 6), R.CODE_EXPIRED, record=True)
-    assert len(r.log) == 2
+    assert r.seq == 2  # trip records written
     r.close()
 
 

@@ -79,7 +79,7 @@ class Rig:
     reboots (a battery RTC), so the clock stays set."""
 
     def __init__(self, cfg=None, denylist=None, blocks=48, mount="/p", rtc=True,
-                 max_credentials=64, max_accounts=32, snapshot_every=64, set_clock=True):
+                 max_credentials=64, max_accounts=32, journal_slots=32, set_clock=True):
         import flashdev
         self.flashdev = flashdev
         self.dev = flashdev.FlashDev(blocks)
@@ -89,7 +89,7 @@ class Rig:
         self.cfg = cfg if cfg is not None else make_config()
         self.dl = denylist if denylist is not None else DenyList()
         self.rtc = rtc
-        self.caps = (max_credentials, max_accounts, snapshot_every)
+        self.caps = (max_credentials, max_accounts, journal_slots)
         self.seq = 0
         self.log = []
         self.start()
@@ -107,12 +107,24 @@ class Rig:
             self.src.t = t
         d = self.policy.decide(token, self.clock.now())
         if d.record:
-            self.seq += 1
-            self.log.append((self.seq, d.trip_record()))
+            self.log_append(d)
             self.policy.commit(d, self.seq)
         else:
             self.policy.commit(d)
         return d
+
+    def log_append(self, d):
+        # The trip log stand-in keeps what recover() reads, compactly (the heap is small).
+        self.seq += 1
+        if d.accepted:
+            t = d.token
+            self.log.append((self.seq, t.cred_id, t.account, t.counter, d.time, d.fare))
+
+    def records(self):
+        """The log as validator.policy.recover takes it: (seq, trip record dict)."""
+        for seq, c, a, n, t, fare in self.log:
+            yield seq, {"decision": 1, "reason": 0, "cred_id": c, "account": a, "counter": n,
+                        "time": t, "fare": fare}
 
     def reboot(self):
         self.state.close()
@@ -125,3 +137,5 @@ class Rig:
         self.state.close()
         self.flashdev.umount(self.mnt)
         self.dev.close()
+        self.state = self.policy = self.clock = self.log = None
+        gc.collect()
