@@ -12,6 +12,7 @@ Python API (tests and the simulator):
     keyring.json                           every issuer key: id, public key, validity, status
 Private keys are created with mode 0600 and never overwritten.
 """
+import hashlib
 import json
 import os
 import secrets
@@ -70,9 +71,30 @@ class Issuer:
                 "valid_until": valid_until, "status": status}
 
 
-def export_keyring(entries, operator_key, operator_key_id, version, created=None):
-    """Signed envelope (kind KEYRING) of the key ring body made from `entries` (dicts with key_id,
-    public_key, valid_from, valid_until, status)."""
+def write_tables(entries, directory):
+    """Fixed-base table files "<key id>.p2t" in `directory` for the active keys of `entries`;
+    returns the entries with each table's SHA-256 (table_digest), for the signed ring."""
+    from host_tools import p256tables
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for e in entries:
+        e = dict(e)
+        if e["status"] == ACTIVE:
+            blob = p256tables.table_bytes(e["public_key"])
+            (directory / ("%d%s" % (e["key_id"], fw_keyring.TABLE_SUFFIX))).write_bytes(blob)
+            e["table_digest"] = hashlib.sha256(blob).digest()
+        out.append(e)
+    return out
+
+
+def export_keyring(entries, operator_key, operator_key_id, version, created=None,
+                   tables_dir=None):
+    """Signed envelope (kind KEYRING) of the key ring made from `entries` (dicts with key_id,
+    public_key, valid_from, valid_until, status). With `tables_dir`, also the active keys'
+    fixed-base table files, whose SHA-256 the signed ring then carries."""
+    if tables_dir is not None:
+        entries = write_tables(entries, tables_dir)
     body = tokenformat.keyring_body(entries)
     return signedfile.seal(sf.KEYRING, version, body, operator_key, operator_key_id, created)
 
@@ -160,13 +182,20 @@ class IssuerStore:
             key_id = max(live, key=lambda e: e["valid_from"])["key_id"]
         return Issuer(read_private_key(self.keys_dir / ("%d.pem" % key_id)), key_id)
 
-    def export_keyring(self, path=None, version=None, created=None):
+    def export_keyring(self, path=None, version=None, created=None, tables_dir=None,
+                       tables_module=None):
         """Write (and return) the signed key ring envelope; the version goes up by one each time
-        unless given."""
+        unless given. `tables_dir`: also write table files for the readers' table directory;
+        `tables_module`: also write a table module for a frozen firmware build."""
         ring = self._load_ring()
         version = ring["version"] + 1 if version is None else version
         op, op_kid = self.operator()
-        data = export_keyring(self.entries(), op, op_kid, version, created)
+        data = export_keyring(self.entries(), op, op_kid, version, created, tables_dir)
+        if tables_module is not None:
+            from host_tools import p256tables
+            live = [(e["key_id"], e["public_key"]) for e in self.entries()
+                    if e["status"] == ACTIVE]
+            Path(tables_module).write_text(p256tables.issuer_table_module(live))
         ring["version"] = version
         self._save_ring(ring)
         if path is not None:
@@ -206,7 +235,8 @@ def _cmd_list(args):
 
 
 def _cmd_export(args):
-    data = _store(args).export_keyring(args.out, args.version)
+    data = _store(args).export_keyring(args.out, args.version, tables_dir=args.tables,
+                                       tables_module=args.tables_module)
     h, _ = signedfile.unseal(data)
     print("key ring version %d written to %s (%d bytes)" % (h.version, args.out, len(data)))
 
@@ -283,6 +313,13 @@ def add_commands(sub):
                      "status) in the signed envelope (kind KEYRING), signed by the operator key.")
     q.add_argument("--out", default="keyring.fvs", help="output file (default keyring.fvs)")
     q.add_argument("--version", type=int, help="key ring version (default: previous + 1)")
+    q.add_argument("--tables", metavar="DIR",
+                   help="also write fixed-base table files (<key id>.p2t) of the active keys "
+                   "into DIR, for the readers' table directory; the signed ring carries their "
+                   "SHA-256")
+    q.add_argument("--tables-module", metavar="FILE",
+                   help="also write the active keys' tables as a Python module of constants "
+                   "(TABLES = {key id: blob}) for a frozen firmware build")
     q.set_defaults(func=_cmd_export)
 
     q = s.add_parser("issue", help="issue a credential to a rider key",

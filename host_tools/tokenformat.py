@@ -101,11 +101,13 @@ def parse_challenge(challenge):
 
 
 def keyring_body(entries):
-    """Key ring body: `entries` are dicts or objects with key_id, public_key, valid_from,
-    valid_until, status."""
+    """Key ring body: `entries` are dicts with key_id, public_key, valid_from, valid_until,
+    status and optionally table_digest (SHA-256 of the key's table file)."""
     out = []
     for e in entries:
-        g = e.get if isinstance(e, dict) else (lambda k, e=e: getattr(e, k))
-        out.append({1: g("key_id"), 2: bytes(g("public_key")), 3: g("valid_from"),
-                    4: g("valid_until"), 5: g("status")})
+        m = {1: e["key_id"], 2: bytes(e["public_key"]), 3: e["valid_from"],
+             4: e["valid_until"], 5: e["status"]}
+        if e.get("table_digest") is not None:
+            m[6] = bytes(e["table_digest"])
+        out.append(m)
     return encode({1: fw_keyring.FORMAT, 2: out})

@@ -13,11 +13,14 @@
 #
 # Issuer signatures verify faster with a fixed-base table of the key (validator.p256.FixedBase).
 # A table must come from a trusted place, since a wrong table would accept forged signatures:
-# a frozen module of constants built with the firmware (`tables` = {key id: blob}), a table file
-# whose SHA-256 the signed ring gives (`tables` = directory of "<key id>.p2t" files), or a small
-# table the reader computes itself in RAM (for at most RAM_TABLES keys, on first use or in
-# prepare()). Beyond that, the key is verified without a table.
+# - a frozen module of constants built with the firmware (`tables` = {key id: blob});
+# - the reader's own table directory (`tables` = a path), files "<key id>.p2t" written by
+#   build_tables() or by deployment, never by the depot sync; when the signed ring gives a
+#   table's SHA-256 (key 6), the file must match it;
+# - a small table the reader computes in RAM (about 5 KB) for at most RAM_TABLES keys, on first use or
+#   in prepare(). Beyond that, a key is verified without a table (slower, still correct).
 import hashlib
+import os
 
 from validator import cbor, p256, reasons, signedfile
 
@@ -26,7 +29,7 @@ ACTIVE = 0
 RETIRED = 1
 MAX_KEYS = 256
 MAX_BODY = 32768
-RAM_TABLES = 4
+RAM_TABLES = 2          # RAM tables at most (about 5 KB each)
 TABLE_SUFFIX = ".p2t"
 
 
@@ -62,7 +65,8 @@ def parse_body(body):
         m = cbor.decode(body, max_depth=3, max_items=3 + 13 * MAX_KEYS, max_len=MAX_BODY)
     except cbor.CBORError:
         raise KeyRingError(signedfile.MALFORMED)
-    if type(m) is not dict or m.get(1) != FORMAT or type(m.get(2)) is not list or len(m) != 2:
+    if (type(m) is not dict or m.get(1) != FORMAT or type(m.get(2)) is not list or len(m) != 2
+            or len(m[2]) > MAX_KEYS):
         raise KeyRingError(signedfile.MALFORMED)
     keys = []
     seen = set()
@@ -80,6 +84,10 @@ def parse_body(body):
         seen.add(kid)
         keys.append(IssuerKey(kid, pub, vf, vu, st, td))
     return keys
+
+
+def table_path(directory, key_id):
+    return "%s/%d%s" % (directory, key_id, TABLE_SUFFIX)
 
 
 def _file_sha256(path):
@@ -110,10 +118,11 @@ class KeyRing:
         for k in self._keys.values():
             if isinstance(tables, dict):
                 k.table = tables.get(k.key_id)
-            elif k.table_digest is not None:
-                path = "%s/%d%s" % (tables, k.key_id, TABLE_SUFFIX)
+            else:
+                path = table_path(tables, k.key_id)
                 try:
-                    if _file_sha256(path) == k.table_digest:
+                    if k.table_digest is None or _file_sha256(path) == k.table_digest:
+                        os.stat(path)
                         k.table = path
                 except OSError:
                     pass
@@ -165,17 +174,23 @@ class KeyRing:
 
     def _fixed(self, k):
         if k.fixed is None and not k.no_fixed:
-            src = k.table
-            if src is None and self._ram_tables >= RAM_TABLES:
+            if k.table is not None:
+                try:
+                    k.fixed = p256.FixedBase(k.public_key, k.table)
+                    return k.fixed
+                except (ValueError, OSError):   # a damaged table: do without it
+                    k.table = None
+            if self._ram_tables >= RAM_TABLES:
                 return None
             try:
-                k.fixed = p256.FixedBase(k.public_key, src)
-            except (ValueError, OSError):   # a damaged table: do without
-                k.table = None
+                k.fixed = p256.FixedBase(k.public_key, None)
+            except ValueError:                  # not a P-256 point: verifies nothing
                 k.no_fixed = True
                 return None
-            if src is None:
-                self._ram_tables += 1
+            except MemoryError:                 # no room: no more RAM tables
+                self._ram_tables = RAM_TABLES
+                return None
+            self._ram_tables += 1
         return k.fixed
 
     def prepare(self, now):
@@ -184,6 +199,29 @@ class KeyRing:
         for k in self._keys.values():
             if self.lookup(k.key_id, now)[0] == reasons.OK:
                 self._fixed(k)
+
+    def build_tables(self, directory, now=None):
+        """Compute a table file in `directory` (the reader's own) for each active key that has
+        no table yet and is not expired at `now`; the keys use them from then on. Slow on an
+        ESP32 (seconds per key): run it when a key ring is installed, not during taps.
+        Returns the key ids built."""
+        built = []
+        for k in self._keys.values():
+            if k.table is not None or k.status != ACTIVE or (now is not None
+                                                            and now > k.valid_until):
+                continue
+            if p256.decode_point(k.public_key) is None:
+                continue
+            path = table_path(directory, k.key_id)
+            tmp = path + ".tmp"
+            p256.build_table(k.public_key, tmp)
+            os.rename(tmp, path)
+            if k.fixed is not None:     # it had a RAM table until now
+                k.fixed = None
+                self._ram_tables -= 1
+            k.table = path
+            built.append(k.key_id)
+        return built
 
     def verify(self, key, digest, signature):
         """ECDSA check of an issuer signature by `key` (an IssuerKey of this ring)."""

@@ -258,6 +258,8 @@ def verify_qr(text, keyring, now, cache=None):
         return e.args[0], None
     except (cbor.CBORError, base45.Base45Error):
         return reasons.MALFORMED, None
+    except MemoryError:   # the reader's fault, not the rider's
+        return reasons.READER_ERROR, None
 
 
 # --- NFC: reader side of the exchange ---
@@ -352,3 +354,5 @@ def read_nfc(exchange, keyring, reader_id, now, rand16, cache=None):
         return e.args[0], None
     except cbor.CBORError:
         return reasons.MALFORMED, None
+    except MemoryError:
+        return reasons.READER_ERROR, None
