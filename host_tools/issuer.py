@@ -32,7 +32,8 @@ DAY = 86400
 
 
 def write_private_key(path, key):
-    """Write a PEM private key readable by its owner only (created 0600; refuses to overwrite)."""
+    """Write a PEM private key readable by its owner only (created 0600; refuses to overwrite
+    with FileExistsError)."""
     path = Path(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -210,7 +211,10 @@ def _store(args):
 
 
 def _cmd_init_operator(args):
-    info = _store(args).create_operator(args.key_id, args.valid_until)
+    try:
+        info = _store(args).create_operator(args.key_id, args.valid_until)
+    except FileExistsError:
+        raise SystemExit("%s already has an operator key (not overwritten)" % args.dir)
     print("operator key %d: %s" % (info["key_id"], info["public_key"]))
 
 
@@ -218,12 +222,18 @@ def _cmd_new_key(args):
     now = int(time.time())
     vf = now if args.valid_from is None else args.valid_from
     vu = vf + args.days * DAY if args.valid_until is None else args.valid_until
-    iss = _store(args).create_key(args.key_id, vf, vu)
+    try:
+        iss = _store(args).create_key(args.key_id, vf, vu)
+    except (ValueError, FileExistsError) as e:
+        raise SystemExit("cannot create issuer key %d: %s" % (args.key_id, e))
     print("issuer key %d: %s valid %d..%d" % (iss.key_id, iss.public_key.hex(), vf, vu))
 
 
 def _cmd_retire(args):
-    _store(args).retire(args.key_id)
+    try:
+        _store(args).retire(args.key_id)
+    except KeyError:
+        raise SystemExit("no issuer key %d" % args.key_id)
     print("issuer key %d retired (export the key ring to tell the readers)" % args.key_id)
 
 
@@ -250,7 +260,10 @@ def _cmd_issue(args):
     now = int(time.time())
     vf = now if args.valid_from is None else args.valid_from
     vu = vf + args.days * DAY if args.valid_until is None else args.valid_until
-    iss = _store(args).issuer(args.key_id, now=vf)
+    try:
+        iss = _store(args).issuer(args.key_id, now=vf)
+    except (LookupError, FileNotFoundError) as e:
+        raise SystemExit("no issuer key to sign with: %s" % e)
     blob = iss.issue(args.account, rider_pub, vf, vu, args.max_rides, args.max_amount,
                      args.product)
     Path(args.out).write_bytes(blob)
