@@ -1,0 +1,155 @@
+# The simulated board: the reader firmware on MicroPython's unix port.
+#
+# What stands in for the hardware (set through environment variables by host_tools/simreader.py):
+#   FV_FLASH, FV_FLASH_BLOCKS  littlefs image file (the ESP32's flash), mounted at /flash
+#   FV_QR, FV_NFC, FV_SYNC     pty paths for the QR scanner, PN532 and depot sync UARTs
+#   FV_RTC                     the battery-backed RTC's time at power-up (Unix seconds)
+#   FV_PROVISION               a directory whose files are copied to a blank flash (as deploy does)
+# The process's stdin/stdout is the bench: JSON lines in (set the RTC, ask for info, stop),
+# JSON lines out (one event per decision, feedback, boot). Feedback that a device shows on a
+# buzzer, LED and display is reported as events here.
+import json
+import os
+import select
+import sys
+import time
+
+import flashdev
+
+ROOT = "/flash"
+
+
+def _env(name, default=None):
+    v = os.getenv(name)
+    return v if v else default
+
+
+class SimRtc:
+    """A battery-backed RTC that moves only when the bench says so (deterministic runs)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def seconds(self):
+        return self.t
+
+    def set(self, t):
+        self.t = t
+
+
+class EventDisplay:
+    """Buzzer, LED and display of the simulated board: each feedback becomes an event line."""
+
+    def __init__(self, board):
+        self.board = board
+
+    def show(self, pattern, lines):
+        self.board.report({"ev": "feedback", "pattern": pattern, "lines": list(lines)})
+
+
+class Board:
+    name = "unix_sim"
+    root = ROOT
+
+    def __init__(self):
+        self.dev = flashdev.FlashDev(int(_env("FV_FLASH_BLOCKS", "1024")),
+                                     path=_env("FV_FLASH", "flash.img"))
+        flashdev.mount(self.dev, ROOT)
+        self._provision(_env("FV_PROVISION"))
+        self.rtc = SimRtc(int(_env("FV_RTC", "0")))
+        self.display = EventDisplay(self)
+        self.stopping = False
+        self.reset_requested = False
+        self._log_dev = None
+
+    def _provision(self, src):
+        """First boot of a blank reader: copy identity, key ring and configuration, as
+        `fare deploy` copies them to a device."""
+        if not src or "identity.cbor" in os.listdir(ROOT):
+            return
+        for name in os.listdir(src):
+            if name.startswith("."):
+                continue
+            with open(src + "/" + name, "rb") as f:
+                data = f.read()
+            with open(ROOT + "/" + name, "wb") as f:
+                f.write(data)
+
+    # -- the hardware the reader asks for ------------------------------------------------------
+
+    def uart(self, role):
+        """The UART for `role` ("qr", "nfc", "sync"), or None when not wired."""
+        path = _env("FV_" + role.upper())
+        if not path:
+            return None
+        import uart
+        return uart.PtyUart(path)
+
+    def log_device(self):
+        """The trip log's raw flash partition (its own image file, as an esp32.Partition)."""
+        if self._log_dev is None:
+            self._log_dev = flashdev.FlashDev(int(_env("FV_LOG_BLOCKS", "256")),
+                                              path=_env("FV_LOG_FLASH", "triplog.img"))
+        return self._log_dev
+
+    def time_source(self):
+        return self.rtc.seconds
+
+    def time_setter(self):
+        return self.rtc.set
+
+    def random(self, n):
+        return os.urandom(n)
+
+    def feed_watchdog(self):
+        pass
+
+    def report(self, event):
+        sys.stdout.write(json.dumps(event) + "\n")
+
+    def reset(self):
+        """A crash or a reboot: unmount and remount the flash, as a reboot would."""
+        flashdev.umount(ROOT)
+        self.dev = self.dev.revive()
+        flashdev.mount(self.dev, ROOT)
+        if self._log_dev is not None:
+            self._log_dev = self._log_dev.revive()
+
+    # -- the bench (stdin control channel) -------------------------------------------------
+
+    def tasks(self, reader):
+        return [self._bench(reader)]
+
+    async def _bench(self, reader):
+        import asyncio
+        stdin = open(0, "rb")
+        poller = select.poll()
+        poller.register(stdin, select.POLLIN)
+        while not self.stopping:
+            if not poller.poll(0):
+                await asyncio.sleep_ms(2)
+                continue
+            line = stdin.readline()  # the bench always writes whole lines
+            if not line:
+                self.stopping = True  # the bench went away: stop like a power-off
+                break
+            self._command(reader, line)
+
+    def _command(self, reader, line):
+        try:
+            cmd = json.loads(line)
+        except ValueError:
+            self.report({"ev": "error", "error": "bad bench command"})
+            return
+        c = cmd.get("cmd")
+        if c == "rtc":
+            self.rtc.set(int(cmd["t"]))
+            self.report({"ev": "rtc", "t": self.rtc.t})
+        elif c == "info":
+            ev = reader.info()
+            ev["ev"] = "info"
+            self.report(ev)
+        elif c == "stop":
+            self.stopping = True
+        else:
+            self.report({"ev": "error", "error": "unknown bench command %r" % c})

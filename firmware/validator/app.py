@@ -1,0 +1,381 @@
+# The reader: QR lines and NFC taps -> tokens (verify) -> policy (decide) -> trip log (durable)
+# -> policy commit (counters) -> feedback. One asyncio loop serves the QR scanner, the NFC front
+# end, the depot sync UART, the watchdog and whatever the board adds.
+#
+# The order of one tap is the money rule: the trip record is written and flushed before the
+# rider sees green; counters are committed after the record, and a record that cannot be written
+# turns the tap red (LOG_FULL / READER_ERROR) with nothing charged.
+import time
+
+from validator import cbor, reasons, tokens
+
+FIRMWARE_VERSION = "0.1.0"
+
+KIND_QR = "qr"
+KIND_NFC = "nfc"
+REJECT_REPEAT_S = 3      # a rejected code held in front of the scanner is logged once, not per read
+NFC_POLL_MS = 150        # how often the NFC front end looks for a phone or card
+QR_POLL_MS = 5
+SYNC_POLL_MS = 5
+
+
+class Result:
+    """What one tap came to: the decision, the record it wrote and how long deciding took."""
+
+    def __init__(self, kind, accepted, reason, fare=0, seq=None, us=0, account=None):
+        self.kind = kind
+        self.accepted = accepted
+        self.reason = reason
+        self.fare = fare
+        self.seq = seq
+        self.us = us
+        self.account = account
+
+    def event(self):
+        zh, en = reasons.message(self.reason)
+        return {"ev": "tap", "kind": self.kind, "accepted": self.accepted,
+                "reason": self.reason, "name": reasons.name(self.reason), "fare": self.fare,
+                "seq": self.seq, "us": self.us, "account": self.account, "zh": zh, "en": en}
+
+
+def load_identity(path):
+    """The reader's identity written once by provisioning (docs/design.md)."""
+    with open(path, "rb") as f:
+        ident = cbor.decode(f.read(), max_depth=3, max_items=64, max_len=2048)
+    ops = {}
+    for kid, pub, until in ident[2]:
+        ops[kid] = (pub, until)
+    return ident[1], ops, ident[3]
+
+
+def _exists(path):
+    try:
+        import os
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _mkdir(path):
+    import os
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass
+
+
+class Reader:
+    """Everything the reader knows, built from its flash: identity, clock, key ring,
+    configuration, deny list, rider counters and trip log. `board` gives the hardware
+    (docs/boards.md)."""
+
+    def __init__(self, board):
+        from validator import clock, config, denylist, keyring, policy, riderstate, triplog
+        self.board = board
+        root = board.root
+        self.root = root
+        self.reader_id, self.operator_keys, self.sync_key = load_identity(root + "/identity.cbor")
+        for d in ("/state", "/staging", "/tables"):
+            _mkdir(root + d)
+        self.staging_dir = root + "/staging"
+        self.clock = clock.Clock(board.time_source(), root + "/state",
+                                 setter=board.time_setter())
+        self.log = triplog.TripLog(board.log_device(), self.reader_id)
+        self.config = self._load_config()
+        self.keyring = self._load_keyring()
+        self.denylist = denylist.DenyList(root + "/deny")
+        self.state = riderstate.RiderState(root + "/state")
+        self.policy = policy.Policy(self.config, self.state, self.denylist, self.clock)
+        self.cache = tokens.CredCache()
+        self.counters = {"taps": 0, "accepted": 0, "rejected": 0, "repeats": 0, "errors": 0}
+        self._last_reject = None  # (raw, time) of the last rejected unreadable code
+        self.recovered = self._recover_counters()
+
+    # -- loading what the depot pushed -------------------------------------------------------
+
+    def _load_config(self):
+        from validator import config
+        path = self.root + "/config.fvs"
+        if _exists(path):
+            try:
+                return config.Config.load(path, self.operator_keys)
+            except config.ConfigError:
+                pass  # a file that no longer verifies (an operator key expired): defaults
+        return config.Config()
+
+    def _load_keyring(self):
+        from validator import keyring
+        path = self.root + "/keyring.fvs"
+        if _exists(path):
+            try:
+                return keyring.KeyRing.load(path, self.operator_keys, self.clock.now(),
+                                            tables=self.root + "/tables")
+            except keyring.KeyRingError:
+                pass
+        return keyring.KeyRing()
+
+    def _recover_counters(self):
+        """Count rides the log has but the counters missed (a cut between append and commit)."""
+        from validator import triplog
+        start = max(self.state.log_seq + 1, self.log.first_seq)
+        added = 0
+        while start <= self.log.last_seq:
+            raws = self.log.read(start, 4096)
+            if not raws:
+                break
+            recs = []
+            for raw in raws:
+                r = triplog.decode(raw)
+                recs.append((r["seq"], r))
+            added += self.policy.recover(recs)
+            start = recs[-1][0] + 1
+        return added
+
+    # -- one tap ----------------------------------------------------------------------------
+
+    def tap_qr(self, text):
+        t0 = time.ticks_us()
+        now = self.clock.now()
+        if now is None:
+            return self._finish(KIND_QR, reasons.SYNC_REQUIRED, None, now, t0, text)
+        reason, token = tokens.verify_qr(text, self.keyring, now, self.cache)
+        return self._finish(KIND_QR, reason, token, now, t0, text)
+
+    def tap_nfc(self, exchange):
+        t0 = time.ticks_us()
+        now = self.clock.now()
+        if now is None:
+            return self._finish(KIND_NFC, reasons.SYNC_REQUIRED, None, now, t0, b"")
+        reason, token = tokens.read_nfc(exchange, self.keyring, self.reader_id, now,
+                                        self.board.random(16), self.cache)
+        if reason == reasons.NFC_FAILED:  # the phone left: nothing to decide, nothing to log
+            return Result(KIND_NFC, False, reason, us=time.ticks_diff(time.ticks_us(), t0))
+        return self._finish(KIND_NFC, reason, token, now, t0, b"")
+
+    def _finish(self, kind, reason, token, now, t0, raw):
+        from validator import policy, triplog
+        cfg = self.config
+        if token is not None:
+            d = self.policy.decide(token, now)
+        else:
+            # Unreadable or unverifiable: logged once (a held phone is read many times a second).
+            again = self._last_reject is not None and self._last_reject[0] == raw \
+                and now is not None and 0 <= now - self._last_reject[1] <= REJECT_REPEAT_S
+            d = policy.Decision(False, reason, record=now is not None and not again,
+                                now=now, line=cfg.line, stop=cfg.stop)
+            if d.record:
+                self._last_reject = (raw, now)
+        seq = None
+        if d.record:
+            state = self.log.state
+            if state == "full":
+                if d.accepted:
+                    d = policy.Decision(False, reasons.LOG_FULL, record=False, token=token,
+                                        now=now, line=cfg.line, stop=cfg.stop)
+            else:
+                rec = d.trip_record()
+                if token is None:
+                    rec["kind"] = kind
+                try:
+                    seq = self.log.append(rec)  # durable before anyone sees green
+                except triplog.LogFull:
+                    d = policy.Decision(False, reasons.LOG_FULL, record=False, token=token,
+                                        now=now, line=cfg.line, stop=cfg.stop)
+                except (OSError, ValueError):
+                    self.counters["errors"] += 1
+                    d = policy.Decision(False, reasons.READER_ERROR, record=False, token=token,
+                                        now=now, line=cfg.line, stop=cfg.stop)
+        if seq is not None or not d.record:
+            self.policy.commit(d, seq or 0)
+        us = time.ticks_diff(time.ticks_us(), t0)
+        self.counters["taps"] += 1
+        if d.reason == reasons.ALREADY_VALIDATED:
+            self.counters["repeats"] += 1
+        elif d.accepted:
+            self.counters["accepted"] += 1
+        else:
+            self.counters["rejected"] += 1
+        return Result(kind, d.accepted, d.reason, d.fare if d.accepted else 0, seq, us,
+                      token.account if token is not None else None)
+
+    # -- what the depot sees and changes (validator.sync) -----------------------------------
+
+    def info(self):
+        log = self.log
+        dl = self.denylist
+        status, degraded = self.policy.reader_status(self.clock.now())
+        try:
+            import os
+            st = os.statvfs(self.root)
+            fs_free = st[0] * st[3]
+        except OSError:
+            fs_free = 0
+        return {"reader_id": self.reader_id, "firmware": FIRMWARE_VERSION,
+                "board": self.board.name, "time": self.clock.now(),
+                "synced_at": self.clock.synced_at, "log_first": log.first_seq,
+                "log_last": log.last_seq, "ack": log.ack_seq, "log_free": log.free_bytes,
+                "log_state": log.state, "fs_free": fs_free,
+                "deny_version": dl.version, "deny_count": dl.count, "deny_built": dl.built_at,
+                "keyring_version": self.keyring.version,
+                "config_version": self.config.version,
+                "status": reasons.name(status), "degraded": degraded,
+                "counters": self.counters}
+
+    def install(self, kind, version, path):
+        """Install a pushed signed file (verified here, swapped atomically). Returns a
+        validator.signedfile reason string."""
+        import os
+        from validator import config, keyring, signedfile
+        now = self.clock.now()
+        if kind in ("denylist", "denylist_delta"):
+            return self.denylist.install(path, self.operator_keys, now)
+        if kind == "config":
+            try:
+                cfg = config.Config.load(path, self.operator_keys, now)
+            except config.ConfigError as e:
+                return e.reason
+            if cfg.version <= self.config.version:
+                return signedfile.OLD_VERSION
+            os.rename(path, self.root + "/config.fvs")
+            self.config = cfg
+            self.policy.set_config(cfg)
+            return signedfile.OK
+        if kind == "keyring":
+            try:
+                ring = keyring.KeyRing.load(path, self.operator_keys, None)
+            except keyring.KeyRingError as e:
+                return e.args[0]
+            if ring.version <= self.keyring.version:
+                return signedfile.OLD_VERSION
+            os.rename(path, self.root + "/keyring.fvs")
+            self.keyring.close()
+            ring.build_tables(self.root + "/tables", now)
+            if now is not None:
+                ring.prepare(now)
+            self.keyring = ring
+            self.cache.clear()  # credentials verified under the old ring are checked again
+            return signedfile.OK
+        return signedfile.WRONG_KIND
+
+    def set_time(self, t, allow_backwards=False):
+        r = self.clock.set(t, allow_backwards)
+        if r == "OK" and not self.keyring.keys() == []:
+            self.keyring.prepare(t)
+        return r
+
+    def reboot(self):
+        self.board.reset_requested = True
+
+    def before_reclaim(self):
+        """The trip log is about to free acknowledged records: counters must not need them."""
+        self.policy.checkpoint(self.clock.now())
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+FEEDBACK = {True: "accept", False: "reject"}
+
+
+def show(board, result):
+    """Beep, light and display for a decision (the board renders the pattern)."""
+    pattern = "accept" if result.accepted else "reject"
+    if result.reason in (reasons.SYNC_REQUIRED, reasons.LOG_FULL, reasons.READER_ERROR):
+        pattern = "service"
+    zh, en = reasons.message(result.reason)
+    lines = [zh, en]
+    if result.accepted and result.fare:
+        lines.append("%d.%02d" % (result.fare // 100, result.fare % 100))
+    board.display.show(pattern, lines)
+
+
+def _done(reader, result):
+    show(reader.board, result)
+    reader.board.report(result.event())
+
+
+async def _qr_task(reader, scanner):
+    import asyncio
+    while True:
+        line = scanner.poll()
+        if line is None:
+            await asyncio.sleep_ms(QR_POLL_MS)
+            continue
+        _done(reader, reader.tap_qr(line))
+        await asyncio.sleep_ms(0)
+
+
+async def _nfc_task(reader, nfc):
+    import asyncio
+    present = None  # the target we already answered: wait until it leaves the field
+    while True:
+        await asyncio.sleep_ms(NFC_POLL_MS)
+        try:
+            target = nfc.poll()
+        except Exception:  # noqa: BLE001 -- a confused front end: start it again next round
+            nfc.begin()
+            continue
+        if target is None:
+            present = None
+            continue
+        if present is not None and target == present:
+            continue
+        result = reader.tap_nfc(nfc.exchange)
+        if result.reason == reasons.NFC_FAILED:
+            reader.board.report(result.event())
+            continue  # moved away before the end: try again if it comes back
+        present = target
+        _done(reader, result)
+
+
+async def _sync_task(reader, server):
+    import asyncio
+    while True:
+        busy = server.poll()
+        await asyncio.sleep_ms(0 if busy else SYNC_POLL_MS)
+
+
+async def _housekeeping(reader):
+    import asyncio
+    while True:
+        reader.board.feed_watchdog()
+        now = reader.clock.now()
+        if now is not None:
+            reader.policy.maintain(now)
+        await asyncio.sleep_ms(500)
+
+
+async def _main(reader, board):
+    import asyncio
+    from validator import sync
+    tasks = []
+    qr = board.qr_scanner()
+    if qr is not None:
+        tasks.append(asyncio.create_task(_qr_task(reader, qr)))
+    nfc = board.nfc_reader()
+    if nfc is not None:
+        tasks.append(asyncio.create_task(_nfc_task(reader, nfc)))
+    uart = board.uart("sync")
+    if uart is not None:
+        tasks.append(asyncio.create_task(_sync_task(reader, sync.SyncServer(uart, reader))))
+    tasks.append(asyncio.create_task(_housekeeping(reader)))
+    for coro in board.tasks(reader):
+        tasks.append(asyncio.create_task(coro))
+    board.report({"ev": "ready", "reader_id": reader.reader_id, "firmware": FIRMWARE_VERSION,
+                  "log_last": reader.log.last_seq, "recovered": reader.recovered})
+    status, _ = reader.policy.reader_status(reader.clock.now())
+    board.display.show("service" if status != reasons.OK else "idle", reasons.message(status))
+    while not board.stopping and not board.reset_requested:
+        await asyncio.sleep_ms(20)
+    for t in tasks:
+        t.cancel()
+
+
+def run(board):
+    """Build the reader from flash and serve until the board stops. Returns True when the depot
+    asked for a reboot."""
+    import asyncio
+    board.reset_requested = False
+    reader = Reader(board)
+    asyncio.run(_main(reader, board))
+    return board.reset_requested

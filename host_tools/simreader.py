@@ -1,0 +1,153 @@
+"""A simulated reader: the real firmware (firmware/main.py) on the MicroPython binary with the
+unix_sim board, its flash a littlefs image file, its UARTs ptys.
+
+The host drives it like a bench technician would: the QR scanner emulator types ride codes into
+the scanner pty, the PN532 emulator carries a phone or card on the NFC pty, the depot tool talks
+on the sync pty. The board's control channel (the process's stdin/stdout, one JSON object per
+line) sets the simulated RTC and reports what the rider sees: one `tap` event per decision, with
+the decision latency measured on the reader.
+
+Power cuts are real: the process is killed with SIGKILL, whatever it is doing, and a new process
+boots from the same flash image.
+"""
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
+MP_PATH = [ROOT / "firmware", ROOT / "boards" / "unix_sim"]
+DEFAULT_HEAP = "110k"
+FLASH_BLOCKS = 512   # 2 MiB littlefs, what an ESP32 with 4 MB flash leaves for files
+LOG_BLOCKS = 128     # 512 KiB raw partition for the trip log
+
+
+class ReaderDied(RuntimeError):
+    pass
+
+
+class SimReader:
+    """One simulated reader process. `workdir` holds its flash image and its event log."""
+
+    def __init__(self, workdir, heap=DEFAULT_HEAP, flash_blocks=FLASH_BLOCKS, log_blocks=LOG_BLOCKS, qr_port=None,
+                 nfc_port=None, sync_port=None, provision_dir=None, timeout=30.0):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.flash = self.workdir / "flash.img"
+        self.log_flash = self.workdir / "triplog.img"
+        self.log_blocks = log_blocks
+        self.rtc = 0
+        self.heap = heap
+        self.flash_blocks = flash_blocks
+        self.ports = {"qr": qr_port, "nfc": nfc_port, "sync": sync_port}
+        self.provision_dir = Path(provision_dir) if provision_dir else None
+        self.timeout = timeout
+        self.proc = None
+        self.events = queue.Queue()
+        self.boot_event = None
+        self.stderr_tail = []
+        self.boots = 0
+
+    # -- process --------------------------------------------------------------------------
+
+    def start(self):
+        env = dict(os.environ)
+        env["MICROPYPATH"] = ":".join(str(p) for p in MP_PATH) + ":.frozen"
+        env["FV_FLASH"] = str(self.flash)
+        env["FV_FLASH_BLOCKS"] = str(self.flash_blocks)
+        env["FV_LOG_FLASH"] = str(self.log_flash)
+        env["FV_LOG_BLOCKS"] = str(self.log_blocks)
+        env["FV_RTC"] = str(self.rtc)  # the battery-backed RTC kept its time through the cut
+        for name, port in self.ports.items():
+            if port:
+                env["FV_" + name.upper()] = str(port)
+        if self.provision_dir:
+            env["FV_PROVISION"] = str(self.provision_dir)
+        self.proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=" + self.heap, str(ROOT / "firmware" / "main.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, cwd=str(self.workdir), bufsize=0)
+        self.events = queue.Queue()
+        threading.Thread(target=self._read_events, args=(self.proc, self.events), daemon=True).start()
+        threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True).start()
+        self.boots += 1
+        self.boot_event = self.wait_event("ready")
+        return self.boot_event
+
+    def _read_events(self, proc, events):
+        for line in proc.stdout:
+            line = line.decode("utf-8", "replace").strip()
+            if not line.startswith("{"):
+                continue  # prints that are not events (tracebacks go to stderr)
+            try:
+                events.put(json.loads(line))
+            except ValueError:
+                continue
+        events.put({"ev": "exit"})
+
+    def _read_stderr(self, proc):
+        for line in proc.stderr:
+            self.stderr_tail.append(line.decode("utf-8", "replace"))
+            del self.stderr_tail[:-60]
+
+    def wait_event(self, kind, timeout=None):
+        """The next event of `kind`; other events in between are returned in order by
+        `drain()`-style callers only if they ask for them, so keep one kind per wait."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("reader sent no %r event in time; stderr:\n%s"
+                                   % (kind, "".join(self.stderr_tail[-30:])))
+            try:
+                ev = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if ev.get("ev") == "exit":
+                raise ReaderDied("reader exited (code %s); stderr:\n%s"
+                                 % (self.proc.poll(), "".join(self.stderr_tail[-30:])))
+            if ev.get("ev") == kind:
+                return ev
+
+    def command(self, cmd, reply, **args):
+        """Send a control command and wait for its reply event."""
+        args["cmd"] = cmd
+        self.proc.stdin.write((json.dumps(args) + "\n").encode())
+        self.proc.stdin.flush()
+        return self.wait_event(reply)
+
+    def set_rtc(self, t):
+        """Set the board's (battery-backed) RTC: the time the reader's clock reads from."""
+        self.rtc = int(t)
+        return self.command("rtc", "rtc", t=int(t))
+
+    def info(self):
+        return self.command("info", "info")
+
+    def power_cut(self):
+        """Cut the power: SIGKILL, whatever the reader is doing."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b'{"cmd": "stop"}\n')
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.power_cut()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
