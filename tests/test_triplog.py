@@ -166,7 +166,7 @@ class LogMachine(RuleBasedStateMachine):
     def _rec(self, n):
         return {"time": n, "decision": 1, "reason": 0, "kind": "qr", "raw": bytes([n % 256]) * n}
 
-    @rule(n=st.integers(0, 1500))
+    @rule(n=st.integers(0, tl.MAX_RAW))
     def append(self, n):
         try:
             seq = self.log.append(self._rec(n))

@@ -24,7 +24,7 @@ REC_FIXED = 67  # struct.calcsize(REC_FMT)
 CRC_SIZE = 4
 LINK_SIZE = 16
 CRED_SIZE = 16
-MAX_RAW = 2048
+MAX_RAW = 1024  # ride codes are at most 400 bytes (tokens.MAX_CODE), NFC transcripts about as much
 MIN_RECORD = REC_FIXED + CRC_SIZE
 MAX_RECORD = REC_FIXED + CRED_SIZE + MAX_RAW + CRC_SIZE
 FLAG_KEYED = 0x01  # the chain link is an HMAC under the reader's log key
@@ -77,6 +77,8 @@ def genesis(reader_id):
 
 
 def _check(v, top, name):
+    if v is True or v is False:  # a decision may come as a bool (not an int on MicroPython)
+        v = int(v)
     if not isinstance(v, int) or v < 0 or v > top:
         raise RecordError("trip record field %s out of range: %r" % (name, v))
     return v
@@ -110,7 +112,7 @@ def _encode(rec, seq, reader_id, prev_link, key):
     struct.pack_into(
         REC_FMT, buf, 0, REC_MARK, VERSION, n, _check(seq, _U32, "seq"),
         _check(reader_id, _U32, "reader_id"), _check(rec["time"], _U32, "time"),
-        _check(int(rec["decision"]), _U8, "decision"), _check(rec["reason"], _U8, "reason"),
+        _check(rec["decision"], _U8, "decision"), _check(rec["reason"], _U8, "reason"),
         KINDS.index(kind), FLAG_KEYED if key is not None else 0,
         _check(rec.get("account", 0), _U64, "account"), _check(rec.get("counter", 0), _U64, "counter"),
         _check(rec.get("fare", 0), _U32, "fare"), _check(rec.get("line", 0), _U32, "line"),

@@ -30,6 +30,9 @@ def test_append_then_read_returns_the_same_fields():
             assert d[k] == v, (s, k)
     link, seq = tl.verify_chain(tl.genesis(RID), got, prev_seq=0)
     assert seq == 20 and link == tl.link(got[-1])
+    rec = gen(21)
+    rec["decision"] = True  # as policy.Decision.accepted gives it
+    assert tl.decode(log.read(log.append(rec), 1000)[0])["decision"] == 1
     dev.close()
 
 
