@@ -24,6 +24,23 @@ def _env(name, default=None):
     return v if v else default
 
 
+def _copy_tree(src, dst):
+    for name, kind, *_ in os.ilistdir(src):
+        if name.startswith("."):
+            continue
+        if kind == 0x4000:  # a directory
+            try:
+                os.mkdir(dst + "/" + name)
+            except OSError:
+                pass
+            _copy_tree(src + "/" + name, dst + "/" + name)
+            continue
+        with open(src + "/" + name, "rb") as f:
+            data = f.read()
+        with open(dst + "/" + name, "wb") as f:
+            f.write(data)
+
+
 class SimRtc:
     """A battery-backed RTC that moves only when the bench says so (deterministic runs)."""
 
@@ -67,13 +84,7 @@ class Board:
         `fare deploy` copies them to a device."""
         if not src or "identity.cbor" in os.listdir(ROOT):
             return
-        for name in os.listdir(src):
-            if name.startswith("."):
-                continue
-            with open(src + "/" + name, "rb") as f:
-                data = f.read()
-            with open(ROOT + "/" + name, "wb") as f:
-                f.write(data)
+        _copy_tree(src, ROOT)
 
     # -- the hardware the reader asks for ------------------------------------------------------
 
