@@ -96,6 +96,22 @@ class Board:
         import uart
         return uart.PtyUart(path)
 
+    def qr_scanner(self):
+        u = self.uart("qr")
+        if u is None:
+            return None
+        from drivers import qrscanner
+        return qrscanner.QrScanner(u)
+
+    def nfc_reader(self):
+        u = self.uart("nfc")
+        if u is None:
+            return None
+        from drivers import pn532
+        nfc = pn532.PN532(u)
+        nfc.begin()
+        return nfc
+
     def log_device(self):
         """The trip log's raw flash partition (its own image file, as an esp32.Partition)."""
         if self._log_dev is None:

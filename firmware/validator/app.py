@@ -220,7 +220,16 @@ class Reader:
                 "keyring_version": self.keyring.version,
                 "config_version": self.config.version,
                 "status": reasons.name(status), "degraded": degraded,
-                "counters": self.counters}
+                "counters": self.counters, "heap": self.heap()}
+
+    def heap(self):
+        """Live heap of the reader's data after a collection: what is allocated less the code's
+        share (on the unix port the bytecode sits in the heap; a device keeps it frozen in
+        flash)."""
+        import gc
+        gc.collect()
+        code = getattr(self.board, "code_heap", 0)
+        return {"code": code, "work": gc.mem_alloc() - code, "free": gc.mem_free()}
 
     def install(self, kind, version, path):
         """Install a pushed signed file (verified here, swapped atomically). Returns a
