@@ -78,7 +78,7 @@ def run(erase_at_ack):
             log.ack(i - 20, erase=erase_at_ack)
     print("raw" if erase_at_ack else "rawlazy", TAPS, dev.erases, tap_erases, worst, dev.programs,
           dev.bytes_programmed, size // TAPS, stats(us))
-    return dev
+    dev.close()
 
 run(True)
 run(False)
@@ -110,6 +110,7 @@ e = dev.erases
 t = time.ticks_us()
 log.ack(log.last_seq)
 print("ackall", time.ticks_diff(time.ticks_us(), t), dev.erases - e)
+dev.close()
 """
 
 RAM_CPU = COMMON + r"""
@@ -144,6 +145,8 @@ for i in range(1, TAPS + 1):
     us.append(time.ticks_diff(time.ticks_us(), t))
     worst = max(worst, dev.erases - e)
 f.close()
+flashdev.umount("/lfs")
+dev.close()
 print("lfs", TAPS, dev.erases, dev.erases, worst, dev.programs, dev.bytes_programmed, 0, stats(us))
 """
 

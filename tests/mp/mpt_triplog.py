@@ -318,7 +318,7 @@ def test_bad_fields_write_nothing():
 
 
 def test_flash_full_of_garbage_is_usable():
-    path = "/tmp/mpt_triplog_garbage.img"
+    path = "/tmp/mpt_triplog_garbage_%s.img" % "".join("%02x" % b for b in os.urandom(6))
     with open(path, "wb") as f:
         for i in range(6 * 16):
             f.write(os.urandom(256))

@@ -1,11 +1,17 @@
 # Power cut at every program/erase operation of a 300-tap workload (with acks, reclaiming, ring
 # wrap-around and a reboot), on the simulated flash; after each cut the log must recover with every
 # record whose append returned, byte for byte, a verifying chain and fresh sequence numbers.
+import os
+
 import flashdev
 import mpt_triplog_work as w
 
 HEAPS = ("110k",)
-IMG = "/tmp/mpt_triplog_sweep_%d.img"
+
+
+def _img():
+    # one image per process: several test sessions may share /tmp
+    return "/tmp/mpt_triplog_sweep_%s.img" % "".join("%02x" % b for b in os.urandom(6))
 
 
 def _total_ops(path):
@@ -18,7 +24,7 @@ def _total_ops(path):
 
 
 def _sweep(torn, devclass=flashdev.FlashDev):
-    path = IMG % (1 if torn else 0) if devclass is flashdev.FlashDev else IMG % 2
+    path = _img()
     links = w.chain_table(w.TAPS + 1)
     total = _total_ops(path)
     assert total > w.TAPS  # appends + segment headers + erases + ack entries
@@ -39,6 +45,7 @@ def _sweep(torn, devclass=flashdev.FlashDev):
         if log.ack_seq > p[1]:
             landed_acks += 1  # the ack entry was on flash, the reclaiming erase was cut
         dev2.close(delete=False)
+    os.remove(path)
     assert landed_acks > 0
     print("cuts", total + 1)
 
@@ -57,7 +64,7 @@ def test_torn_erase_and_write_at_every_operation():
 
 def test_second_cut_after_recovery():
     """A cut, a reboot that finds a torn tail, more taps, and a second cut at a varying distance."""
-    path = IMG % 3
+    path = _img()
     links = w.chain_table(w.TAPS + 61)
     total = _total_ops(path)
     n = 0
@@ -84,4 +91,5 @@ def test_second_cut_after_recovery():
         w.check_recovered(dev2, p, links, w.gen(w.TAPS + 61))
         dev2.close(delete=False)
         n += 1
+    os.remove(path)
     print("double cuts", n)
