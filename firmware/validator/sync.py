@@ -1,0 +1,339 @@
+# Reader side of the depot protocol (docs/sync-protocol.md): frames in on the sync UART, one
+# command at a time, one reply out. `poll()` is one short non-blocking step for the reader's
+# asyncio loop; `handle(payload)` is the pure message logic (no UART), which tests drive directly.
+#
+# What the reader trusts: INFO and GET_LOGS are open (reading the log changes nothing). Every
+# command that changes the reader (ACK, PUT/CHUNK/COMMIT, SET_TIME, REBOOT) must carry an
+# HMAC-SHA256 tag under the reader's sync secret over this session's nonces, and a request id
+# above the last one accepted in the session; pushed files are also signed by the operator key and
+# verified by the installer. A frame that fails any check gets an error reply and changes nothing.
+import hashlib
+import os
+
+from validator import framing
+from validator import signedfile
+from validator import syncproto as P
+
+MAX_PUT = 8 * 1024 * 1024   # largest pushed file (a deny list of about a million entries)
+STAGING_NAME = "sync.part"
+_REPLY_ROOM = 128          # reply bytes besides the records: headers, status, start seq, tag
+_HASH_CHUNK = 1024
+
+
+class SyncServer:
+    def __init__(self, uart, reader, max_payload=framing.MAX_PAYLOAD, read_chunk=256,
+                 write_chunk=512, random=None):
+        self.uart = uart
+        self.reader = reader
+        self.max_payload = max_payload
+        self.read_chunk = read_chunk
+        self.write_chunk = write_chunk
+        self.random = random or os.urandom
+        self.decoder = framing.FrameDecoder(max_payload)
+        self._inq = []
+        self._out = None
+        self._out_off = 0
+        self._reboot = False
+        self.rebooted = False
+        self._session = None
+        self._last_rid = 0
+        self._last_tag = None
+        self._last_reply = None
+        self._upload = None  # [kind, version, size, sha, have] of the staged upload
+        self.staging = reader.staging_dir + "/" + STAGING_NAME
+        self.counters = {"requests": 0, "errors": 0, "auth_fail": 0, "faults": 0}
+        self.last_fault = None
+
+    # -- the UART side -----------------------------------------------------------------------
+
+    def poll(self):
+        """One bounded step: send a piece of the pending reply, or take in what arrived and
+        answer one request. Returns True while there is more to do right away."""
+        if self._out is not None:
+            mv = memoryview(self._out)[self._out_off:self._out_off + self.write_chunk]
+            n = self.uart.write(mv)
+            self._out_off += n or 0
+            if self._out_off >= len(self._out):
+                self._out = None
+                if self._reboot:
+                    self._reboot = False
+                    self.rebooted = True
+                    self.reader.reboot()
+            return True
+        if not self._inq:
+            data = self.uart.read(self.read_chunk)
+            if not data:
+                return False
+            self._inq = self.decoder.feed(data)
+            if not self._inq:
+                return True
+        payload = self._inq.pop(0)
+        reply = self.handle(payload)
+        if reply is not None:
+            self._out = framing.encode(reply)
+            self._out_off = 0
+        return True
+
+    def serve_forever(self, stop=None, idle_ms=20):
+        """Serve until the reader reboots or `stop()` says so (tests, the simulated board)."""
+        wait = getattr(self.uart, "wait", None)
+        while not self.rebooted and not (stop and stop()):
+            if not self.poll():
+                if wait is not None:
+                    wait(idle_ms)
+                else:
+                    import time
+                    time.sleep_ms(1)
+
+    # -- the message logic --------------------------------------------------------------------
+
+    def handle(self, payload):
+        """The reply payload for one request payload (None: not a request, no answer)."""
+        self.counters["requests"] += 1
+        parts = P.split_message(payload)
+        if parts is None or parts[0] != P.REQUEST:
+            if parts is not None and parts[0] == P.REPLY:
+                return None  # our own echo or a confused peer: never answer a reply
+            return self._error(0, P.MALFORMED)
+        _, body, signed, tag = parts
+        item = P.decode_item(body)
+        if item is None or not P.is_uint(item[0]) or not P.is_uint(item[1], 255) \
+                or not isinstance(item[2], dict):
+            return self._error(0, P.MALFORMED)
+        rid, cmd, args = item
+        if cmd not in P.COMMAND_NAMES:
+            return self._error(rid, P.UNKNOWN_CMD)
+        try:
+            if cmd == P.INFO:
+                return self._info(rid, args)
+            if cmd == P.GET_LOGS:
+                return self._get_logs(rid, args)
+        except Exception as e:  # noqa: BLE001 -- a fault of the log or flash, not of the request
+            return self._fault(rid, e)
+        # authenticated commands
+        s = self._session
+        if s is None:
+            self.counters["auth_fail"] += 1
+            return self._error(rid, P.NO_SESSION)
+        if tag is None or not s.check(signed, tag):
+            self.counters["auth_fail"] += 1
+            return self._error(rid, P.BAD_MAC)
+        if rid <= self._last_rid:
+            if rid == self._last_rid and tag == self._last_tag:
+                return self._last_reply  # a retry after a lost answer: same answer, no new effect
+            self.counters["auth_fail"] += 1
+            return self._error(rid, P.REPLAY)
+        try:
+            status, result = self._command(cmd, args)
+        except Exception as e:  # noqa: BLE001
+            self._fault(rid, e)
+            status, result = P.READER_ERROR, None
+        reply = self._reply(rid, status, result)
+        self._last_rid, self._last_tag, self._last_reply = rid, tag, reply
+        return reply
+
+    def _command(self, cmd, args):
+        if cmd == P.ACK:
+            return self._ack(args)
+        if cmd == P.PUT:
+            return self._put(args)
+        if cmd == P.CHUNK:
+            return self._chunk(args)
+        if cmd == P.COMMIT:
+            return self._commit(args)
+        if cmd == P.SET_TIME:
+            return self._set_time(args)
+        if not _fields(args, ()):  # REBOOT
+            return P.MALFORMED, None
+        self._reboot = True
+        return P.OK, None
+
+    def _reply(self, rid, status, result):
+        if status != P.OK:
+            self.counters["errors"] += 1
+        return P.encode_message(P.REPLY, [rid, status, result], self._session)
+
+    def _error(self, rid, status):
+        return self._reply(rid, status, None)
+
+    def _fault(self, rid, e):
+        # The reader's own fault (flash error, log unreadable): answer, keep serving, remember it
+        # for INFO and the tests. The request's bounds were checked before anything ran.
+        self.counters["faults"] += 1
+        self.last_fault = e
+        return self._error(rid, P.READER_ERROR)
+
+    # -- open commands --
+
+    def _info(self, rid, args):
+        hn = args.get("hn")
+        if not _fields(args, ("hn",)) or not isinstance(hn, bytes) or len(hn) != P.NONCE_SIZE:
+            return self._error(rid, P.MALFORMED)
+        rn = bytes(self.random(P.NONCE_SIZE))
+        r = self.reader
+        self._session = P.Session(r.sync_key, r.reader_id, rn, hn)
+        self._last_rid, self._last_tag, self._last_reply = 0, None, None
+        info = r.info()
+        log = r.log
+        res = {
+            "proto": P.PROTO, "id": r.reader_id, "nonce": rn, "max": self.max_payload,
+            "fw": info.get("firmware", ""), "time": info.get("time"),
+            "first": log.first_seq, "last": log.last_seq, "ack": log.ack_seq,
+            "free": log.free_bytes, "log_state": log.state,
+            "deny": info.get("deny_version", 0), "keyring": info.get("keyring_version", 0),
+            "config": info.get("config_version", 0),
+            "counters": info.get("counters", {}), "sync": self._sync_counters(),
+        }
+        return self._reply(rid, P.OK, res)
+
+    def _sync_counters(self):
+        c = dict(self.counters)
+        c["frames_good"] = self.decoder.good
+        c["frames_bad"] = self.decoder.bad
+        return c
+
+    def _get_logs(self, rid, args):
+        start = args.get("from")
+        want = args.get("max")
+        if not _fields(args, ("from", "max")) or not P.is_uint(start) or not P.is_uint(want):
+            return self._error(rid, P.MALFORMED)
+        budget = self.max_payload - _REPLY_ROOM
+        log = self.reader.log
+        recs = log.read(start, min(want, budget))
+        first = max(start, log.first_seq)
+        while True:
+            reply = self._reply(rid, P.OK, [first, recs])
+            if len(reply) <= self.max_payload or len(recs) <= 1:
+                return reply
+            recs.pop()  # CBOR headers pushed it over: send one record fewer
+
+    # -- authenticated commands --
+
+    def _ack(self, args):
+        seq = args.get("seq")
+        if not _fields(args, ("seq",)) or not P.is_uint(seq):
+            return P.MALFORMED, None
+        log = self.reader.log
+        if seq > log.last_seq:
+            return P.BAD_ARG, {"last": log.last_seq}
+        if seq > log.ack_seq:
+            log.ack(seq)
+        return P.OK, {"ack": log.ack_seq, "free": log.free_bytes}
+
+    def _put(self, args):
+        kind, ver, size, sha = args.get("kind"), args.get("ver"), args.get("size"), args.get("sha")
+        if not _fields(args, ("kind", "ver", "size", "sha")) or kind not in P.KINDS \
+                or not P.is_uint(ver) or not P.is_uint(size) \
+                or not isinstance(sha, bytes) or len(sha) != 32:
+            return P.MALFORMED, None
+        if size > MAX_PUT or size < signedfile.HEADER_SIZE + signedfile.SIG_SIZE:
+            return P.BAD_ARG, None
+        up = self._upload
+        if up is not None and up[:4] == [kind, ver, size, sha]:
+            return P.OK, {"have": up[4]}  # the same upload again (a retry or a reconnect): resume
+        self._upload = None
+        _remove(self.staging)
+        if size > _free_bytes(self.reader.staging_dir):
+            return P.NO_SPACE, None
+        with open(self.staging, "wb"):
+            pass
+        self._upload = [kind, ver, size, sha, 0]
+        return P.OK, {"have": 0}
+
+    def _chunk(self, args):
+        off, data = args.get("off"), args.get("data")
+        if not _fields(args, ("off", "data")) or not P.is_uint(off) or not isinstance(data, bytes):
+            return P.MALFORMED, None
+        up = self._upload
+        if up is None:
+            return P.NO_UPLOAD, None
+        have = up[4]
+        if off > have:
+            return P.OFFSET, {"have": have}
+        end = off + len(data)
+        if end > up[2]:
+            return P.BAD_ARG, {"have": have}
+        if end > have:  # bytes already held are not written again: a duplicate chunk is a no-op
+            with open(self.staging, "ab") as f:
+                f.write(memoryview(data)[have - off:])
+            up[4] = end
+        return P.OK, {"have": up[4]}
+
+    def _commit(self, args):
+        kind, ver, sha = args.get("kind"), args.get("ver"), args.get("sha")
+        if not _fields(args, ("kind", "ver", "sha")) or kind not in P.KINDS \
+                or not P.is_uint(ver) or not isinstance(sha, bytes) or len(sha) != 32:
+            return P.MALFORMED, None
+        up = self._upload
+        if up is None or up[0] != kind or up[1] != ver or up[3] != sha:
+            if self._installed(kind) == ver:
+                return P.OK, {"already": True}  # committed in an earlier session
+            return P.NO_UPLOAD, None
+        if up[4] != up[2]:
+            return P.INCOMPLETE, {"have": up[4]}
+        if _file_sha256(self.staging) != sha:
+            self._drop_upload()
+            return P.DIGEST, None
+        with open(self.staging, "rb") as f:
+            h = signedfile.parse_header(f.read(signedfile.HEADER_SIZE))
+        if h is None or signedfile.KIND_NAMES[h.kind] != kind or h.version != ver:
+            self._drop_upload()
+            return P.MISMATCH, None
+        reason = self.reader.install(kind, ver, self.staging)
+        self._drop_upload()
+        if reason != "OK":
+            return P.REFUSED, {"reason": reason}
+        return P.OK, {"already": False}
+
+    def _drop_upload(self):
+        self._upload = None
+        _remove(self.staging)
+
+    def _installed(self, kind):
+        info = self.reader.info()
+        return info.get(P.VERSION_FIELD[kind] + "_version")
+
+    def _set_time(self, args):
+        t, back = args.get("t"), args.get("back", False)
+        if not _fields(args, ("t", "back")) or not P.is_uint(t) or not isinstance(back, bool):
+            return P.MALFORMED, None
+        reason = self.reader.set_time(t, back)
+        if reason != "OK":
+            return P.REFUSED, {"reason": reason}
+        return P.OK, {"time": self.reader.info().get("time")}
+
+
+def _fields(args, allowed):
+    """True when `args` has no key besides `allowed` (unknown fields are refused, not ignored)."""
+    for k in args:
+        if k not in allowed:
+            return False
+    return True
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _free_bytes(directory):
+    try:
+        st = os.statvfs(directory)
+        return st[0] * st[3]
+    except (OSError, AttributeError):
+        return MAX_PUT
+
+
+def _file_sha256(path):
+    h = hashlib.sha256()
+    buf = bytearray(_HASH_CHUNK)
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return h.digest()

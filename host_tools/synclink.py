@@ -1,0 +1,243 @@
+"""Depot side of the sync protocol (docs/sync-protocol.md): one reader on one serial port.
+
+`SyncLink(port, keys)` sends one request at a time and waits for the answer with the same request
+id; a lost request or answer is sent again (every request is idempotent, and the reader answers a
+repeated authenticated request from its reply cache). Answers are accepted only with a valid tag
+of the session opened by `hello()`, so a device that does not hold the reader's sync secret can
+neither feed records into the depot nor fake acknowledgements.
+
+`port` is a pyserial `Serial` (or anything with `read(n)`, `write(b)` and a short `timeout`)."""
+import hashlib
+import os
+import time
+
+from host_tools.fw import validator  # noqa: F401
+from validator import framing
+from validator import signedfile as sf
+from validator import syncproto as P
+
+
+class LinkError(Exception):
+    """A sync that cannot go on. `kind`: no_answer, wrong_device, bad_auth, no_key,
+    session_lost, refused, protocol, port."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Refused(LinkError):
+    """The reader answered with a status other than OK; `status` and `result` say why."""
+
+    def __init__(self, status, result, what):
+        reason = result.get("reason") if isinstance(result, dict) else None
+        msg = "%s refused by the reader: %s%s" % (what, status, " (%s)" % reason if reason else "")
+        super().__init__("refused", msg)
+        self.status = status
+        self.result = result
+        self.reason = reason
+
+
+def open_serial(path, baud=115200, timeout=0.05):
+    """Open a port for exclusive use; LinkError(port) with a plain message if that fails."""
+    import serial
+    try:
+        return serial.Serial(path, baud, timeout=timeout, write_timeout=10, exclusive=True)
+    except serial.SerialException as e:
+        text = str(e)
+        if "exclusive" in text.lower() or "busy" in text.lower() or "resource temporarily" in text.lower():
+            raise LinkError("port", "%s: port busy (another program has it open)" % path) from e
+        if "No such file" in text or "could not open" in text:
+            raise LinkError("port", "%s: cannot open the port (%s)" % (path, text)) from e
+        raise LinkError("port", "%s: %s" % (path, text)) from e
+
+
+class SyncLink:
+    def __init__(self, port, keys, timeout=2.0, retries=5, clock=time.monotonic, random=os.urandom,
+                 first_rid=1):
+        """`keys(reader_id) -> 32-byte sync secret or None`; `timeout`: seconds to wait for one
+        answer (plus the answer's own time on the wire); `retries`: sends after the first."""
+        self.port = port
+        self.keys = keys
+        self.timeout = timeout
+        self.retries = retries
+        self.clock = clock
+        self.random = random
+        self.rid = first_rid - 1
+        self.decoder = framing.FrameDecoder(1 << 16)
+        self.session = None
+        self.info = None
+        self.reader_id = None
+        self.max_payload = framing.MAX_PAYLOAD
+        self.baud = getattr(port, "baudrate", None) or 115200
+        self.stats = {"bytes_out": 0, "bytes_in": 0, "frames_out": 0, "frames_in": 0,
+                      "resends": 0, "stale": 0, "bad_tag": 0, "bad_frames": 0, "requests": 0}
+
+    # -- one request -------------------------------------------------------------------------
+
+    def _send(self, frame):
+        self.port.write(frame)
+        self.stats["bytes_out"] += len(frame)
+        self.stats["frames_out"] += 1
+
+    def _read_some(self):
+        data = self.port.read(1)
+        if data:
+            more = getattr(self.port, "in_waiting", 0)
+            if more:
+                data += self.port.read(more)
+            self.stats["bytes_in"] += len(data)
+        return data
+
+    def request(self, cmd, args, auth=None, what=None):
+        """Send one request and return (status, result). `auth` defaults to: commands that change
+        the reader are tagged. Raises LinkError when no valid answer comes after all retries."""
+        if auth is None:
+            auth = cmd not in P.OPEN_COMMANDS
+        if auth and self.session is None:
+            raise LinkError("protocol", "no session: hello() first")
+        self.rid += 1
+        rid = self.rid
+        self.stats["requests"] += 1
+        frame = framing.encode(P.encode_message(P.REQUEST, [rid, cmd, args],
+                                                self.session if auth else None))
+        bad_tags = 0
+        session_lost = False
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats["resends"] += 1
+            self._send(frame)
+            deadline = self.clock() + self.timeout + self._wire_time(self.max_payload)
+            while self.clock() < deadline:
+                data = self._read_some()
+                if not data:
+                    continue
+                bad_before = self.decoder.bad
+                payloads = self.decoder.feed(data)
+                self.stats["bad_frames"] += self.decoder.bad - bad_before
+                for payload in payloads:
+                    self.stats["frames_in"] += 1
+                    got = self._accept(payload, rid, cmd)
+                    if got == "bad_tag":
+                        bad_tags += 1
+                    elif got == "session_lost":
+                        session_lost = True
+                    elif got is not None:
+                        return got
+            if session_lost:
+                raise LinkError("session_lost", "the reader lost the session (did it reboot?)")
+        what = what or P.COMMAND_NAMES.get(cmd, str(cmd))
+        if bad_tags:
+            raise LinkError("bad_auth", "%s: answers carry a wrong tag: the depot's sync secret "
+                                        "for reader %s does not match the reader's" % (what, self.reader_id))
+        raise LinkError("no_answer", "%s: no answer after %d tries" % (what, self.retries + 1))
+
+    def _accept(self, payload, rid, cmd):
+        parts = P.split_message(payload)
+        if parts is None or parts[0] != P.REPLY:
+            self.stats["stale"] += 1
+            return None
+        _, body, signed, tag = parts
+        item = P.decode_item(body, max_items=4096)
+        if item is None or item[0] != rid:
+            self.stats["stale"] += 1  # an answer to an earlier try or request
+            return None
+        status, result = item[1], item[2]
+        if cmd == P.INFO:
+            return status, result, signed, tag  # checked by hello(), which knows the nonce
+        if tag is None:
+            if status == P.NO_SESSION:
+                return "session_lost"
+            self.stats["stale"] += 1  # an untagged answer inside a session: not from our reader
+            return None
+        if not self.session.check(signed, tag):
+            self.stats["bad_tag"] += 1
+            return "bad_tag"
+        return status, result
+
+    def _wire_time(self, nbytes):
+        return 10.0 * framing.max_wire_size(nbytes) / self.baud
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def hello(self):
+        """INFO: open a session. Returns the reader's info dict; raises LinkError(wrong_device,
+        no_key, bad_auth) when the answer is not from a reader whose secret the depot holds."""
+        hn = bytes(self.random(P.NONCE_SIZE))
+        self.session = None
+        status, info, signed, tag = self.request(P.INFO, {"hn": hn}, auth=False)
+        if status != P.OK or not isinstance(info, dict) or info.get("proto") != P.PROTO \
+                or not P.is_uint(info.get("id")) or not isinstance(info.get("nonce"), bytes):
+            raise LinkError("wrong_device", "the device answers but not as a fare reader "
+                                            "(protocol %r, status %s)" % (
+                                                info.get("proto") if isinstance(info, dict) else None, status))
+        rid = info["id"]
+        self.reader_id = rid
+        key = self.keys(rid)
+        if key is None:
+            raise LinkError("no_key", "no sync secret for reader %d in the depot's keys" % rid)
+        session = P.Session(key, rid, info["nonce"], hn)
+        if tag is None or not session.check(signed, tag):
+            raise LinkError("bad_auth", "bad authentication: reader %d does not prove the depot's "
+                                        "sync secret (wrong key file, or not that reader)" % rid)
+        self.session = session
+        self.info = info
+        if P.is_uint(info.get("max"), 1 << 16) and info["max"] >= 512:
+            self.max_payload = info["max"]
+        return info
+
+    def _ok(self, cmd, args, what=None):
+        status, result = self.request(cmd, args, what=what)
+        if status != P.OK:
+            raise Refused(status, result, what or P.COMMAND_NAMES[cmd])
+        return result
+
+    def get_logs(self, from_seq, max_bytes=None):
+        """(first seq returned, [stored record bytes]) of the unacknowledged records from
+        `from_seq`; an empty list when there are none."""
+        if max_bytes is None:
+            max_bytes = self.max_payload
+        res = self._ok(P.GET_LOGS, {"from": from_seq, "max": max_bytes})
+        if not isinstance(res, list) or len(res) != 2 or not P.is_uint(res[0]) \
+                or not isinstance(res[1], list) or not all(isinstance(r, bytes) for r in res[1]):
+            raise LinkError("protocol", "GET_LOGS: malformed answer")
+        return res[0], res[1]
+
+    def ack(self, seq):
+        return self._ok(P.ACK, {"seq": seq})
+
+    def set_time(self, t, allow_backwards=False):
+        return self._ok(P.SET_TIME, {"t": int(t), "back": bool(allow_backwards)})
+
+    def reboot(self):
+        return self._ok(P.REBOOT, {})
+
+    def push(self, kind, data, progress=None):
+        """Send a signed envelope (`kind` one of syncproto.KINDS) in chunks and commit it.
+        Returns "installed" or "already" (the reader has this version). Resumes a half-done upload
+        of the same file. `progress(sent, total)` is called after each chunk."""
+        h = sf.parse_header(bytes(data[:sf.HEADER_SIZE]))
+        if h is None:
+            raise LinkError("protocol", "%s: not a signed file" % kind)
+        if self.info is not None:
+            installed = self.info.get(P.VERSION_FIELD[kind], 0)
+            if P.is_uint(installed) and installed >= h.version:
+                return "already" if installed == h.version else "newer_installed"
+        sha = hashlib.sha256(data).digest()
+        what = "push of %s version %d" % (kind, h.version)
+        res = self._ok(P.PUT, {"kind": kind, "ver": h.version, "size": len(data), "sha": sha}, what)
+        have = res["have"]
+        room = self.max_payload - 96  # message framing around the chunk bytes
+        while have < len(data):
+            status, res = self.request(P.CHUNK, {"off": have, "data": bytes(data[have:have + room])},
+                                       what=what)
+            if status == P.OFFSET and isinstance(res, dict) and P.is_uint(res.get("have")):
+                have = res["have"]  # the reader holds less (or more) than we thought: go on from there
+                continue
+            if status != P.OK:
+                raise Refused(status, res, what)
+            have = res["have"]
+            if progress:
+                progress(have, len(data))
+        res = self._ok(P.COMMIT, {"kind": kind, "ver": h.version, "sha": sha}, what)
+        return "already" if res.get("already") else "installed"
