@@ -1,188 +1,80 @@
-"""ECDSA P-256 / SHA-256 signature verification in pure MicroPython (big-int arithmetic).
+# ECDSA P-256 / SHA-256 signature verification in pure MicroPython (big-int arithmetic).
+#
+# API (tokens.py, keyring.py, signedfile.py call these; docs/design.md "p256" says the same):
+#
+#   verify(public_key, digest, signature) -> bool
+#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed); digest: 32
+#       bytes; signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
+#   verify_recoverable(public_key, digest, signature, recid) -> bool
+#       The same check, faster (Antipa et al.), for signatures that carry the recovery id of their
+#       R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.ecsign.sign_digest).
+#       A valid signature with a wrong recid gives False.
+#   FixedBase(public_key, table=None)
+#       A key used as a fixed base (an issuer key) with its precomputed table:
+#         table=None   a small table computed now and kept in RAM (4 KB, ~5 ms on the unix port);
+#         bytes-like   a table blob (build_table / host_tools.p256tables), e.g. a constant of a
+#                      frozen module, which then stays in flash;
+#         str          path of a table file on flash, read by offset on each verify (no RAM).
+#       The table is checked against the key (header, size, SHA-256 of the entries, first entry ==
+#       the key point); ValueError if the key or the table is bad. close() closes a table file.
+#   verify_fixed(fixed_base, digest, signature) -> bool
+#       verify() for fixed_base.public_key, with the tables of the generator and of the key.
+#   build_table(public_key, path=None, teeth=4, width=8) -> bytearray or None
+#       The reader computes a table for a key that arrives by sync: written to `path`
+#       (streaming, small RAM) or returned.
+#   decode_point(public_key) -> (x, y) or None
+#
+# Every verify function returns False, never raises, for malformed or hostile input of any type:
+# wrong lengths or types, r or s outside [1, n-1], coordinates >= p, points off the curve or at
+# infinity.
+#
+# How it is fast (docs/performance.md has the figures):
+# - Jacobian coordinates, a = -3 doubling, mixed additions with affine table points; all scalar
+#   multiplications of a verify share one doubling chain (interleaved multi-scalar method).
+# - Variable bases (the rider key, the R point) use width-5 NAF digits; their odd multiples are
+#   computed with co-Z additions and made affine with one shared inversion.
+# - Fixed bases (the generator, issuer keys) use comb tables (p256_fixed.py): the chain is 256,
+#   128 or 64 steps long and each table lookup covers 8 bits of a scalar.
+# - Inverses by the extended Euclidean algorithm (4-5x faster than Fermat's pow here); the final
+#   x-coordinate check needs no inversion (X == r * Z^2).
+# The code is split in three modules (p256_arith, p256_fixed, this one) and keeps its comments
+# out of docstrings because MicroPython needs RAM to compile a module from source.
+from validator.p256_arith import (B, GX, GY, N, P, batch_inv, decode_point, dbl,
+                                  encode_uncompressed, inv, is_bytes, lift_x)
+from validator.p256_fixed import (HEADER_SIZE, MAX_WIDTH, RAM_TABLE_TEETH, RAM_TABLE_WIDTH,
+                                  TABLE_MAGIC, TEETH_CHOICES, FixedBase, build_table, comb_digits)
 
-API (tokens.py, keyring.py and signedfile.py call these; docs/design.md "p256" has the same):
-
-  verify(public_key, digest, signature) -> bool
-      Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed); digest: 32
-      bytes; signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
-  verify_recoverable(public_key, digest, signature, recid) -> bool
-      The same check, faster (Antipa et al.), for signatures that carry the recovery id of their
-      R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.ecsign.sign_digest).
-      A valid signature with a wrong recid gives False.
-  FixedBase(public_key, table=None)
-      A key used as a fixed base (an issuer key) with its precomputed table:
-        table=None   a small table computed now and kept in RAM (RAM_TABLE_TEETH/WIDTH);
-        bytes-like   a table blob (build_table / host_tools.p256tables), e.g. a constant of a
-                     frozen module, which then stays in flash;
-        str          path of a table file on flash, read by offset on each verify.
-      The table is checked against the key (header, size, SHA-256 of the entries, first entry ==
-      the key point); ValueError if the key or the table is bad. `close()` closes a table file.
-  verify_fixed(fixed_base, digest, signature) -> bool
-      verify() for fixed_base.public_key, using the tables of the generator and of the key.
-  build_table(public_key, path=None, teeth=4, width=8) -> bytes or None
-      Compute a table blob on the reader (for a key that arrives by sync); written to `path`
-      (streaming, small RAM) or returned.
-  decode_point(public_key) -> (x, y) or None
-
-Every verify function returns False, never raises, for malformed or hostile input of any type:
-wrong lengths, r or s outside [1, n-1], coordinates >= p, points off the curve or at infinity.
-
-How it is fast (docs/performance.md has the figures):
-- Jacobian coordinates, a = -3 doubling, mixed additions with affine table points; all scalar
-  multiplications of a verify share one doubling chain (interleaved multi-scalar method).
-- Variable bases (the rider key, the R point) use width-5 NAF digits; their odd multiples are
-  computed with co-Z additions and made affine with one shared inversion.
-- Fixed bases (the generator, issuer keys) use comb tables: the 256-bit scalar is cut into
-  pieces of L bits (L = length of the doubling chain), and each piece is read in signed windows
-  looked up in a table of m * 2^(t*d) * B (t = tooth, d = 256 / teeth, 1 <= m <= 2^(width-1)).
-- Inverses by the extended Euclidean algorithm (4-5x faster than Fermat's pow here); the final
-  x-coordinate check needs no inversion (X == r * Z^2).
-"""
-import hashlib
-
-P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
-B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b
-GX = 0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296
-GY = 0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5
-_SQRT_EXP = (P + 1) // 4  # p = 3 mod 4
-_HALF_N = 1 << 255
-
-# Table blob: header, then teeth * 2^(width-1) entries of 64 bytes (x || y, big-endian),
-# entry (t, m) = m * 2^(t * 256 / teeth) * B, stored at HEADER_SIZE + ((t << (width-1)) + m-1) * 64.
-#   magic "P2T1" | teeth u8 | width u8 | 2 zero bytes | B.x (32) | B.y (32) | SHA-256(entries) (32)
-TABLE_MAGIC = b"P2T1"
-HEADER_SIZE = 104
-TEETH_CHOICES = (1, 2, 4, 8)
-MAX_WIDTH = 10
-RAM_TABLE_TEETH = 4  # FixedBase(public_key) without a table: 4 * 16 entries, 4 KB of RAM
-RAM_TABLE_WIDTH = 5
 NAF_WIDTH = 5  # variable bases: odd multiples 1, 3, ..., 15
+_HALF_N = 1 << 255
+_gbase = None
 
 
-def _inv(x, m):
-    """x^-1 mod m (m prime, x not 0 mod m), extended Euclid: much faster than pow(x, m-2, m)."""
-    r0, r1 = m, x % m
-    t0, t1 = 0, 1
-    while r1:
-        q = r0 // r1
-        r0, r1 = r1, r0 - q * r1
-        t0, t1 = t1, t0 - q * t1
-    if r0 != 1:
-        raise ValueError("not invertible")
-    return t0 % m
+# The generator's FixedBase, from the first that exists of: the table file p256_gtable.bin next
+# to this module (a file-system install: read by offset, no RAM), the module p256_gtable (a
+# frozen build: the constant stays in flash), a small table computed in RAM.
+def _generator():
+    global _gbase
+    if _gbase is None:
+        g = encode_uncompressed(GX, GY)
+        if "/" in __file__:
+            try:
+                _gbase = FixedBase(g, __file__.rsplit("/", 1)[0] + "/p256_gtable.bin")
+            except OSError:
+                pass
+        if _gbase is None:
+            try:
+                from validator import p256_gtable
+                _gbase = FixedBase(g, p256_gtable.DATA)
+            except ImportError:
+                _gbase = FixedBase(g, None)
+    return _gbase
 
 
-def _is_bytes(b):
-    return isinstance(b, (bytes, bytearray))
-
-
-def decode_point(public_key):
-    """SEC1 compressed (33 bytes) or uncompressed (65 bytes) point -> (x, y), or None."""
-    try:
-        if not _is_bytes(public_key):
-            return None
-        n = len(public_key)
-        p = P
-        if n == 65 and public_key[0] == 4:
-            x = int.from_bytes(public_key[1:33], "big")
-            y = int.from_bytes(public_key[33:65], "big")
-            if x >= p or y >= p or (y * y - x * x * x + 3 * x - B) % p:
-                return None
-            return x, y
-        if n == 33 and public_key[0] in (2, 3):
-            x = int.from_bytes(public_key[1:33], "big")
-            y = _lift_x(x, public_key[0] & 1)
-            if y is None:
-                return None
-            return x, y
-    except Exception:
-        pass
-    return None
-
-
-def _lift_x(x, odd):
-    """The curve point's y with this x and parity, or None."""
-    p = P
-    if x >= p:
-        return None
-    rhs = (x * x * x - 3 * x + B) % p
-    y = pow(rhs, _SQRT_EXP, p)
-    if y * y % p != rhs:
-        return None
-    if (y & 1) != odd:
-        y = p - y  # rhs != 0 on P-256 (no point of order 2), so y != 0 and the parities differ
-    return y
-
-
-def _encode_uncompressed(x, y):
-    return b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
-
-
-# ---------------------------------------------------------------- point arithmetic (Jacobian)
-# A point is (X, Y, Z) with x = X/Z^2, y = Y/Z^3; Z == 0 is the point at infinity. Coordinates
-# are kept reduced in [0, p), which the exceptional-case tests below rely on.
-
-def _dbl(X, Y, Z):
-    p = P
-    if not Z:
-        return 0, 1, 0
-    d = Z * Z % p
-    g = Y * Y % p
-    b = X * g % p
-    a = 3 * (X - d) * (X + d) % p  # 3X^2 + aZ^4 with a = -3
-    X3 = (a * a - 8 * b) % p
-    return X3, (a * (4 * b - X3) - 8 * g * g) % p, 2 * Y * Z % p
-
-
-def _madd(X1, Y1, Z1, x2, y2):
-    """(X1, Y1, Z1) + affine (x2, y2), complete: infinity, equal and opposite points handled."""
-    p = P
-    if not Z1:
-        return x2, y2, 1
-    zz = Z1 * Z1 % p
-    h = x2 * zz % p - X1
-    r = y2 * zz % p * Z1 % p - Y1
-    if not h:
-        if not r:
-            return _dbl(x2, y2, 1)
-        return 0, 1, 0
-    hh = h * h % p
-    hhh = h * hh % p
-    v = X1 * hh % p
-    X3 = (r * r - hhh - 2 * v) % p
-    return X3, (r * (v - X3) - Y1 * hhh) % p, Z1 * h % p
-
-
-def _add(X1, Y1, Z1, X2, Y2, Z2):
-    """General Jacobian addition, complete (used by the table builder)."""
-    p = P
-    if not Z1:
-        return X2, Y2, Z2
-    if not Z2:
-        return X1, Y1, Z1
-    z1z1 = Z1 * Z1 % p
-    z2z2 = Z2 * Z2 % p
-    u1 = X1 * z2z2 % p
-    s1 = Y1 * z2z2 % p * Z2 % p
-    h = X2 * z1z1 % p - u1
-    r = Y2 * z1z1 % p * Z1 % p - s1
-    if not h:
-        if not r:
-            return _dbl(X1, Y1, Z1)
-        return 0, 1, 0
-    hh = h * h % p
-    hhh = h * hh % p
-    v = u1 * hh % p
-    X3 = (r * r - hhh - 2 * v) % p
-    return X3, (r * (v - X3) - s1 * hhh) % p, Z1 * Z2 % p * h % p
-
-
+# Co-Z precomputation: the Jacobian odd multiples P, 3P, ..., (2*count-1)P of the affine
+# P = (x, y), as a flat list [X1, Y1, X3, Y3, ...] plus the scale factors `lam`, where the
+# multiple k has Z_k = z0 * lam[1] * ... * lam[k] (multiple 0 is P itself with Z = 1 after
+# rescaling: its entry holds x, y). Returns (flat, lam, Z of the last multiple).
 def _odd_multiples(x, y, count):
-    """Co-Z precomputation: the Jacobian odd multiples P, 3P, ..., (2*count-1)P of the affine
-    P = (x, y), as a flat list [X1, Y1, X3, Y3, ...] plus the scale factors `lam`, where the
-    multiple k has Z_k = z0 * lam[1] * ... * lam[k] (multiple 0 is P itself with Z = 1 after
-    rescaling: its entry holds x, y). Returns (flat, lam, Z of the last multiple)."""
     p = P
     # 2P and P on the same Z = 2y (doubling of an affine point, a = -3)
     e = y * y % p
@@ -216,8 +108,8 @@ def _odd_multiples(x, y, count):
     return flat, lam, zlast
 
 
+# Make the co-Z multiples affine in place, given the inverse of the last Z.
 def _to_affine_multiples(flat, lam, zinv):
-    """Make the co-Z multiples affine in place, given the inverse of the last Z."""
     p = P
     k = len(lam) - 1
     while k > 0:
@@ -229,10 +121,10 @@ def _to_affine_multiples(flat, lam, zinv):
     # multiple 0 (P itself) is already affine
 
 
+# Width-w NAF digits of 0 <= k < 2^(8*size), least significant first, in a bytearray
+# (digit d stored as d & 0xff; nonzero digits are odd with |d| < 2^(w-1)). Returns
+# (digits, index of the top nonzero digit or -1). Small-int work only: k is read as bytes.
 def _wnaf(k, w, size):
-    """Width-w NAF digits of 0 <= k < 2^(8*size), least significant first, in a bytearray
-    (digit d stored as d & 0xff; nonzero digits are odd with |d| < 2^(w-1)). Returns
-    (digits, index of the top nonzero digit or -1). Small-int work only: k is read as bytes."""
     kb = k.to_bytes(size + 2, "little")
     out = bytearray(8 * size + 1)
     full = 1 << w
@@ -262,27 +154,9 @@ def _wnaf(k, w, size):
     return out, top
 
 
-def _batch_inv(zs):
-    """Inverses mod p of the nonzero values zs (Montgomery's trick: one inversion)."""
-    p = P
-    n = len(zs)
-    pre = [0] * n
-    acc = 1
-    for i in range(n):
-        acc = acc * zs[i] % p
-        pre[i] = acc
-    inv = _inv(acc, p)
-    out = [0] * n
-    for i in range(n - 1, 0, -1):
-        out[i] = inv * pre[i - 1] % p
-        inv = inv * zs[i] % p
-    out[0] = inv
-    return out
-
-
+# Affine odd multiples (1, 3, ..., 2^(w-1)-1) of each affine point, as flat lists
+# [x1, y1, x3, y3, ...]; one inversion for all.
 def _var_tables(points, w):
-    """Affine odd multiples (1, 3, ..., 2^(w-1)-1) of each affine point, as flat lists
-    [x1, y1, x3, y3, ...]; one inversion for all."""
     count = 1 << (w - 2)
     res = []
     zs = []
@@ -290,231 +164,17 @@ def _var_tables(points, w):
         flat, lam, zlast = _odd_multiples(x, y, count)
         res.append((flat, lam))
         zs.append(zlast)
-    invs = _batch_inv(zs)
+    invs = batch_inv(zs)
     for i in range(len(res)):
         _to_affine_multiples(res[i][0], res[i][1], invs[i])
     return [r[0] for r in res]
 
 
-# ---------------------------------------------------------------- fixed bases (comb tables)
-
-def _comb_digits(k, w, L):
-    """Signed window digits of 0 <= k < 2^255 for a comb with pieces of L bits: digit
-    [q * nw + i] belongs to piece q (bits q*L ...), window i (bits i*w ... within the piece).
-    Digits are in [-(2^(w-1)-1), 2^(w-1)]; the top window of a piece may be narrower."""
-    kb = k.to_bytes(35, "little")
-    nw = (L + w - 1) // w
-    topw = L - (nw - 1) * w
-    full = 1 << w
-    half = full >> 1
-    out = [0] * ((256 // L) * nw)
-    carry = 0
-    o = 0
-    for q in range(256 // L):
-        pos = q * L
-        for i in range(nw):
-            wi = w if i < nw - 1 else topw
-            j = pos >> 3
-            u = (((kb[j] | (kb[j + 1] << 8) | (kb[j + 2] << 16)) >> (pos & 7))
-                 & ((1 << wi) - 1)) + carry
-            if wi == w and u > half:
-                u -= full
-                carry = 1
-            else:
-                carry = 0
-            out[o] = u
-            o += 1
-            pos += w
-    return out
-
-
-class FixedBase:
-    """A fixed base point with its comb table (see the module docstring)."""
-
-    def __init__(self, public_key, table=None):
-        pt = decode_point(public_key)
-        if pt is None:
-            raise ValueError("bad public key")
-        self.public_key = bytes(public_key)
-        self.x, self.y = pt
-        self._f = None
-        self._data = None
-        if table is None:
-            table = build_table(public_key, None, RAM_TABLE_TEETH, RAM_TABLE_WIDTH)
-        if isinstance(table, str):
-            f = open(table, "rb")
-            self._f = f
-            try:
-                self._check(f.read(HEADER_SIZE), f, None)
-            except Exception:
-                f.close()
-                raise
-            self._buf = bytearray(64)
-            self._mv = memoryview(self._buf)
-        else:
-            data = memoryview(table)
-            self._check(data[:HEADER_SIZE], None, data)
-            self._data = data
-
-    def _check(self, head, f, data):
-        if len(head) != HEADER_SIZE or bytes(head[0:4]) != TABLE_MAGIC or head[6] or head[7]:
-            raise ValueError("not a table")
-        teeth = head[4]
-        width = head[5]
-        if teeth not in TEETH_CHOICES or not 2 <= width <= MAX_WIDTH:
-            raise ValueError("bad table parameters")
-        if (int.from_bytes(head[8:40], "big") != self.x
-                or int.from_bytes(head[40:72], "big") != self.y):
-            raise ValueError("table of another key")
-        size = (teeth << (width - 1)) * 64
-        h = hashlib.sha256()
-        if f is None:
-            if len(data) != HEADER_SIZE + size:
-                raise ValueError("bad table size")
-            h.update(data[HEADER_SIZE:])
-        else:
-            buf = bytearray(1024)
-            mv = memoryview(buf)
-            left = size
-            while left:
-                n = f.readinto(mv[:min(1024, left)])
-                if not n:
-                    raise ValueError("bad table size")
-                h.update(mv[:n])
-                left -= n
-            if f.read(1):
-                raise ValueError("bad table size")
-        if h.digest() != bytes(head[72:104]):
-            raise ValueError("table checksum")
-        self.teeth = teeth
-        self.width = width
-        self.spacing = 256 // teeth
-        self._data = data
-        if f is not None:
-            self._f = f
-            self._buf = bytearray(64)
-            self._mv = memoryview(self._buf)
-        if self.entry(0, 1) != (self.x, self.y):
-            raise ValueError("table of another key")
-
-    def entry(self, t, m):
-        """Affine m * 2^(t * spacing) * B for 1 <= m <= 2^(width-1)."""
-        o = HEADER_SIZE + (((t << (self.width - 1)) + m - 1) << 6)
-        d = self._data
-        if d is None:
-            f = self._f
-            f.seek(o)
-            f.readinto(self._buf)
-            d = self._mv
-            o = 0
-        return int.from_bytes(d[o:o + 32], "big"), int.from_bytes(d[o + 32:o + 64], "big")
-
-    def close(self):
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-
-
-def build_table(public_key, path=None, teeth=4, width=8):
-    """Table blob for `public_key` (format above): written to the file `path` (returns None)
-    or returned as a bytearray. Cost on the unix port: about 25 ms for teeth=4, width=8."""
-    pt = decode_point(public_key)
-    if pt is None:
-        raise ValueError("bad public key")
-    if teeth not in TEETH_CHOICES or not 2 <= width <= MAX_WIDTH:
-        raise ValueError("bad table parameters")
-    bx, by = pt
-    cnt = 1 << (width - 1)
-    spacing = 256 // teeth
-    head = bytearray(TABLE_MAGIC + bytes((teeth, width, 0, 0)) + bx.to_bytes(32, "big")
-                     + by.to_bytes(32, "big") + bytes(32))
-    size = (teeth * cnt) * 64
-    h = hashlib.sha256()
-    f = None
-    blob = None
-    if path is None:
-        blob = bytearray(HEADER_SIZE + size)
-        o = HEADER_SIZE
-    else:
-        f = open(path, "wb")
-        f.write(head)
-    try:
-        batch = 16
-        for t in range(teeth):
-            X, Y, Z = 0, 1, 0
-            m = 0
-            while m < cnt:
-                pts = []
-                for _ in range(min(batch, cnt - m)):
-                    X, Y, Z = _madd(X, Y, Z, bx, by)
-                    pts.append((X, Y, Z))
-                m += len(pts)
-                invs = _batch_inv([q[2] for q in pts])
-                chunk = bytearray(64 * len(pts))
-                for i in range(len(pts)):
-                    zi = invs[i]
-                    zi2 = zi * zi % P
-                    q = pts[i]
-                    chunk[64 * i:64 * i + 32] = (q[0] * zi2 % P).to_bytes(32, "big")
-                    chunk[64 * i + 32:64 * i + 64] = (q[1] * zi2 % P * zi % P).to_bytes(32, "big")
-                h.update(chunk)
-                if f is None:
-                    blob[o:o + len(chunk)] = chunk
-                    o += len(chunk)
-                else:
-                    f.write(chunk)
-            if t + 1 < teeth:
-                X, Y, Z = bx, by, 1
-                for _ in range(spacing):
-                    X, Y, Z = _dbl(X, Y, Z)
-                zi = _inv(Z, P)
-                zi2 = zi * zi % P
-                bx, by = X * zi2 % P, Y * zi2 % P * zi % P
-        head[72:104] = h.digest()
-        if f is None:
-            blob[0:HEADER_SIZE] = head
-            return blob
-        f.seek(0)
-        f.write(head)
-    finally:
-        if f is not None:
-            f.close()
-    return None
-
-
-_gbase = None
-
-
-def _generator():
-    """The generator's FixedBase, from the first that exists of: the table file p256_gtable.bin
-    next to this module (a file system install: read by offset, no RAM), the module
-    p256_gtable (a frozen build: the constant stays in flash), a small table computed in RAM."""
-    global _gbase
-    if _gbase is None:
-        g = _encode_uncompressed(GX, GY)
-        path = __file__.rsplit("/", 1)[0] + "/p256_gtable.bin" if "/" in __file__ else None
-        if path is not None:
-            try:
-                _gbase = FixedBase(g, path)
-            except OSError:
-                pass
-        if _gbase is None:
-            try:
-                from validator import p256_gtable
-                _gbase = FixedBase(g, p256_gtable.DATA)
-            except ImportError:
-                _gbase = FixedBase(g, None)
-    return _gbase
-
-
-# ---------------------------------------------------------------- multi-scalar multiplication
-
-def _msm(L, fixed, var):
-    """Jacobian sum of k_i * B_i over fixed bases [(FixedBase, k)] (0 <= k < n), using comb
-    pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and
-    variable bases [(flat odd multiples, naf digits, top)] sharing one doubling chain."""
+# The points to add at each position of the doubling chain: a list (index = position)
+# of None or flat lists [x, y, x, y, ...] of affine points.
+def _schedule(L, fixed, var):
     p = P
-    events = {}
+    adds = {}
     top = -1
     for fb, k in fixed:
         neg = 0
@@ -522,7 +182,7 @@ def _msm(L, fixed, var):
             k = N - k
             neg = 1
         w = fb.width
-        digs = _comb_digits(k, w, L)
+        digs = comb_digits(k, w, L)
         nw = (L + w - 1) // w
         step = L // fb.spacing
         for q in range(256 // L):
@@ -530,48 +190,95 @@ def _msm(L, fixed, var):
             for i in range(nw):
                 d = digs[q * nw + i]
                 if d:
+                    if d < 0:
+                        x, y = fb.entry(t, -d)
+                        if not neg:
+                            y = p - y
+                    else:
+                        x, y = fb.entry(t, d)
+                        if neg:
+                            y = p - y
                     j = i * w
-                    ev = events.get(j)
-                    if ev is None:
-                        ev = events[j] = []
-                    ev.append((fb, t, d, neg))
+                    a = adds.get(j)
+                    if a is None:
+                        adds[j] = [x, y]
+                    else:
+                        a.append(x)
+                        a.append(y)
                     if j > top:
                         top = j
     for flat, naf, ntop in var:
         if ntop > top:
             top = ntop
-    X, Y, Z = 0, 1, 0
-    for j in range(top, -1, -1):
-        if Z:
-            X, Y, Z = _dbl(X, Y, Z)
-        for flat, naf, ntop in var:
-            if j <= ntop:
-                d = naf[j]
-                if d:
-                    if d < 128:
-                        X, Y, Z = _madd(X, Y, Z, flat[d - 1], flat[d])
-                    else:
-                        d = 256 - d
-                        X, Y, Z = _madd(X, Y, Z, flat[d - 1], p - flat[d])
-        ev = events.get(j)
-        if ev is not None:
-            for fb, t, d, neg in ev:
-                if d < 0:
-                    x, y = fb.entry(t, -d)
-                    neg ^= 1
+        for j in range(ntop + 1):
+            d = naf[j]
+            if d:
+                if d < 128:
+                    x = flat[d - 1]
+                    y = flat[d]
                 else:
-                    x, y = fb.entry(t, d)
-                if neg:
-                    y = p - y
-                X, Y, Z = _madd(X, Y, Z, x, y)
+                    d = 256 - d
+                    x = flat[d - 1]
+                    y = p - flat[d]
+                a = adds.get(j)
+                if a is None:
+                    adds[j] = [x, y]
+                else:
+                    a.append(x)
+                    a.append(y)
+    sched = [None] * (top + 1)
+    for j in adds:
+        sched[j] = adds[j]
+    return sched
+
+
+# Jacobian sum of k_i * B_i over fixed bases [(FixedBase, k)] (0 <= k < n), using comb
+# pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and
+# variable bases [(flat odd multiples, naf digits, top)], in one doubling chain.
+# The doubling (a = -3) and the mixed addition are written out here: this loop is the
+# verifier's hot path.
+def _msm(L, fixed, var):
+    p = P
+    sched = _schedule(L, fixed, var)
+    X, Y, Z = 0, 1, 0
+    for j in range(len(sched) - 1, -1, -1):
+        if Z:
+            zz = Z * Z % p
+            yy = Y * Y % p
+            a = 3 * (X - zz) * (X + zz) % p
+            b = (X * yy << 2) % p
+            X = (a * a - (b << 1)) % p
+            Z = (Y * Z << 1) % p
+            Y = (a * (b - X) - (yy * yy << 3)) % p
+        s = sched[j]
+        if s is not None:
+            for i in range(0, len(s), 2):
+                x2 = s[i]
+                y2 = s[i + 1]
+                if not Z:
+                    X, Y, Z = x2, y2, 1
+                    continue
+                zz = Z * Z % p
+                h = x2 * zz % p - X
+                r = y2 * zz % p * Z % p - Y
+                if not h:
+                    if r:
+                        X, Y, Z = 0, 1, 0
+                    else:
+                        X, Y, Z = dbl(x2, y2, 1)
+                    continue
+                hh = h * h % p
+                hhh = h * hh % p
+                v = X * hh % p
+                X = (r * r - hhh - 2 * v) % p
+                Y = (r * (v - X) - Y * hhh) % p
+                Z = Z * h % p
     return X, Y, Z
 
 
-# ---------------------------------------------------------------- verification
-
+# (e, r, s) or None.
 def _parse_sig(digest, signature):
-    """(e, r, s) or None."""
-    if not (_is_bytes(digest) and _is_bytes(signature)):
+    if not (is_bytes(digest) and is_bytes(signature)):
         return None
     if len(digest) != 32 or len(signature) != 64:
         return None
@@ -582,8 +289,8 @@ def _parse_sig(digest, signature):
     return int.from_bytes(digest, "big"), r, s
 
 
+# x(X : - : Z) mod n == r, without an inversion.
 def _x_matches(X, Z, r):
-    """x(X : - : Z) mod n == r, without an inversion."""
     if not Z:
         return False
     p = P
@@ -594,15 +301,15 @@ def _x_matches(X, Z, r):
     return r < p and (r * zz - X) % p == 0
 
 
+# Standard ECDSA verification (see the API above).
 def verify(public_key, digest, signature):
-    """Standard ECDSA verification; see the module docstring."""
     try:
         q = decode_point(public_key)
         sig = _parse_sig(digest, signature)
         if q is None or sig is None:
             return False
         e, r, s = sig
-        si = _inv(s, N)
+        si = inv(s, N)
         u1 = e * si % N
         u2 = r * si % N
         flat = _var_tables([q], NAF_WIDTH)[0]
@@ -613,9 +320,9 @@ def verify(public_key, digest, signature):
         return False
 
 
+# (v, w) with w = v * u mod n and |v|, |w| < 2^128, v != 0 (extended Euclid on n, u,
+# stopped at the first remainder below 2^128).
 def _half_gcd(u, n):
-    """(v, w) with w = v * u mod n and |v|, |w| < 2^128, v != 0 (extended Euclid on n, u,
-    stopped at the first remainder below 2^128)."""
     r0, r1 = n, u
     t0, t1 = 0, 1
     lim = 1 << 128
@@ -648,10 +355,10 @@ def verify_recoverable(public_key, digest, signature, recid):
             return False
         e, r, s = sig
         rx = r + N if recid & 2 else r
-        ry = _lift_x(rx, recid & 1)
+        ry = lift_x(rx, recid & 1)
         if ry is None:
             return False
-        si = _inv(s, N)
+        si = inv(s, N)
         u1 = e * si % N
         u2 = r * si % N
         v, w = _half_gcd(u2, N)
@@ -674,8 +381,8 @@ def verify_recoverable(public_key, digest, signature, recid):
         return False
 
 
+# verify() for fixed_base.public_key with the comb tables of G and of the key.
 def verify_fixed(fixed_base, digest, signature):
-    """verify() for fixed_base.public_key with the comb tables of G and of the key."""
     try:
         if not isinstance(fixed_base, FixedBase):
             return False
@@ -683,7 +390,7 @@ def verify_fixed(fixed_base, digest, signature):
         if sig is None:
             return False
         e, r, s = sig
-        si = _inv(s, N)
+        si = inv(s, N)
         g = _generator()
         L = max(g.spacing, fixed_base.spacing)
         X, Y, Z = _msm(L, [(g, e * si % N), (fixed_base, r * si % N)], [])
