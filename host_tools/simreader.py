@@ -20,9 +20,10 @@ import threading
 import time
 from pathlib import Path
 
+from host_tools import mpybuild
+
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
-MP_PATH = [ROOT / "firmware", ROOT / "boards" / "unix_sim"]
 # The ESP32 heap (110 KB) plus room for the bytecode: on the unix port the firmware's code is
 # loaded into the heap (about 130 KB), on a device it is frozen in flash and costs no RAM. The
 # reader reports its working heap (peak less code) so tests can hold it to the ESP32 budget.
@@ -61,7 +62,8 @@ class SimReader:
 
     def start(self):
         env = dict(os.environ)
-        env["MICROPYPATH"] = ":".join(str(p) for p in MP_PATH) + ":.frozen"
+        tree = mpybuild.build("unix_sim")  # precompiled, as deployed to a board
+        env["MICROPYPATH"] = str(tree) + ":.frozen"
         env["FV_FLASH"] = str(self.flash)
         env["FV_FLASH_BLOCKS"] = str(self.flash_blocks)
         env["FV_LOG_FLASH"] = str(self.log_flash)
@@ -73,7 +75,7 @@ class SimReader:
         if self.provision_dir:
             env["FV_PROVISION"] = str(self.provision_dir)
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=" + self.heap, str(ROOT / "firmware" / "main.py")],
+            [MICROPYTHON, "-X", "heapsize=" + self.heap, str(tree / "main.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd=str(self.workdir), bufsize=0)
         self.events = queue.Queue()

@@ -18,6 +18,12 @@ def pytest_collect_file(parent, file_path):
         return MicroPythonModule.from_parent(parent, path=file_path)
 
 
+def pytest_pycollect_makemodule(module_path, parent):
+    # Named on the command line, an mpt_ file would otherwise also be imported by CPython.
+    if module_path.name.startswith("mpt_"):
+        return MicroPythonModule.from_parent(parent, path=module_path)
+
+
 class MicroPythonModule(pytest.File):
     """A test module that runs on the MicroPython binary, not on CPython."""
 

@@ -24,19 +24,22 @@ class MicroPythonError(AssertionError):
     pass
 
 
-def mp_env(extra=None):
+def mp_env(extra=None, path=None):
     env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(str(p) for p in MP_PATH) + ":.frozen"
+    env["MICROPYPATH"] = ":".join(str(p) for p in (path or MP_PATH)) + ":.frozen"
     if extra:
         env.update(extra)
     return env
 
 
-def run_mp(code, heap=ESP32_HEAP, args=(), cwd=None, timeout=DEFAULT_TIMEOUT, env=None, check=True):
-    """Run `code` on MicroPython; return stdout (str). Raises MicroPythonError on failure."""
+def run_mp(code, heap=ESP32_HEAP, args=(), cwd=None, timeout=DEFAULT_TIMEOUT, env=None, check=True,
+           path=None):
+    """Run `code` on MicroPython; return stdout (str). Raises MicroPythonError on failure.
+    `path`: the module search path (default: the firmware sources, unix_sim board, test helpers;
+    `compiled_tree()` gives the precompiled firmware as a reader runs it)."""
     cmd = [MICROPYTHON, "-X", "heapsize=" + heap, "-c", code, *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=mp_env(env))
+                          cwd=cwd, env=mp_env(env, path))
     if check and proc.returncode != 0:
         raise MicroPythonError(
             "MicroPython exited %d\n--- stdout ---\n%s\n--- stderr (MicroPython traceback) ---\n%s"
@@ -47,3 +50,11 @@ def run_mp(code, heap=ESP32_HEAP, args=(), cwd=None, timeout=DEFAULT_TIMEOUT, en
 def run_mp_test(module, func, heap, cwd=None, timeout=DEFAULT_TIMEOUT):
     code = ("import _runner\n_runner.run(%r, %r)\n" % (module, func))
     return run_mp(code, heap=heap, cwd=cwd, timeout=timeout)
+
+
+def compiled_tree(*test_helpers):
+    """[tree] of the unix_sim firmware compiled to .mpy (host_tools.mpybuild), with the named
+    helper modules of tests/mp compiled in too."""
+    from host_tools import mpybuild
+    extra = [(ROOT / "tests" / "mp" / (name + ".py"), Path(name + ".py")) for name in test_helpers]
+    return [mpybuild.build("unix_sim", extra=extra)]

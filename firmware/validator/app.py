@@ -79,13 +79,16 @@ class Reader:
         for d in ("/state", "/staging", "/tables"):
             _mkdir(root + d)
         self.staging_dir = root + "/staging"
+        # The rider tables are the largest blocks: take them while the heap is unfragmented.
+        import gc
+        gc.collect()
+        self.state = riderstate.RiderState(root + "/state")
         self.clock = clock.Clock(board.time_source(), root + "/state",
                                  setter=board.time_setter())
         self.log = triplog.TripLog(board.log_device(), self.reader_id)
         self.config = self._load_config()
         self.keyring = self._load_keyring()
         self.denylist = denylist.DenyList(root + "/deny")
-        self.state = riderstate.RiderState(root + "/state")
         self.policy = policy.Policy(self.config, self.state, self.denylist, self.clock)
         self.cache = tokens.CredCache()
         self.counters = {"taps": 0, "accepted": 0, "rejected": 0, "repeats": 0, "errors": 0}
