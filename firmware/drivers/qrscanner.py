@@ -1,0 +1,258 @@
+# UART QR scanner module (GM65 class): each decoded code arrives as one line ending in the
+# module's suffix (CR by default on the GM65; CR LF or LF when configured so).
+#
+#   scanner = QrScanner(uart)
+#   text = scanner.poll()        # one complete line (str), or None
+#   scanner.dropped, scanner.drops, scanner.last_drop
+#
+# Lines are bounded (max_len): an oversize line is dropped whole and the reader resyncs on the
+# next terminator. A line with bytes outside printable ASCII is dropped ("binary": line noise, a
+# module answer, a code that is not ours). A partial line left without its end for stale_ms is
+# dropped when new bytes come ("stale": a glitch before a real code). Empty lines are ignored.
+#
+# Configuration commands (GM65 serial protocol, the "zone bit" table of its manual):
+#   host -> module  7E 00 <type> <len> <addr hi> <addr lo> <data...> <CRC hi> <CRC lo>
+#                   type 0x07 read zone bits (data = number of bytes), 0x08 write, 0x09 save to
+#                   flash; CRC-16/XMODEM over type..data (the module also accepts AB CD = no CRC)
+#   module -> host  02 00 00 <len> <data...> <CRC hi> <CRC lo>  (CRC over 00 00 <len> <data>)
+# Only a minimal, documented set is used: trigger a scan (zone 0x0002 = 01), the read mode (bits
+# 1..0 of zone 0x0000), the baud rate (zones 0x002A-0x002B), save. Run them at start-up, before
+# codes are scanned: bytes that are not the answer are discarded while waiting for it.
+import time
+
+try:
+    _ticks_ms = time.ticks_ms
+    _ticks_diff = time.ticks_diff
+    _sleep_ms = time.sleep_ms
+except AttributeError:  # CPython
+    def _ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def _ticks_diff(a, b):
+        return a - b
+
+    def _sleep_ms(ms):
+        time.sleep(ms / 1000)
+
+MAX_LINE = 1024
+
+# drop reasons
+OVERSIZE = "oversize"
+BINARY = "binary"
+STALE = "stale"
+IO = "io"
+
+# GM65 command types and zone addresses
+T_READ = 0x07
+T_WRITE = 0x08
+T_SAVE = 0x09
+ZONE_MODE = 0x0000        # bits 1..0: read mode
+ZONE_TRIGGER = 0x0002     # write 01: scan once (command-trigger mode)
+ZONE_BAUD = 0x002A        # 2 bytes, little endian divisor
+MODE_MANUAL = 0
+MODE_COMMAND = 1          # scans only when triggered by the host
+MODE_CONTINUOUS = 2
+MODE_INDUCTION = 3
+BAUD_DIVISORS = {9600: 0x0139, 115200: 0x001A}   # the two rates documented with their values
+
+
+def crc16_xmodem(data, crc=0):
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def build_command(kind, addr, data):
+    body = bytes((kind, len(data), addr >> 8, addr & 0xFF)) + bytes(data)
+    c = crc16_xmodem(body)
+    return b"\x7e\x00" + body + bytes((c >> 8, c & 0xFF))
+
+
+def parse_reply(buf):
+    """(data, consumed) for the first complete reply in buf; (None, k) when more bytes are
+    needed after discarding k leading bytes that cannot start one; data is False for a reply
+    whose CRC fails."""
+    i = buf.find(b"\x02\x00\x00")
+    if i < 0:
+        return None, max(0, len(buf) - 2)
+    if len(buf) < i + 4:
+        return None, i
+    n = buf[i + 3]
+    end = i + 4 + n + 2
+    if len(buf) < end:
+        return None, i
+    data = bytes(buf[i + 4:i + 4 + n])
+    c = crc16_xmodem(buf[i + 1:i + 4 + n])
+    if (buf[end - 2] << 8 | buf[end - 1]) != c:
+        return False, end
+    return data, end
+
+
+class QrScanner:
+    CHUNK = 64
+    READS_PER_POLL = 8        # a flooding line cannot keep poll() busy for ever
+
+    def __init__(self, uart, max_len=MAX_LINE, clock_ms=None, stale_ms=500, idle=None,
+                 terminators=b"\r\n"):
+        self.uart = uart
+        self.max_len = max_len
+        self.clock_ms = clock_ms or _ticks_ms
+        self.stale_ms = stale_ms
+        self.idle = idle or _default_idle
+        self._terms = [bytes((t,)) for t in terminators]
+        self._chunk = bytearray(self.CHUNK)
+        self._pos = 0
+        self._end = 0
+        self._line = bytearray()
+        self._over = False        # the current line already passed max_len: discarding
+        self._last = 0            # clock when the current partial line last grew
+        self.lines = 0
+        self.dropped = 0
+        self.drops = {}
+        self.last_drop = None
+
+    def _drop(self, why):
+        self.dropped += 1
+        self.drops[why] = self.drops.get(why, 0) + 1
+        self.last_drop = why
+
+    def _read(self):
+        try:
+            n = self.uart.any()
+            if not n:
+                return 0
+            mv = memoryview(self._chunk)
+            got = self.uart.readinto(mv[:min(n, self.CHUNK)])
+        except OSError:
+            self._drop(IO)
+            return 0
+        self._pos = 0
+        self._end = got or 0
+        return self._end
+
+    def poll(self):
+        """One complete line as str, or None when there is none yet."""
+        reads = 0
+        while True:
+            if self._pos >= self._end:
+                if reads >= self.READS_PER_POLL or not self._read():
+                    return None
+                reads += 1
+            line = self._scan()
+            if line is not None:
+                return line
+
+    def _scan(self):
+        c = self._chunk
+        s = self._pos
+        e = self._end
+        j = e
+        for t in self._terms:
+            k = c.find(t, s, j)
+            if k >= 0:
+                j = k
+        if j > s:
+            now = self.clock_ms()
+            if (self._line or self._over) and _ticks_diff(now, self._last) > self.stale_ms:
+                self._line[:] = b""
+                self._over = False
+                self._drop(STALE)
+            self._last = now
+            if not self._over:
+                if len(self._line) + (j - s) > self.max_len:
+                    self._over = True
+                    self._line[:] = b""
+                else:
+                    self._line.extend(memoryview(c)[s:j])
+        if j >= e:
+            self._pos = e
+            return None
+        self._pos = j + 1
+        return self._finish()
+
+    def _finish(self):
+        line = self._line
+        if self._over:
+            self._over = False
+            self._drop(OVERSIZE)
+            return None
+        if not line:
+            return None                     # the LF of a CR LF pair, or a blank line
+        if min(line) < 0x20 or max(line) > 0x7E:
+            self._line[:] = b""
+            self._drop(BINARY)
+            return None
+        text = line.decode()
+        self._line[:] = b""
+        self.lines += 1
+        return text
+
+    def reset(self):
+        """Forget a partial line and buffered input."""
+        self._line[:] = b""
+        self._over = False
+        self._pos = self._end = 0
+
+    # --- GM65 configuration ---
+
+    def command(self, kind, addr, data, timeout_ms=500):
+        """Send one command; the data of the module's reply, or None (no valid reply in time).
+        Input received meanwhile is discarded (do this before codes are scanned)."""
+        self.reset()
+        frame = build_command(kind, addr, data)
+        try:
+            self.uart.write(frame)
+        except OSError:
+            self._drop(IO)
+            return None
+        buf = bytearray()
+        start = self.clock_ms()
+        while _ticks_diff(self.clock_ms(), start) < timeout_ms:
+            n = self._read()
+            if n:
+                buf.extend(memoryview(self._chunk)[:n])
+                self._pos = self._end
+                data_, k = parse_reply(buf)
+                if data_ is False:
+                    return None
+                if data_ is not None:
+                    return data_
+                buf[0:k] = b""
+                if len(buf) > 64:             # bounded: a reply is at most 4 + 255 + 2, ours 8
+                    buf[0:len(buf) - 8] = b""
+            else:
+                self.idle()
+        return None
+
+    def write_zone(self, addr, data, timeout_ms=500):
+        return self.command(T_WRITE, addr, data, timeout_ms) is not None
+
+    def read_zone(self, addr, count=1, timeout_ms=500):
+        d = self.command(T_READ, addr, bytes((count,)), timeout_ms)
+        return d if d is not None and len(d) == count else None
+
+    def trigger(self, timeout_ms=500):
+        """Scan once (command-trigger mode)."""
+        return self.write_zone(ZONE_TRIGGER, b"\x01", timeout_ms)
+
+    def set_mode(self, mode, timeout_ms=500):
+        cur = self.read_zone(ZONE_MODE, 1, timeout_ms)
+        if cur is None:
+            return False
+        return self.write_zone(ZONE_MODE, bytes(((cur[0] & 0xFC) | (mode & 3),)), timeout_ms)
+
+    def set_baud(self, baud, timeout_ms=500):
+        """The module's UART speed (re-open the host UART at the new speed afterwards)."""
+        d = BAUD_DIVISORS[baud]
+        return self.write_zone(ZONE_BAUD, bytes((d & 0xFF, d >> 8)), timeout_ms)
+
+    def save(self, timeout_ms=500):
+        """Keep the zone bits over power cycles (the module's flash)."""
+        return self.command(T_SAVE, 0x0000, b"\x00", timeout_ms) is not None
+
+
+def _default_idle():
+    _sleep_ms(1)
