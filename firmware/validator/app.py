@@ -7,7 +7,7 @@
 # turns the tap red (LOG_FULL / READER_ERROR) with nothing charged.
 import time
 
-from validator import cbor, reasons, tokens
+from validator import cbor, hmac256, reasons, tokens
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -85,7 +85,9 @@ class Reader:
         self.state = riderstate.RiderState(root + "/state")
         self.clock = clock.Clock(board.time_source(), root + "/state",
                                  setter=board.time_setter())
-        self.log = triplog.TripLog(board.log_device(), self.reader_id)
+        # A keyed chain: whoever edits the flash without the sync secret cannot re-chain records.
+        self.log = triplog.TripLog(board.log_device(), self.reader_id,
+                                   key=hmac256.hmac_sha256(self.sync_key, b"triplog"))
         self.config = self._load_config()
         self.keyring = self._load_keyring()
         self.denylist = denylist.DenyList(root + "/deny")
@@ -324,6 +326,7 @@ async def _nfc_task(reader, nfc):
         await asyncio.sleep_ms(NFC_POLL_MS)
         try:
             target = nfc.poll()
+            target = target.uid if target is not None else None
         except Exception:  # noqa: BLE001 -- a confused front end: start it again next round
             nfc.begin()
             continue
