@@ -425,3 +425,17 @@ def test_ecsign_recid_matches_recovered_point():
         sig, recid = ecsign.sign_digest(sk, digest)
         assert recid == true_recid(ecsign.public_bytes(sk), digest, sig)
         assert INFINITY != NIST256p.generator
+
+
+def test_decoded_point_as_key():
+    # a cache of decode_point results may pass (x, y) instead of SEC1 bytes; still checked
+    for pub, digest, sig, recid in rfc6979_cases():
+        pt = p256.decode_point(pub)
+        assert p256.verify(pt, digest, sig) and p256.verify_recoverable(pt, digest, sig, recid)
+        assert not p256.verify_recoverable(pt, digest, sig, recid ^ 1)
+        x, y = pt
+        for bad in ((x, (y + 1) % P), (x, P - y + P), (x + P, y), (x, y, 1), (x,), (str(x), y),
+                    (x, float(y)), (-x, y), [x, y], (0, 0), (x, y - P)):
+            assert p256.verify(bad, digest, sig) is False
+            assert p256.verify_recoverable(bad, digest, sig, recid) is False
+        assert p256.verify((x, P - y), digest, sig) is False  # -Q

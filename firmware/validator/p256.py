@@ -3,8 +3,10 @@
 # API (tokens.py, keyring.py, signedfile.py call these; docs/design.md "p256" says the same):
 #
 #   verify(public_key, digest, signature) -> bool
-#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed); digest: 32
-#       bytes; signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
+#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed), or the
+#       (x, y) pair that decode_point returned (a cache of decoded keys saves the square root of
+#       a compressed key; the pair is still checked to be on the curve); digest: 32 bytes;
+#       signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
 #   verify_recoverable(public_key, digest, signature, recid) -> bool
 #       The same check, faster (Antipa et al.), for signatures that carry the recovery id of their
 #       R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.ecsign.sign_digest).
@@ -276,6 +278,19 @@ def _msm(L, fixed, var):
     return X, Y, Z
 
 
+# A public key: SEC1 bytes, or an (x, y) pair from decode_point (a cache of decoded keys saves
+# the square root of a compressed key), checked to be on the curve. (x, y) or None.
+def _point(public_key):
+    if type(public_key) is not tuple:
+        return decode_point(public_key)
+    if len(public_key) == 2:
+        x, y = public_key
+        if (type(x) is int and type(y) is int and 0 <= x < P and 0 <= y < P
+                and not (y * y - x * x * x + 3 * x - B) % P):
+            return public_key
+    return None
+
+
 # (e, r, s) or None.
 def _parse_sig(digest, signature):
     if not (is_bytes(digest) and is_bytes(signature)):
@@ -304,7 +319,7 @@ def _x_matches(X, Z, r):
 # Standard ECDSA verification (see the API above).
 def verify(public_key, digest, signature):
     try:
-        q = decode_point(public_key)
+        q = _point(public_key)
         sig = _parse_sig(digest, signature)
         if q is None or sig is None:
             return False
@@ -349,7 +364,7 @@ def verify_recoverable(public_key, digest, signature, recid):
     try:
         if type(recid) is not int or not 0 <= recid <= 3:
             return False
-        q = decode_point(public_key)
+        q = _point(public_key)
         sig = _parse_sig(digest, signature)
         if q is None or sig is None:
             return False

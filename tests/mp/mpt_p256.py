@@ -189,3 +189,14 @@ def test_generator_table():
     X, Y, Z = p256_arith.madd(X, Y, Z, p256.GX, p256.GY)
     zi = p256_arith.inv(Z, P)
     assert g.entry(0, 3) == (X * zi * zi % P, Y * zi * zi * zi % P)
+
+
+def test_decoded_point_as_key():
+    pt = p256.decode_point(PUB33)
+    for digest, sig, neg in cases():
+        rid = recid_of(PUB65, digest, sig)
+        assert p256.verify(pt, digest, sig) is True
+        assert p256.verify_recoverable(pt, digest, neg, rid ^ 1) is True
+        for bad in ((UX, (UY + 1) % P), (UX + P, UY), (UX, UY, 1), [UX, UY], (UX, P - UY)):
+            assert p256.verify(bad, digest, sig) is False
+            assert p256.verify_recoverable(bad, digest, sig, rid) is False
