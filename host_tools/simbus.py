@@ -142,6 +142,7 @@ class SimBus:
                                      now=lambda: self.now)
         res = depot.sync_port(self.cable.b, depot.load_keys(self.secrets), str(self.db_path), opts)
         self.syncs.append(res)
+        res.reader_info = self.reader.info()  # also collects any fault the reader reported
         return res
 
     def info(self):

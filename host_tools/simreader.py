@@ -57,6 +57,7 @@ class SimReader:
         self.boot_event = None
         self.stderr_tail = []
         self.boots = 0
+        self.faults = []  # fault and crash events the reader reported
 
     # -- process --------------------------------------------------------------------------
 
@@ -119,6 +120,8 @@ class SimReader:
                                  % (self.proc.poll(), "".join(self.stderr_tail[-30:])))
             if ev.get("ev") == kind:
                 return ev
+            if ev.get("ev") in ("fault", "crash"):
+                self.faults.append(ev)
 
     def command(self, cmd, reply, **args):
         """Send a control command and wait for its reply event."""

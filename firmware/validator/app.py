@@ -347,6 +347,10 @@ async def _sync_task(reader, server):
     import asyncio
     while True:
         busy = server.poll()
+        if server.last_fault is not None:  # the reader's own fault while serving: report it
+            e, server.last_fault = server.last_fault, None
+            reader.counters["errors"] += 1
+            reader.board.report({"ev": "fault", "where": "sync", "error": repr(e)})
         await asyncio.sleep_ms(0 if busy else SYNC_POLL_MS)
 
 
