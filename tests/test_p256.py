@@ -439,3 +439,20 @@ def test_decoded_point_as_key():
             assert p256.verify(bad, digest, sig) is False
             assert p256.verify_recoverable(bad, digest, sig, recid) is False
         assert p256.verify((x, P - y), digest, sig) is False  # -Q
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 2 ** 256), st.sampled_from([N, P]))
+def test_euclid_inverse(x, m):
+    # MicroPython's path (CPython uses pow(x, -1, m)); x = 0 mod m is refused
+    from validator import p256_arith
+    saved = p256_arith._POW_INV
+    p256_arith._POW_INV = False
+    try:
+        if x % m == 0:
+            with pytest.raises(ValueError):
+                p256_arith.inv(x, m)
+        else:
+            assert p256_arith.inv(x, m) == pow(x, -1, m)
+    finally:
+        p256_arith._POW_INV = saved
