@@ -9,7 +9,11 @@ HSU, carrying a virtual card or phone, so the real firmware driver can be tested
 
 The card may also carry `uid` (bytes), `sens_res` (2 bytes), `sel_res` (int) and `ats` (bytes,
 first byte its length); phone-like defaults are used otherwise. `emu.present(card)` and
-`emu.remove()` put a card into or out of the field at any time.
+`emu.remove()` put a card into or out of the field at any time; `emu.away(n)` takes it out for
+the next n polls (a phone moved away, then tapped again).
+
+`emu.loopback()` gives a UART object wired straight to the emulator, without pty or thread, for
+driver tests in one process.
 
 Faults (`inject(name, cmd=None, times=1, arg=None)`), each applied to the next command frame
 (with that command code, when `cmd` is given):
@@ -160,6 +164,12 @@ class PN532Emulator:
     def remove(self):
         with self._lock:
             self.card = None
+            self._selected = False
+
+    def away(self, polls=1):
+        """The card leaves the field now and comes back after `polls` InListPassiveTarget."""
+        with self._lock:
+            self._away_polls = polls
             self._selected = False
 
     # --- life cycle ---

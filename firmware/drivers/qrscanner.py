@@ -216,10 +216,14 @@ class QrScanner:
                 buf.extend(memoryview(self._chunk)[:n])
                 self._pos = self._end
                 data_, k = parse_reply(buf)
-                if data_ is False:
-                    return None
                 if data_ is not None:
-                    return data_
+                    # bytes after the reply (a code scanned right after a trigger) are lines:
+                    # they all came in the last read, so they fit back into the chunk buffer
+                    rest = len(buf) - k
+                    self._chunk[0:rest] = buf[k:]
+                    self._pos = 0
+                    self._end = rest
+                    return None if data_ is False else data_
                 buf[0:k] = b""
                 if len(buf) > 64:             # bounded: a reply is at most 4 + 255 + 2, ours 8
                     buf[0:len(buf) - 8] = b""
