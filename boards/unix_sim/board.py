@@ -176,6 +176,12 @@ class Board:
             ev = reader.info()
             ev["ev"] = "info"
             self.report(ev)
+        elif c == "fault":
+            # The bench breaks a part: "log_flash" makes the trip log's flash fail from now on
+            # (until the next power-up), as a worn-out or disconnected chip would.
+            if cmd.get("what") == "log_flash" and self._log_dev is not None:
+                self._log_dev.dead = True
+            self.report({"ev": "fault", "what": cmd.get("what")})
         elif c == "stop":
             self.stopping = True
         else:
