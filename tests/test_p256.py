@@ -456,3 +456,28 @@ def test_euclid_inverse(x, m):
             assert p256_arith.inv(x, m) == pow(x, -1, m)
     finally:
         p256_arith._POW_INV = saved
+
+
+def test_generator_table_fallbacks(tmp_path, monkeypatch):
+    # a damaged or missing p256_gtable.bin, then a damaged module: slower, never wrong or dead
+    import sys
+    import types
+    pub, digest, sig, recid = rfc6979_cases()[0]
+    bad = bytearray(p256tables.gtable_bytes())
+    bad[5000] ^= 1
+    (tmp_path / "p256_gtable.bin").write_bytes(bytes(bad))
+    monkeypatch.setattr(p256, "__file__", str(tmp_path / "p256.py"))
+    monkeypatch.setattr(p256, "_gbase", None)
+    g = p256._generator()
+    assert g._f is None and (g.teeth, g.width) == (4, 8)  # the module's blob
+    assert p256.verify(pub, digest, sig) and p256.verify_recoverable(pub, digest, sig, recid)
+    monkeypatch.setattr(p256, "_gbase", None)
+    monkeypatch.setitem(sys.modules, "validator.p256_gtable", types.SimpleNamespace(DATA=b"junk"))
+    import validator
+    monkeypatch.setattr(validator, "p256_gtable", sys.modules["validator.p256_gtable"], raising=False)
+    g = p256._generator()
+    assert (g.teeth, g.width) == (p256.RAM_TABLE_TEETH, p256.RAM_TABLE_WIDTH)
+    assert p256.verify(pub, digest, sig) and p256.verify_recoverable(pub, digest, sig, recid)
+    fb = p256.FixedBase(pub)
+    assert p256.verify_fixed(fb, digest, sig) and not p256.verify_fixed(fb, digest, sig[::-1])
+    monkeypatch.setattr(p256, "_gbase", None)

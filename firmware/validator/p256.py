@@ -51,9 +51,10 @@ _HALF_N = 1 << 255
 _gbase = None
 
 
-# The generator's FixedBase, from the first that exists of: the table file p256_gtable.bin next
+# The generator's FixedBase, from the first that works of: the table file p256_gtable.bin next
 # to this module (a file-system install: read by offset, no RAM), the module p256_gtable (a
-# frozen build: the constant stays in flash), a small table computed in RAM.
+# frozen build: the constant stays in flash), a small table computed in RAM (4.6 KB). A damaged
+# or missing table only costs speed.
 def _generator():
     global _gbase
     if _gbase is None:
@@ -61,14 +62,16 @@ def _generator():
         if "/" in __file__:
             try:
                 _gbase = FixedBase(g, __file__.rsplit("/", 1)[0] + "/p256_gtable.bin")
-            except OSError:
+            except (OSError, ValueError):
                 pass
         if _gbase is None:
             try:
                 from validator import p256_gtable
                 _gbase = FixedBase(g, p256_gtable.DATA)
-            except ImportError:
+            except (ImportError, ValueError, MemoryError):
                 _gbase = FixedBase(g, None)
+        if 128 % _gbase.spacing:  # the 128-step chain of verify_recoverable needs >= 2 teeth
+            _gbase = FixedBase(g, None)
     return _gbase
 
 
@@ -184,6 +187,8 @@ def _schedule(L, fixed, var):
             k = N - k
             neg = 1
         w = fb.width
+        if L % fb.spacing or 256 % L:
+            raise ValueError("chain length")
         digs = comb_digits(k, w, L)
         nw = (L + w - 1) // w
         step = L // fb.spacing
