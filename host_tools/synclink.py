@@ -54,7 +54,7 @@ def open_serial(path, baud=115200, timeout=0.05):
 
 class SyncLink:
     def __init__(self, port, keys, timeout=2.0, retries=5, clock=time.monotonic, random=os.urandom,
-                 first_rid=1):
+                 first_rid=None):
         """`keys(reader_id) -> 32-byte sync secret or None`; `timeout`: seconds to wait for one
         answer (plus the answer's own time on the wire); `retries`: sends after the first."""
         self.port = port
@@ -63,7 +63,12 @@ class SyncLink:
         self.retries = retries
         self.clock = clock
         self.random = random
+        # request ids start at a random point, so that answers still on the line from an earlier
+        # connection do not match this one's ids
+        if first_rid is None:
+            first_rid = 1 + int.from_bytes(random(3), "big")
         self.rid = first_rid - 1
+        self._hn = None
         self.decoder = framing.FrameDecoder(1 << 16)
         self.session = None
         self.info = None
@@ -144,7 +149,11 @@ class SyncLink:
             return None
         status, result = item[1], item[2]
         if cmd == P.INFO:
-            return status, result, signed, tag  # checked by hello(), which knows the nonce
+            if isinstance(result, dict) and result.get("proto") == P.PROTO \
+                    and result.get("hn") != self._hn:
+                self.stats["stale"] += 1  # an answer to an INFO of an earlier connection
+                return None
+            return status, result, signed, tag  # the tag is checked by hello()
         if tag is None:
             if status == P.NO_SESSION:
                 return "session_lost"
@@ -163,7 +172,7 @@ class SyncLink:
     def hello(self):
         """INFO: open a session. Returns the reader's info dict; raises LinkError(wrong_device,
         no_key, bad_auth) when the answer is not from a reader whose secret the depot holds."""
-        hn = bytes(self.random(P.NONCE_SIZE))
+        hn = self._hn = bytes(self.random(P.NONCE_SIZE))
         self.session = None
         status, info, signed, tag = self.request(P.INFO, {"hn": hn}, auth=False)
         if status != P.OK or not isinstance(info, dict) or info.get("proto") != P.PROTO \

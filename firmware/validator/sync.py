@@ -36,6 +36,7 @@ class SyncServer:
         self._reboot = False
         self.rebooted = False
         self._session = None
+        self._hn = self._rn = None
         self._last_rid = 0
         self._last_tag = None
         self._last_reply = None
@@ -169,14 +170,19 @@ class SyncServer:
         hn = args.get("hn")
         if not _fields(args, ("hn",)) or not isinstance(hn, bytes) or len(hn) != P.NONCE_SIZE:
             return self._error(rid, P.MALFORMED)
-        rn = bytes(self.random(P.NONCE_SIZE))
         r = self.reader
-        self._session = P.Session(r.sync_key, r.reader_id, rn, hn)
-        self._last_rid, self._last_tag, self._last_reply = 0, None, None
+        if self._session is None or hn != self._hn:
+            rn = bytes(self.random(P.NONCE_SIZE))
+            self._session = P.Session(r.sync_key, r.reader_id, rn, hn)
+            self._hn, self._rn = hn, rn
+            self._last_rid, self._last_tag, self._last_reply = 0, None, None
+        # else: the same INFO again (a retry, or a copy that the line delayed): the same session,
+        # or the host would hold a nonce that the reader has already dropped
+        rn = self._rn
         info = r.info()
         log = r.log
         res = {
-            "proto": P.PROTO, "id": r.reader_id, "nonce": rn, "max": self.max_payload,
+            "proto": P.PROTO, "id": r.reader_id, "nonce": rn, "hn": hn, "max": self.max_payload,
             "fw": info.get("firmware", ""), "time": info.get("time"),
             "first": log.first_seq, "last": log.last_seq, "ack": log.ack_seq,
             "free": log.free_bytes, "log_state": log.state,
