@@ -129,91 +129,108 @@ def encode_command(cmd, params=b""):
 
 
 class FrameParser:
-    """Incremental parser of PN532 frames in a bounded buffer. feed() takes at most room() bytes;
-    next() returns (event, payload) or None when more bytes are needed. Bytes before a start
-    code are skipped (counted in `skipped`); after a bad length checksum the parser resyncs on
-    the next start code, after a bad data checksum past the whole frame."""
+    """Incremental parser of PN532 frames in a fixed buffer (no allocation but the frames it
+    returns). Bytes come in with feed(data) or readinto(space(n)) + commit(n), at most room()
+    at a time; next() returns (event, payload) or None when more bytes are needed. Bytes before
+    a start code are skipped (counted in `skipped`); after a bad length checksum the parser
+    resyncs on the next start code, after a bad data checksum past the whole frame."""
 
     def __init__(self, max_len=MAX_LEN):
         self.max_len = max_len
         # room for one whole extended frame plus a read chunk of garbage in front of it
         self.cap = max_len + 80
-        self._buf = bytearray()
+        self._buf = bytearray(self.cap)
+        self._mv = memoryview(self._buf)
+        self._s = 0                  # unparsed bytes are _buf[_s:_e]
+        self._e = 0
         self.skipped = 0
         self.bad = 0
 
+    def __len__(self):
+        return self._e - self._s
+
     def room(self):
-        return self.cap - len(self._buf)
+        return self.cap - (self._e - self._s)
+
+    def space(self, n):
+        """A writable view of up to n free bytes at the end (moves pending bytes to the front)."""
+        s = self._s
+        if s:
+            k = self._e - s
+            self._mv[0:k] = self._mv[s:self._e]
+            self._s = 0
+            self._e = k
+        return self._mv[self._e:min(self.cap, self._e + n)]
+
+    def commit(self, n):
+        self._e += n
 
     def feed(self, data):
         n = min(len(data), self.room())
         if n > 0:
-            self._buf.extend(data[:n] if n < len(data) else data)
+            self.space(n)[:n] = data[:n]
+            self._e += n
         return n
 
     def clear(self):
-        self._buf[:] = b""
-
-    def _drop(self, k):
-        self._buf[0:k] = b""
+        self._s = self._e = 0
 
     def next(self):
         b = self._buf
-        e = len(b)
-        i = b.find(b"\x00\xff")
+        s = self._s
+        e = self._e
+        i = b.find(b"\x00\xff", s, e)
         if i < 0:
             # nothing that starts a frame: keep a trailing 0x00, it may be half a start code
-            k = e - 1 if e and b[e - 1] == 0 else e
-            self.skipped += k
-            self._drop(k)
+            k = e - 1 if e > s and b[e - 1] == 0 else e
+            self.skipped += k - s
+            self._s = k
             return None
-        if i:
-            self.skipped += i
-            self._drop(i)
-            e -= i
-        # b[0:2] is the start code 00 FF
-        if e < 4:
+        self.skipped += i - s
+        self._s = i
+        # b[i:i+2] is the start code 00 FF
+        if e - i < 4:
             return None
-        l0 = b[2]
-        l1 = b[3]
-        if l0 == 0x00 and l1 == 0xFF:
-            self._drop(5 if e > 4 and b[4] == 0 else 4)   # postamble, when already here
-            return (EV_ACK, None)
-        if l0 == 0xFF and l1 == 0x00:
-            self._drop(5 if e > 4 and b[4] == 0 else 4)
-            return (EV_NACK, None)
+        l0 = b[i + 2]
+        l1 = b[i + 3]
+        if (l0 == 0x00 and l1 == 0xFF) or (l0 == 0xFF and l1 == 0x00):
+            k = i + 4
+            if k < e and b[k] == 0:
+                k += 1                                 # postamble, when already here
+            self._s = k
+            return (EV_ACK, None) if l0 == 0 else (EV_NACK, None)
         if l0 == 0xFF and l1 == 0xFF:                  # extended: FF FF LENM LENL LCS
-            if e < 7:
+            if e - i < 7:
                 return None
-            hi = b[4]
-            lo = b[5]
-            if (hi + lo + b[6]) & 0xFF:
-                return self._bad(1, "lcs")
+            hi = b[i + 4]
+            lo = b[i + 5]
+            if (hi + lo + b[i + 6]) & 0xFF:
+                return self._bad(i + 1, "lcs")
             n = hi << 8 | lo
-            hdr = 7
+            hdr = i + 7
         else:
             if (l0 + l1) & 0xFF:
-                return self._bad(1, "lcs")
+                return self._bad(i + 1, "lcs")
             n = l0
-            hdr = 4
+            hdr = i + 4
         if n == 0 or n > self.max_len:
-            return self._bad(1, "length")
+            return self._bad(i + 1, "length")
         end = hdr + n                                  # index of DCS
         if e <= end:
             return None
-        body = bytes(b[hdr:end])
+        body = bytes(self._mv[hdr:end])
         ok = (sum(body) + b[end]) & 0xFF == 0
         k = end + 1
         if k < e and b[k] == 0:
             k += 1                                     # postamble
         if not ok:
             return self._bad(k, "dcs")
-        self._drop(k)
+        self._s = k
         return (EV_FRAME, body)
 
     def _bad(self, k, why):
         self.bad += 1
-        self._drop(k)
+        self._s = k
         return (EV_BAD, why)
 
 
@@ -272,7 +289,7 @@ class PN532:
     is called while waiting for bytes (default: sleep 1 ms); both are injectable so that tests
     control time. Timeouts and retry counts are plain attributes, settable at any time."""
 
-    CHUNK = 64
+    CHUNK = 128
 
     def __init__(self, uart, clock_ms=None, idle=None, ack_timeout_ms=50,
                  response_timeout_ms=1000, poll_timeout_ms=300, retries=2, passive_retries=1,
@@ -287,7 +304,6 @@ class PN532:
         self.passive_retries = passive_retries  # MxRtyPassiveActivation: how long a poll looks
         self.max_response = max_response       # bytes of one APDU response, chained parts included
         self.parser = FrameParser()
-        self._chunk = bytearray(self.CHUNK)
         self.target = None
         self.firmware = None
         # counters for diagnostics (the reader reports them; tests check them)
@@ -314,20 +330,20 @@ class PN532:
 
     def _fill(self):
         """Read what the UART holds (at most the parser's room); returns the byte count."""
-        room = min(self.parser.room(), self.CHUNK)
+        p = self.parser
+        room = min(p.room(), self.CHUNK)
         if room <= 0:
             return 0
         try:
             avail = self.uart.any()
             if not avail:
                 return 0
-            mv = memoryview(self._chunk)
-            n = self.uart.readinto(mv[:min(room, avail)])
+            n = self.uart.readinto(p.space(min(room, avail)))
         except OSError as e:
             raise NfcError(IO, "read: %s" % e)
         if not n:
             return 0
-        self.parser.feed(mv[:n])
+        p.commit(n)
         return n
 
     def _drain(self):
@@ -415,7 +431,7 @@ class PN532:
         """Wake the PN532 (HSU), put it in normal mode, check it is a PN532 and limit how long
         InListPassiveTarget looks for a card. Returns (IC, version, revision, support)."""
         self.wakeup()
-        self.command(CMD_SAM_CONFIGURATION, b"\x01\x14\x01")    # normal mode, 1 s, use IRQ
+        self.command(CMD_SAM_CONFIGURATION, b"\x01\x14\x01", self.poll_timeout_ms)  # normal mode
         fw = self.firmware_version()
         if fw[0] != 0x32:
             raise NfcError(PROTOCOL, "not a PN532 (IC 0x%02x)" % fw[0])
@@ -462,7 +478,7 @@ class PN532:
         try:
             tg = bytes((t.tg,))
             d = self.command(CMD_IN_DATA_EXCHANGE, tg + bytes(apdu))
-            out = bytearray()
+            out = None
             while True:
                 if len(d) < 1:
                     raise NfcError(PROTOCOL, "no status byte")
@@ -470,9 +486,13 @@ class PN532:
                 code = st & 0x3F
                 if code:
                     raise NfcError(CARD, STATUS_NAMES.get(code, "status 0x%02x" % code), code)
-                if len(out) + len(d) - 1 > self.max_response:
+                if (len(out) if out else 0) + len(d) - 1 > self.max_response:
                     raise NfcError(PROTOCOL, "response too long")
-                out.extend(d[1:])
+                if not st & 0x40 and out is None:
+                    return d[1:]                              # one part: the usual case
+                if out is None:
+                    out = bytearray()
+                out.extend(memoryview(d)[1:])
                 if not st & 0x40:
                     return bytes(out)
                 d = self.command(CMD_IN_DATA_EXCHANGE, tg)    # MI: fetch the next part

@@ -92,7 +92,7 @@ def parse_reply(buf):
 
 
 class QrScanner:
-    CHUNK = 64
+    CHUNK = 128
     READS_PER_POLL = 8        # a flooding line cannot keep poll() busy for ever
 
     def __init__(self, uart, max_len=MAX_LINE, clock_ms=None, stale_ms=500, idle=None,
