@@ -175,13 +175,15 @@ def _var_tables(points, w):
     return [r[0] for r in res]
 
 
-# The points to add at each position of the doubling chain: a list (index = position)
-# of None or flat lists [x, y, x, y, ...] of affine points.
+# The additions of a multi-scalar multiplication, as a list of small ints sorted from the top
+# of the doubling chain down: (position << 20) | code, where code is
+#   var base i, NAF digit d:              (i << 8) | (d & 0xff)
+#   fixed base f, tooth t, multiple m:    1024 + (f << 16) + (t << 12) + (m << 1) + negate
+# Points are looked up only when added, which keeps the live heap small.
 def _schedule(L, fixed, var):
-    p = P
-    adds = {}
-    top = -1
-    for fb, k in fixed:
+    ev = []
+    for fi in range(len(fixed)):
+        fb, k = fixed[fi]
         neg = 0
         if k >= _HALF_N:  # keep the top window's digit within the table: k*B = -((n-k)*B)
             k = N - k
@@ -193,50 +195,20 @@ def _schedule(L, fixed, var):
         nw = (L + w - 1) // w
         step = L // fb.spacing
         for q in range(256 // L):
-            t = q * step
+            base = 1024 + (fi << 16) + ((q * step) << 12)
             for i in range(nw):
                 d = digs[q * nw + i]
                 if d:
-                    if d < 0:
-                        x, y = fb.entry(t, -d)
-                        if not neg:
-                            y = p - y
-                    else:
-                        x, y = fb.entry(t, d)
-                        if neg:
-                            y = p - y
-                    j = i * w
-                    a = adds.get(j)
-                    if a is None:
-                        adds[j] = [x, y]
-                    else:
-                        a.append(x)
-                        a.append(y)
-                    if j > top:
-                        top = j
-    for flat, naf, ntop in var:
-        if ntop > top:
-            top = ntop
+                    c = base + (d << 1) + neg if d > 0 else base + (-d << 1) + (neg ^ 1)
+                    ev.append(((i * w) << 20) | c)
+    for vi in range(len(var)):
+        naf, ntop = var[vi][1], var[vi][2]
         for j in range(ntop + 1):
             d = naf[j]
             if d:
-                if d < 128:
-                    x = flat[d - 1]
-                    y = flat[d]
-                else:
-                    d = 256 - d
-                    x = flat[d - 1]
-                    y = p - flat[d]
-                a = adds.get(j)
-                if a is None:
-                    adds[j] = [x, y]
-                else:
-                    a.append(x)
-                    a.append(y)
-    sched = [None] * (top + 1)
-    for j in adds:
-        sched[j] = adds[j]
-    return sched
+                ev.append((j << 20) | (vi << 8) | d)
+    ev.sort(reverse=True)
+    return ev
 
 
 # Jacobian sum of k_i * B_i over fixed bases [(FixedBase, k)] (0 <= k < n), using comb
@@ -246,9 +218,15 @@ def _schedule(L, fixed, var):
 # verifier's hot path.
 def _msm(L, fixed, var):
     p = P
-    sched = _schedule(L, fixed, var)
+    ev = _schedule(L, fixed, var)
+    ne = len(ev)
+    if not ne:
+        return 0, 1, 0
+    flats = [v[0] for v in var]
     X, Y, Z = 0, 1, 0
-    for j in range(len(sched) - 1, -1, -1):
+    k = 0
+    nxt = ev[0] >> 20
+    for j in range(nxt, -1, -1):
         if Z:
             zz = Z * Z % p
             yy = Y * Y % p
@@ -257,29 +235,43 @@ def _msm(L, fixed, var):
             X = (a * a - (b << 1)) % p
             Z = (Y * Z << 1) % p
             Y = (a * (b - X) - (yy * yy << 3)) % p
-        s = sched[j]
-        if s is not None:
-            for i in range(0, len(s), 2):
-                x2 = s[i]
-                y2 = s[i + 1]
-                if not Z:
-                    X, Y, Z = x2, y2, 1
-                    continue
-                zz = Z * Z % p
-                h = x2 * zz % p - X
-                r = y2 * zz % p * Z % p - Y
-                if not h:
-                    if r:
-                        X, Y, Z = 0, 1, 0
-                    else:
-                        X, Y, Z = dbl(x2, y2, 1)
-                    continue
-                hh = h * h % p
-                hhh = h * hh % p
-                v = X * hh % p
-                X = (r * r - hhh - 2 * v) % p
-                Y = (r * (v - X) - Y * hhh) % p
-                Z = Z * h % p
+        while nxt == j:
+            c = ev[k] & 0xfffff
+            k += 1
+            nxt = ev[k] >> 20 if k < ne else -1
+            if c < 1024:
+                flat = flats[c >> 8]
+                d = c & 0xff
+                if d < 128:
+                    x2 = flat[d - 1]
+                    y2 = flat[d]
+                else:
+                    d = 256 - d
+                    x2 = flat[d - 1]
+                    y2 = p - flat[d]
+            else:
+                c -= 1024
+                x2, y2 = fixed[c >> 16][0].entry((c >> 12) & 15, (c >> 1) & 2047)
+                if c & 1:
+                    y2 = p - y2
+            if not Z:
+                X, Y, Z = x2, y2, 1
+                continue
+            zz = Z * Z % p
+            h = x2 * zz % p - X
+            r = y2 * zz % p * Z % p - Y
+            if not h:
+                if r:
+                    X, Y, Z = 0, 1, 0
+                else:
+                    X, Y, Z = dbl(x2, y2, 1)
+                continue
+            hh = h * h % p
+            hhh = h * hh % p
+            v = X * hh % p
+            X = (r * r - hhh - 2 * v) % p
+            Y = (r * (v - X) - Y * hhh) % p
+            Z = Z * h % p
     return X, Y, Z
 
 
