@@ -22,7 +22,8 @@ PN532_HELP = """Interactive commands on stdin (one per line):
   present           it comes back
   fault SPEC        inject a fault: NAME[:ARG][@CMD], e.g. bad_checksum@0x40, remove_card:2
   stats             what the emulator has seen
-Faults: """ + ", ".join(FAULTS) + """ (see host_tools/pn532_emu.py)."""
+Faults: drop, nack, garbage, bad_checksum, bad_lcs, silent, split, error_frame,
+extended, remove_card, delay (see host_tools/pn532_emu.py)."""
 
 
 def parse_fault(spec):
@@ -147,9 +148,9 @@ def add_commands(sub):
     s.required = True
 
     q = s.add_parser("pn532", help="a PN532 NFC module carrying a phone or card",
-                     description="A PN532 speaking its host-controller frame protocol (HSU) on a "
-                     "pty, carrying a virtual card: a wallet's phone (--wallet), any Python object "
-                     "with apdu(bytes) -> bytes (--card), or a demo card.\n\n" + PN532_HELP,
+                     description="A PN532 speaking its host-controller frame protocol (HSU) on\n"
+                     "a pty, carrying a virtual card: a wallet's phone (--wallet), any Python\n"
+                     "object with apdu(bytes) -> bytes (--card), or a demo card.\n\n" + PN532_HELP,
                      formatter_class=_Fmt)
     q.add_argument("--link", help="also make this symlink to the pty")
     g = q.add_mutually_exclusive_group()
@@ -167,9 +168,9 @@ def add_commands(sub):
     q.set_defaults(func=_cmd_pn532)
 
     q = s.add_parser("qr", help="a UART QR scanner module (GM65 class) reading codes",
-                     description="A GM65-class QR scanner on a pty: each code (arguments, --file "
-                     "lines, else stdin lines) is typed as one line with the module's suffix. It "
-                     "answers the module's serial configuration commands (7E 00 ...).",
+                     description="A GM65-class QR scanner on a pty: each code (arguments, --file\n"
+                     "lines, else stdin lines) is typed as one line with the module's suffix.\n"
+                     "It answers the module's serial configuration commands (7E 00 ...).",
                      formatter_class=_Fmt)
     q.add_argument("codes", nargs="*", metavar="CODE", help="codes to scan, in order")
     q.add_argument("--file", help="a file with one code per line")

@@ -7,11 +7,14 @@ No wall-clock sleeps decide anything: the MicroPython side waits with generous d
 only the tests of timeouts use short driver timeouts (on the driver's own clock)."""
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from mpharness import run_mp
+from mpharness import ROOT, compiled_tree, run_mp
 from host_tools.pn532_emu import DemoCard, PN532Emulator
 from host_tools.qr_emu import QrEmulator
 
@@ -297,3 +300,112 @@ print(bytes(buf).hex())
         os.close(slave)
     assert bytes(got) == b"a\nb\r\x03"           # no ONLCR on the way out
     assert out.strip() == b"x\ry\n\x03".hex()    # no ICRNL, no ISIG, no echo on the way in
+
+
+# --- the CLI (`fare emulate`) ---
+
+def start_cli(*args):
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli", "emulate", *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=str(ROOT))
+    first = proc.stdout.readline()          # "... emulator on /dev/pts/N (link ...)"
+    assert " emulator on " in first, first
+    return proc, first.split(" on ")[1].split()[0]
+
+
+def test_cli_pn532_with_a_wallet_and_stdin_commands(tmp_path):
+    from host_tools.wallet import Wallet
+    Wallet().save(tmp_path / "w")            # no credential yet: our application answers 6A82
+    proc, path = start_cli("pn532", "--wallet", str(tmp_path / "w"), "--link",
+                           str(tmp_path / "nfc"))
+    try:
+        assert os.path.realpath(tmp_path / "nfc") == path
+        out = run(r"""
+r.begin()
+report(tap=tap(SELECT))
+""", str(tmp_path / "nfc"))
+        assert out["tap"][1] == "6a82"
+        proc.stdin.write("remove\n")
+        proc.stdin.flush()
+        assert "apdus=1" in proc.stdout.readline()
+        out = run(r"""
+r.begin()
+report(tap=tap(SELECT))
+""", path)
+        assert out["tap"] == [None, None]
+    finally:
+        proc.stdin.close()
+        assert proc.wait(20) == 0
+    assert not os.path.lexists(tmp_path / "nfc")
+
+
+def test_cli_qr_types_codes():
+    proc, path = start_cli("qr", "--hold", "--garbage", "--chunk", "5", "FV1:ONE", "FV1:TWO")
+    try:
+        assert proc.stdout.readline().startswith("scanned 7 chars")
+        out = run_mp(QR_PRELUDE + r"""
+print(json.dumps({"got": lines(2), "drops": q.drops}))
+""", args=[path], timeout=120)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+    assert json.loads(out.strip().splitlines()[-1]) == {"got": ["FV1:ONE", "FV1:TWO"],
+                                                         "drops": {"binary": 2}}
+
+
+def test_cli_help_explains():
+    out = subprocess.run([sys.executable, "-m", "host_tools.cli", "emulate", "pn532", "--help"],
+                         capture_output=True, text=True, cwd=str(ROOT)).stdout
+    for word in ("--wallet", "--fault", "remove", "bad_checksum", "remove_card"):
+        assert word in out
+    from host_tools.emulators import parse_fault
+    assert parse_fault("remove_card:2@0x40") == ("remove_card", "2", 0x40)
+    with pytest.raises(ValueError):
+        parse_fault("meltdown")
+
+
+# --- with the validator: a wallet's phone through the PN532 emulator into tokens.read_nfc ---
+
+def test_nfc_challenge_response_through_the_pn532(tmp_path):
+    import tokenkit as tk
+    world = tk.World(tmp_path)
+    w = world.wallet(account=4711)
+    phone = w.card(clock=lambda: world.now)
+    emu = PN532Emulator(phone)
+    # a tap is SELECT, READ, CHALLENGE; "delay" 0 s is an answer on time
+    emu.inject("bad_checksum", cmd=0x40)                # tap 1: a garbled answer, NACKed
+    emu.inject("delay", cmd=0x40, arg=0, times=3)       # tap 1 READ, CHALLENGE; tap 2 SELECT
+    emu.inject("remove_card", cmd=0x40)                 # tap 2: the phone leaves during READ
+    emu.start()
+    ops = [[k, v[0].hex(), v[1]] for k, v in world.operator_keys().items()]
+    try:
+        out = run_mp(r"""
+import sys, json
+from validator import p256
+from validator import tokens, keyring, reasons
+from uart import PtyUart
+from drivers.pn532 import PN532
+ops = {}
+for kid, pub, until in json.loads(sys.argv[2]):
+    ops[kid] = (bytes.fromhex(pub), until)
+now = int(sys.argv[4])
+ring = keyring.KeyRing.load(sys.argv[3], ops, now)
+r = PN532(PtyUart(sys.argv[1]), ack_timeout_ms=1000, response_timeout_ms=3000,
+          poll_timeout_ms=3000)
+r.begin()
+res = []
+for rand in (b"A" * 16, b"B" * 16, b"C" * 16):
+    t = r.poll()
+    if t is None:
+        res.append("no card")
+        t = r.poll()
+    reason, tok = tokens.read_nfc(r.exchange, ring, 77, now, rand)
+    res.append([reasons.name(reason), tok.account if tok else None])
+print(json.dumps({"res": res, "nacks": r.nacks_sent}))
+""", args=[emu.path, json.dumps(ops), world.keyring_path, world.now], timeout=300,
+                     path=compiled_tree())                # as the reader runs: precompiled
+    finally:
+        emu.stop()
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r == {"res": [["OK", 4711], ["NFC_FAILED", None], "no card", ["OK", 4711]],
+                 "nacks": 1}
