@@ -6,6 +6,8 @@ VENV    := .venv/.installed
 BOARD   ?= esp32_devkitc
 PORT    ?=
 FIRMWARE ?=
+PROVISION ?=
+ERASE   ?=
 
 .PHONY: sim test bench deploy flash clean
 
@@ -26,12 +28,12 @@ bench: $(VENV)
 	$(PY) bench/run.py
 
 deploy: $(VENV)
-	@test -n "$(PORT)" || (echo "usage: make deploy PORT=/dev/ttyUSB0 [BOARD=$(BOARD)]" && exit 2)
-	.venv/bin/fare deploy --port $(PORT) --board $(BOARD)
+	@test -n "$(PORT)" || (echo "usage: make deploy PORT=/dev/ttyUSB0 [BOARD=$(BOARD)] [PROVISION=provision/reader-N]" && exit 2)
+	.venv/bin/fare deploy --port $(PORT) --board $(BOARD) $(if $(PROVISION),--provision $(PROVISION))
 
 flash: $(VENV)
-	@test -n "$(PORT)" -a -n "$(FIRMWARE)" || (echo "usage: make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-v1.24.1.bin [BOARD=$(BOARD)]" && exit 2)
-	.venv/bin/fare flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE)
+	@test -n "$(PORT)" -a -n "$(FIRMWARE)" || (echo "usage: make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-<date>-v1.29.0.bin [BOARD=$(BOARD)] [ERASE=1]" && exit 2)
+	.venv/bin/fare flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE) $(if $(ERASE),--erase)
 
 clean:
 	rm -rf .venv build sim-out .pytest_cache .hypothesis
