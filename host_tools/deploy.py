@@ -370,8 +370,15 @@ def _cmd_provision(args):
 
 
 def _cmd_serve(args):
+    import signal
     import time
     from host_tools.ptyrepl import UnixPortOnPty
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a service manager's stop: take the interpreter along
+    signal.signal(signal.SIGINT, stop)
     with UnixPortOnPty(args.root, heap=args.heap) as dev:
         print(dev.port, flush=True)
         print("MicroPython unix port in %s on %s; Ctrl-C stops it" % (args.root, dev.port),
