@@ -14,6 +14,9 @@ from drivers import feedback, pn532, qrscanner  # noqa: F401
 
 gc.collect()
 CODE_HEAP = gc.mem_alloc()  # on the unix port the bytecode lives in the heap; on the ESP32 in flash
+if sys.argv[1:] == ["--code-heap"]:  # the simulator sizes its heap from this (host_tools/simreader)
+    print(CODE_HEAP)
+    sys.exit(0)
 
 
 def main():

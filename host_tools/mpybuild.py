@@ -59,4 +59,9 @@ def build(board="unix_sim", arch=None, out_dir=None, extra=()):
     (tmp / ".complete").write_text(tag + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    if not out_dir:  # keep the newest few trees of this board and arch, drop older ones
+        olds = sorted(out.parent.glob(out.name[:-len(tag)] + "*"), key=lambda p: p.stat().st_mtime)
+        for old in olds[:-4]:
+            if old != out:
+                shutil.rmtree(old, ignore_errors=True)
     return out

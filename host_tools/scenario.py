@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 import cbor2
 
-from host_tools import config_build, simbus, tokenformat
+from host_tools import config_build, simbus, simreader, tokenformat
 from host_tools.fw import validator  # noqa: F401
 from validator import base45, reasons, tokens
 
@@ -177,7 +177,7 @@ class Run:
     def _sync(self, where, s, now):
         s = s if isinstance(s, dict) else {}
         w = self.bus.world
-        push_deny = bool(s.get("deny_accounts") or s.get("deny_riders"))
+        push_deny = bool(s.get("deny_accounts") or s.get("deny_riders") or s.get("denylist"))
         if push_deny:
             for name in s.get("deny_riders", []):
                 if name not in w.riders:
@@ -297,7 +297,7 @@ def cmd_scenario(args):
                 run = Run(f, Path(tmp) / str(i)).run()
                 results.append((run, None))
                 total_fail += len(run.failures)
-            except (ScenarioError, OSError, KeyError) as e:
+            except (ScenarioError, OSError, KeyError, simreader.ReaderDied) as e:
                 msg = str(e) if not isinstance(e, KeyError) else "%s: missing key %s" % (f, e)
                 print("  ERROR %s" % msg)
                 results.append((None, (str(f), msg)))

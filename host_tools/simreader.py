@@ -24,10 +24,25 @@ from host_tools import mpybuild
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
-# The ESP32 heap (110 KB) plus room for the bytecode: on the unix port the firmware's code is
-# loaded into the heap (about 130 KB), on a device it is frozen in flash and costs no RAM. The
-# reader reports its working heap (peak less code) so tests can hold it to the ESP32 budget.
-DEFAULT_HEAP = "256k"
+ESP32_HEAP = 110 * 1024
+# Loading bytecode into the heap leaves holes between modules that a frozen build does not
+# have; this allowance keeps the simulation from failing on fragmentation a device never sees.
+LOAD_HOLES = 16 * 1024
+_code_heaps = {}
+
+
+def heap_for(tree):
+    """The heap the simulated reader gets: the ESP32's 110 KB for data plus the firmware's code.
+    On the unix port the bytecode is loaded into the heap; on a device it is frozen in flash and
+    costs no RAM. So the reader's data must fit in 110 KB here as on the device."""
+    if tree not in _code_heaps:
+        out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", str(Path(tree) / "main.py"),
+                              "--code-heap"], capture_output=True, text=True, check=True,
+                             env=dict(os.environ, MICROPYPATH=str(tree) + ":.frozen"))
+        _code_heaps[tree] = int(out.stdout.split()[-1])
+    return "%dk" % ((_code_heaps[tree] + ESP32_HEAP + LOAD_HOLES + 1023) // 1024)
+
+
 FLASH_BLOCKS = 512   # 2 MiB littlefs, what an ESP32 with 4 MB flash leaves for files
 LOG_BLOCKS = 128     # 512 KiB raw partition for the trip log
 
@@ -39,7 +54,7 @@ class ReaderDied(RuntimeError):
 class SimReader:
     """One simulated reader process. `workdir` holds its flash image and its event log."""
 
-    def __init__(self, workdir, heap=DEFAULT_HEAP, flash_blocks=FLASH_BLOCKS, log_blocks=LOG_BLOCKS, qr_port=None,
+    def __init__(self, workdir, heap=None, flash_blocks=FLASH_BLOCKS, log_blocks=LOG_BLOCKS, qr_port=None,
                  nfc_port=None, sync_port=None, provision_dir=None, timeout=30.0):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +73,7 @@ class SimReader:
         self.stderr_tail = []
         self.boots = 0
         self.faults = []  # fault and crash events the reader reported
+        self.history = []  # the latest events, in order (feedback, taps, ...)
 
     # -- process --------------------------------------------------------------------------
 
@@ -76,7 +92,7 @@ class SimReader:
         if self.provision_dir:
             env["FV_PROVISION"] = str(self.provision_dir)
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=" + self.heap, str(tree / "main.py")],
+            [MICROPYTHON, "-X", "heapsize=" + (self.heap or heap_for(tree)), str(tree / "main.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd=str(self.workdir), bufsize=0)
         self.events = queue.Queue()
@@ -115,6 +131,8 @@ class SimReader:
                 ev = self.events.get(timeout=left)
             except queue.Empty:
                 continue
+            self.history.append(ev)
+            del self.history[:-200]
             if ev.get("ev") == "exit":
                 raise ReaderDied("reader exited (code %s); stderr:\n%s"
                                  % (self.proc.poll(), "".join(self.stderr_tail[-30:])))
@@ -122,6 +140,9 @@ class SimReader:
                 return ev
             if ev.get("ev") in ("fault", "crash"):
                 self.faults.append(ev)
+            if ev.get("ev") == "crash" and kind == "ready":
+                raise ReaderDied("reader crashed while booting: %s; stderr:\n%s"
+                                 % (ev.get("error"), "".join(self.stderr_tail[-30:])))
 
     def command(self, cmd, reply, **args):
         """Send a control command and wait for its reply event."""

@@ -19,9 +19,15 @@ def pytest_collect_file(parent, file_path):
 
 
 def pytest_pycollect_makemodule(module_path, parent):
-    # Named on the command line, an mpt_ file would otherwise also be imported by CPython.
+    # Named on the command line, an mpt_ file would also be imported by CPython; the collector
+    # above has it already.
     if module_path.name.startswith("mpt_"):
-        return MicroPythonModule.from_parent(parent, path=module_path)
+        return NothingHere.from_parent(parent, path=module_path)
+
+
+class NothingHere(pytest.File):
+    def collect(self):
+        return []
 
 
 class MicroPythonModule(pytest.File):

@@ -8,7 +8,7 @@ from host_tools import simreader, simworld
 from mpharness import compiled_tree, run_mp
 
 T = 1795000000
-HEAP = simreader.DEFAULT_HEAP  # the ESP32 heap plus the code's share (see host_tools/simreader)
+
 SCRIPT = """
 import sys, json
 from app_bench import BenchBoard
@@ -49,8 +49,9 @@ def run(tmp_path, prov, steps, set_time=False, t=T):
     args = {"flash": str(tmp_path / "flash.img"), "log": str(tmp_path / "log.img"),
             "prov": str(prov), "t": t, "steps": steps, "set_time": set_time}
     (tmp_path / "args.json").write_text(json.dumps(args))
-    out = run_mp(SCRIPT, heap=HEAP, args=[tmp_path / "args.json"],
-                 path=compiled_tree("app_bench"))
+    tree = compiled_tree("app_bench")
+    out = run_mp(SCRIPT, heap=simreader.heap_for(tree[0]), args=[tmp_path / "args.json"],
+                 path=tree)
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -135,7 +135,11 @@ class Board:
         sys.stdout.write(json.dumps(event) + "\n")
 
     def reset(self):
-        """A crash or a reboot: unmount and remount the flash, as a reboot would."""
+        """A crash or a reboot: unmount and remount the flash, as a reboot would. A reader that
+        crashes again and again stops (on a device the watchdog would keep rebooting it)."""
+        self.resets = getattr(self, "resets", 0) + 1
+        if self.resets > 20:
+            sys.exit(3)
         flashdev.umount(ROOT)
         self.dev = self.dev.revive()
         flashdev.mount(self.dev, ROOT)
