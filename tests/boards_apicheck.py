@@ -12,6 +12,7 @@ A name in a module counts when
   sys, time), the unix port's real module has it too.
 """
 import ast
+import functools
 import json
 import subprocess
 from importlib.metadata import distribution
@@ -199,6 +200,7 @@ class Esp32Api:
         return self._unix[module]
 
 
+@functools.lru_cache(maxsize=None)
 def unix_has_module(name):
     code = "try:\n    import %s\n    print('yes')\nexcept ImportError:\n    print('no')\n" % name
     out = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, timeout=60)
