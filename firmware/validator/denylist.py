@@ -1,0 +1,302 @@
+# The deny list on flash: a million accounts and credentials in about 3-4 bytes each, looked up with
+# a 4 KiB index in RAM and two small reads. docs/denylist.md has the format, the false-positive
+# rate and the flash budget; host_tools/denylist_build.py writes the files.
+#
+# An id is hashed with SHA-256(tag || salt || id). The first 24 hash bits pick a group (its offset
+# comes from the index in RAM) and a sub-bucket inside it (from the group's count table on flash);
+# entries store only the next 24 bits (the fingerprint) and, in 4-byte entries, an expiry code.
+#
+# Installed list = one file, list.fdl, shaped like a signed envelope (signedfile.py):
+#   header (19) | body | 64 bytes (the operator signature for a received full list; zeros for a
+#   list merged here from a delta, whose result digest the signed delta carried)
+# Full list body (big-endian header, index little-endian so it loads straight into an array):
+#   "FDL1" | width u8 (3 or 4) | group_bits u8 | sub_bits u8 | 0 u8 | count u32 | epoch_day u32 |
+#   salt 8 | per group: entries (width bytes each, sorted) then 2**sub_bits count bytes |
+#   index: (2**group_bits + 1) u32 little-endian cumulative entry counts
+# Delta body:
+#   "FDD1" | base_version u32 | width, group_bits, sub_bits, 0 (u8 each) | epoch_day u32 | salt 8 |
+#   result_count u32 | result_digest 32 (SHA-256 of the resulting full body) | n_records u32 |
+#   records (8 bytes): bucket u24 | fingerprint 3 | expiry code 1 | op 1 (1 add, 2 remove)
+#   sorted by (bucket, fingerprint, expiry code)
+import hashlib
+import os
+import struct
+import sys
+from array import array
+
+from validator import signedfile as sf
+
+LIST_MAGIC = b"FDL1"
+DELTA_MAGIC = b"FDD1"
+BODY_HEADER = ">4sBBBBII8s"
+BODY_HEADER_SIZE = 24
+DELTA_HEADER = ">4sIBBBBI8sI32sI"
+DELTA_HEADER_SIZE = 64
+RECORD_SIZE = 8
+OP_ADD = 1
+OP_REMOVE = 2
+
+FP_BYTES = 3          # stored fingerprint: hash bits 24..47
+MAX_GROUP_BITS = 10   # index in RAM: at most 1025 u32 = 4 KiB
+MAX_SUB_BITS = 12     # count table read per lookup: at most 4 KiB (1M entries: 128 bytes)
+MAX_BUCKET = 255      # entries per sub-bucket (one count byte)
+DAY = 86400
+
+TAG_ACCOUNT = b"fare-validator/deny/account\x00"
+TAG_CREDENTIAL = b"fare-validator/deny/credential\x00"
+
+# Refusal reasons beyond those of signedfile (strings, reported back to the depot)
+OK = sf.OK
+MALFORMED = sf.MALFORMED
+OLD_VERSION = sf.OLD_VERSION
+WRONG_KIND = sf.WRONG_KIND
+WRONG_BASE = "WRONG_BASE"      # a delta for another base version, or it does not fit the base
+NO_SPACE = "NO_SPACE"          # flash full while writing the merged list
+WRITE_FAILED = "WRITE_FAILED"  # flash error while writing (the installed list is untouched)
+
+LIST_FILE = "list.fdl"
+TMP_FILE = "list.tmp"
+_U64 = 1 << 64
+
+
+def hash_id(tag, salt, id_bytes):
+    """The 32-byte digest an id is filed under (the host builder uses this too)."""
+    h = hashlib.sha256(tag)
+    h.update(salt)
+    h.update(id_bytes)
+    return h.digest()
+
+
+def account_bytes(account):
+    """8-byte big-endian form of an account id, or None if it is not an unsigned 64-bit int."""
+    if not isinstance(account, int) or isinstance(account, bool) or account < 0 or account >= _U64:
+        return None
+    return account.to_bytes(8, "big")
+
+
+def list_body_size(width, group_bits, sub_bits, count):
+    g = 1 << group_bits
+    return BODY_HEADER_SIZE + g * (1 << sub_bits) + count * width + 4 * (g + 1)
+
+
+def _new_index(n):
+    return array("I", bytes(4 * n))
+
+
+def _index_from_le(idx):
+    # The index is stored little-endian; every target so far is little-endian, but be correct anyway.
+    if sys.byteorder != "little":
+        for i in range(len(idx)):
+            v = idx[i]
+            idx[i] = (((v & 0xff) << 24) | ((v >> 8 & 0xff) << 16) | ((v >> 16 & 0xff) << 8)
+                      | (v >> 24))
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _makedirs(path):
+    cur = "/" if path.startswith("/") else ""
+    for name in path.split("/"):
+        if not name:
+            continue
+        cur = cur + name if (not cur or cur.endswith("/")) else cur + "/" + name
+        if not _exists(cur):
+            os.mkdir(cur)
+
+
+class Refused(Exception):
+    """Why a file cannot be installed (args[0] is the reason string)."""
+
+
+class DenyList:
+    """The installed deny list in `directory` (created if missing). Opening it is the recovery: an
+    update cut short by a power loss left the old list (or already the new one) and at most a
+    temporary file, which is removed here."""
+
+    def __init__(self, directory):
+        self.dir = directory.rstrip("/") or "/"
+        self.path = self.dir + "/" + LIST_FILE
+        self.tmp = self.dir + "/" + TMP_FILE
+        self._f = None
+        _makedirs(self.dir)
+        _remove(self.tmp)
+        self._load()
+
+    # ---- state ---------------------------------------------------------------------------
+    def _reset(self):
+        self.version = 0      # 0: no list installed
+        self.built_at = 0     # creation time of the installed list (or of its last delta)
+        self.count = 0
+        self.key_id = -1
+        self.width = 0
+        self.epoch_day = 0
+        self._salt = b""
+        self._idx = None
+
+    def close(self):
+        """Close the list file (before unmounting the flash)."""
+        self._close()
+
+    def _close(self):
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+
+    def _load(self):
+        self._close()
+        self._reset()
+        self.error = None
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            return
+        try:
+            h, p = _read_list_header(f)
+            idx = _new_index((1 << p[1]) + 1)
+            f.seek(sf.HEADER_SIZE + h.body_len - 4 * len(idx))
+            if f.readinto(idx) != 4 * len(idx):
+                raise Refused(MALFORMED)
+            _index_from_le(idx)
+            _check_index(idx, p[3])
+        except (Refused, OSError, ValueError) as e:
+            f.close()
+            self.error = MALFORMED   # kept for diagnostics; the reader runs without a list
+            return
+        self._f = f
+        self._idx = idx
+        self.width, self._gbits, self._sbits, self.count, self.epoch_day, self._salt = p
+        self._smask = (1 << self._sbits) - 1
+        self._ssize = 1 << self._sbits
+        self._shift = 24 - self._gbits - self._sbits
+        self._cbuf = bytearray(self._ssize)
+        self._cmv = memoryview(self._cbuf)
+        self._ebuf = bytearray(MAX_BUCKET * self.width)
+        self._emv = memoryview(self._ebuf)
+        self.version = h.version
+        self.built_at = h.created
+        self.key_id = h.key_id
+
+    def _goff(self, g):
+        # file offset of group g's entries
+        return (sf.HEADER_SIZE + BODY_HEADER_SIZE + g * self._ssize + self._idx[g] * self.width)
+
+    # ---- lookups ---------------------------------------------------------------------------
+    def denied_account(self, account, now):
+        """True if `account` (unsigned 64-bit int) is listed and its entry has not expired at `now`."""
+        b = account_bytes(account)
+        return b is not None and self._denied(TAG_ACCOUNT, b, now)
+
+    def denied_credential(self, cred_id, now):
+        """True if the 16-byte credential id is listed and its entry has not expired at `now`."""
+        if not isinstance(cred_id, (bytes, bytearray, memoryview)) or len(cred_id) != 16:
+            return False
+        return self._denied(TAG_CREDENTIAL, bytes(cred_id), now)
+
+    def _denied(self, tag, id_bytes, now):
+        f = self._f
+        if f is None:
+            return False
+        d = hash_id(tag, self._salt, id_bytes)
+        b = ((d[0] << 16) | (d[1] << 8) | d[2]) >> self._shift
+        g = b >> self._sbits
+        s = b & self._smask
+        idx = self._idx
+        n_g = idx[g + 1] - idx[g]
+        w = self.width
+        goff = self._goff(g)
+        cmv = self._cmv
+        f.seek(goff + n_g * w)
+        if f.readinto(cmv[:s + 1]) != s + 1:
+            return False
+        k = self._cbuf[s]
+        if not k:
+            return False
+        pre = sum(cmv[:s])
+        if pre + k > n_g:   # inconsistent counts: never read outside the group
+            return False
+        f.seek(goff + pre * w)
+        e = self._ebuf
+        if f.readinto(self._emv[:k * w]) != k * w:
+            return False
+        x = (d[3] << 16) | (d[4] << 8) | d[5]
+        lo = 0
+        hi = k
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            j = mid * w
+            if ((e[j] << 16) | (e[j + 1] << 8) | e[j + 2]) < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        if w == 3:
+            if lo < k:
+                j = lo * 3
+                return ((e[j] << 16) | (e[j + 1] << 8) | e[j + 2]) == x
+            return False
+        # 4-byte entries: code 0 never expires, code c stops denying from day epoch_day + c
+        cutoff = (now // DAY - self.epoch_day) if now is not None else -1
+        while lo < k:
+            j = lo * 4
+            if ((e[j] << 16) | (e[j + 1] << 8) | e[j + 2]) != x:
+                return False
+            c = e[j + 3]
+            if c == 0 or c > cutoff:
+                return True
+            lo += 1
+        return False
+
+    # ---- updates (the code lives in denylist_update, imported only when a file arrives) ----
+    def install(self, path, operator_keys, now=None):
+        """Install a received full list or delta (signed envelope at `path`). Returns OK or the
+        reason it was refused; on refusal the installed list is unchanged and keeps working.
+        A full list file is moved into the deny-list directory (no second copy on flash); a delta
+        file is left where it is."""
+        from validator import denylist_update
+        return denylist_update.install(self, path, operator_keys, now)
+
+
+def _read_list_header(f):
+    """Parse the envelope and body headers of a list file open at 0; checks sizes."""
+    h = sf.parse_header(f.read(sf.HEADER_SIZE))
+    if h is None or h.kind != sf.DENYLIST:
+        raise Refused(MALFORMED)
+    raw = f.read(BODY_HEADER_SIZE)
+    if len(raw) != BODY_HEADER_SIZE:
+        raise Refused(MALFORMED)
+    magic, width, gbits, sbits, zero, count, epoch, salt = struct.unpack(BODY_HEADER, raw)
+    if (magic != LIST_MAGIC or width not in (3, 4) or gbits > MAX_GROUP_BITS
+            or sbits > MAX_SUB_BITS or zero
+            or count > (1 << (gbits + sbits)) * MAX_BUCKET):
+        raise Refused(MALFORMED)
+    if h.body_len != list_body_size(width, gbits, sbits, count):
+        raise Refused(MALFORMED)
+    if f.seek(0, 2) != sf.HEADER_SIZE + h.body_len + sf.SIG_SIZE:
+        raise Refused(MALFORMED)
+    return h, (width, gbits, sbits, count, epoch, salt)
+
+
+def _check_index(idx, count):
+    prev = 0
+    if idx[0] != 0 or idx[len(idx) - 1] != count:
+        raise Refused(MALFORMED)
+    for i in range(1, len(idx)):
+        v = idx[i]
+        if v < prev:
+            raise Refused(MALFORMED)
+        prev = v

@@ -1,0 +1,314 @@
+# Installing a received deny list or delta (DenyList.install); imported only when a file arrives.
+#
+# Every path keeps the installed list.fdl untouched until one final rename, which littlefs makes
+# atomic: a power cut leaves the old list or the new one, and at worst a temporary file that
+# DenyList() removes. A full list is checked (signature, version, structure) where it was
+# received and renamed into place, so flash never holds a third copy. A delta is merged with the
+# installed list into list.tmp group by group (RAM stays within a few KiB whatever the list size),
+# read back and compared with the result digest the signed delta carries, then renamed.
+import hashlib
+import os
+import struct
+
+from validator import signedfile as sf
+from validator.denylist import (
+    BODY_HEADER, DELTA_HEADER, DELTA_HEADER_SIZE, DELTA_MAGIC, LIST_MAGIC, MALFORMED, MAX_BUCKET,
+    NO_SPACE, OK, OLD_VERSION, OP_ADD, OP_REMOVE, RECORD_SIZE, WRITE_FAILED, WRONG_BASE, Refused,
+    _check_index, _index_from_le, _new_index, _read_list_header, _remove, list_body_size)
+
+_COPY = 1024
+_ENOSPC = 28
+
+
+def install(dl, path, operator_keys, now=None):
+    try:
+        with open(path, "rb") as f:
+            h = sf.parse_header(f.read(sf.HEADER_SIZE))
+    except OSError:
+        return MALFORMED
+    if h is None:
+        return MALFORMED
+    if h.kind == sf.DENYLIST_DELTA:
+        return _install_delta(dl, path, operator_keys, now)
+    return _install_full(dl, path, operator_keys, now)
+
+
+def _install_full(dl, path, operator_keys, now):
+    reason, h = sf.verify_file(path, operator_keys, sf.DENYLIST, now)
+    if reason != OK:
+        return reason
+    if h.version <= dl.version:
+        return OLD_VERSION
+    try:
+        _check_full(path)
+    except (Refused, OSError, ValueError) as e:
+        return e.args[0] if isinstance(e, Refused) else MALFORMED
+    dl._close()
+    try:
+        try:
+            os.rename(path, dl.path)
+        except OSError:
+            # the file arrived on another filesystem: copy, check the copy, then rename
+            _copy_file(path, dl.tmp)
+            reason, h2 = sf.verify_file(dl.tmp, operator_keys, sf.DENYLIST, now)
+            if reason != OK or h2.version != h.version:
+                raise Refused(WRITE_FAILED)
+            os.rename(dl.tmp, dl.path)
+    except (Refused, OSError) as e:
+        _remove(dl.tmp)
+        dl._load()
+        return _write_reason(e)
+    dl._load()
+    return OK if dl.version == h.version else WRITE_FAILED
+
+
+def _install_delta(dl, path, operator_keys, now):
+    reason, h = sf.verify_file(path, operator_keys, sf.DENYLIST_DELTA, now)
+    if reason != OK:
+        return reason
+    if h.version <= dl.version:
+        return OLD_VERSION
+    if dl._f is None:
+        return WRONG_BASE
+    try:
+        with open(path, "rb") as df:
+            df.seek(sf.HEADER_SIZE)
+            digest = _merge(dl, df, h)
+        _verify_body(dl.tmp, digest)
+        dl._close()
+        os.rename(dl.tmp, dl.path)
+    except (Refused, OSError, ValueError) as e:
+        _remove(dl.tmp)
+        dl._load()
+        return _write_reason(e)
+    dl._load()
+    return OK if dl.version == h.version else WRITE_FAILED
+
+
+def _merge(dl, df, h):
+    """Write the installed list + the delta to dl.tmp, group by group; return the result digest
+    the delta promises."""
+    head = df.read(DELTA_HEADER_SIZE)
+    if len(head) != DELTA_HEADER_SIZE:
+        raise Refused(MALFORMED)
+    (magic, base, w, gbits, sbits, zero, epoch, salt, rcount, rdigest,
+     nrec) = struct.unpack(DELTA_HEADER, head)
+    if magic != DELTA_MAGIC or h.body_len != DELTA_HEADER_SIZE + RECORD_SIZE * nrec:
+        raise Refused(MALFORMED)
+    if (base != dl.version or w != dl.width or gbits != dl._gbits or sbits != dl._sbits
+            or epoch != dl.epoch_day or salt != dl._salt):
+        raise Refused(WRONG_BASE)
+    G = 1 << gbits
+    S = dl._ssize
+    smask = S - 1
+    if rcount > G * S * MAX_BUCKET:
+        raise Refused(MALFORMED)
+    src = dl._f
+    idx = dl._idx
+    recs = _Records(df, nrec)
+    out = open(dl.tmp, "wb")
+    try:
+        out.write(struct.pack(sf.HEADER, sf.MAGIC, sf.DENYLIST, h.key_id, h.version, h.created,
+                              list_body_size(w, gbits, sbits, rcount)))
+        out.write(struct.pack(BODY_HEADER, LIST_MAGIC, w, gbits, sbits, 0, rcount, epoch, salt))
+        nidx = _new_index(G + 1)
+        buf = bytearray(_COPY)
+        ocnt = dl._cbuf          # the lookup buffers are free while installing
+        ocmv = dl._cmv
+        ebuf = dl._ebuf
+        emv = dl._emv
+        ncnt = bytearray(S)
+        total = 0
+        more = recs.next()
+        for g in range(G):
+            n_old = idx[g + 1] - idx[g]
+            goff = dl._goff(g)
+            if not more or (recs.bucket >> sbits) != g:
+                _copy(src, goff, n_old * w + S, out, buf)   # entries and count table as they are
+                total += n_old
+                nidx[g + 1] = total
+                continue
+            src.seek(goff + n_old * w)
+            if src.readinto(ocmv) != S:
+                raise Refused(MALFORMED)
+            ncnt[:] = ocnt
+            cursor = 0      # old entries of this group already copied out
+            loaded = -1     # the sub-bucket whose old entries are in ebuf
+            n_new = n_old
+            while more and (recs.bucket >> sbits) == g:
+                s = recs.bucket & smask
+                start = sum(ocmv[:s])
+                k = ocnt[s]
+                end = start + k
+                if end > n_old:
+                    raise Refused(MALFORMED)
+                if loaded != s:
+                    src.seek(goff + start * w)
+                    if src.readinto(emv[:k * w]) != k * w:
+                        raise Refused(MALFORMED)
+                    loaded = s
+                fp = recs.fp
+                ex = recs.exp
+                # first old entry of the sub-bucket, not yet copied, that is >= the record
+                p = cursor if cursor > start else start
+                while p < end:
+                    j = (p - start) * w
+                    v = (ebuf[j] << 16) | (ebuf[j + 1] << 8) | ebuf[j + 2]
+                    if v < fp or (v == fp and w == 4 and ebuf[j + 3] < ex):
+                        p += 1
+                    else:
+                        break
+                if p > cursor:
+                    _copy(src, goff + cursor * w, (p - cursor) * w, out, buf)
+                if recs.op == OP_ADD:
+                    if ncnt[s] == MAX_BUCKET:
+                        raise Refused(MALFORMED)
+                    out.write(recs.entry(w))
+                    ncnt[s] += 1
+                    n_new += 1
+                else:
+                    j = (p - start) * w
+                    if (p >= end or ((ebuf[j] << 16) | (ebuf[j + 1] << 8) | ebuf[j + 2]) != fp
+                            or (w == 4 and ebuf[j + 3] != ex)):
+                        raise Refused(WRONG_BASE)   # removing what the base does not hold
+                    p += 1
+                    ncnt[s] -= 1
+                    n_new -= 1
+                cursor = p
+                more = recs.next()
+            if cursor < n_old:
+                _copy(src, goff + cursor * w, (n_old - cursor) * w, out, buf)
+            out.write(ncnt)
+            total += n_new
+            nidx[g + 1] = total
+        if more or recs.left:
+            raise Refused(MALFORMED)   # records out of order or beyond the last bucket
+        if total != rcount:
+            raise Refused(WRONG_BASE)
+        _index_from_le(nidx)           # no-op on little-endian targets
+        out.write(nidx)
+        out.write(bytes(sf.SIG_SIZE))
+        out.flush()
+    finally:
+        out.close()
+    return rdigest
+
+
+class _Records:
+    """Delta records through a small buffer, checked to come in file order."""
+
+    def __init__(self, f, n):
+        self.f = f
+        self.left = n
+        self.buf = bytearray(64 * RECORD_SIZE)
+        self.mv = memoryview(self.buf)
+        self.pos = 0
+        self.end = 0
+        self.bucket = -1
+        self.fp = 0
+        self.exp = 0
+        self.op = 0
+
+    def next(self):
+        if not self.left:
+            return False
+        if self.pos >= self.end:
+            want = min(self.left, 64) * RECORD_SIZE
+            if self.f.readinto(self.mv[:want]) != want:
+                raise Refused(MALFORMED)
+            self.pos = 0
+            self.end = want
+        b = self.buf
+        j = self.pos
+        bucket = (b[j] << 16) | (b[j + 1] << 8) | b[j + 2]
+        fp = (b[j + 3] << 16) | (b[j + 4] << 8) | b[j + 5]
+        ex = b[j + 6]
+        op = b[j + 7]
+        if op != OP_ADD and op != OP_REMOVE:
+            raise Refused(MALFORMED)
+        if bucket < self.bucket or (bucket == self.bucket and (
+                fp < self.fp or (fp == self.fp and ex < self.exp))):
+            raise Refused(MALFORMED)
+        self.bucket = bucket
+        self.fp = fp
+        self.exp = ex
+        self.op = op
+        self.pos = j + RECORD_SIZE
+        self.left -= 1
+        return True
+
+    def entry(self, width):
+        j = self.pos - RECORD_SIZE + 3
+        return self.mv[j:j + width]
+
+
+def _check_full(path):
+    """Structure of a received full list (its signature is already checked): sizes, index, and
+    every group's count table adding up to the group's entries."""
+    with open(path, "rb") as f:
+        h, p = _read_list_header(f)
+        width, gbits, sbits, count = p[0], p[1], p[2], p[3]
+        G = 1 << gbits
+        S = 1 << sbits
+        idx = _new_index(G + 1)
+        f.seek(sf.HEADER_SIZE + h.body_len - 4 * (G + 1))
+        if f.readinto(idx) != 4 * (G + 1):
+            raise Refused(MALFORMED)
+        _index_from_le(idx)
+        _check_index(idx, count)
+        cnt = bytearray(S)
+        base = sf.HEADER_SIZE + 24
+        for g in range(G):
+            f.seek(base + g * S + idx[g + 1] * width)
+            if f.readinto(cnt) != S or sum(cnt) != idx[g + 1] - idx[g]:
+                raise Refused(MALFORMED)
+
+
+def _verify_body(path, digest):
+    """Read the merged list back from flash: it must be exactly the list the delta promised."""
+    with open(path, "rb") as f:
+        h = sf.parse_header(f.read(sf.HEADER_SIZE))
+        if h is None:
+            raise Refused(WRITE_FAILED)
+        d = hashlib.sha256()
+        buf = bytearray(_COPY)
+        mv = memoryview(buf)
+        left = h.body_len
+        while left:
+            n = f.readinto(mv[:min(_COPY, left)])
+            if not n:
+                raise Refused(WRITE_FAILED)
+            d.update(mv[:n])
+            left -= n
+        if len(f.read(sf.SIG_SIZE + 1)) != sf.SIG_SIZE:
+            raise Refused(WRITE_FAILED)
+    if d.digest() != digest:
+        raise Refused(WRONG_BASE)
+
+
+def _copy(src, off, n, out, buf):
+    mv = memoryview(buf)
+    src.seek(off)
+    while n:
+        k = src.readinto(mv[:min(n, len(buf))])
+        if not k:
+            raise Refused(MALFORMED)
+        out.write(mv[:k])
+        n -= k
+
+
+def _copy_file(a, b):
+    buf = bytearray(_COPY)
+    with open(a, "rb") as src:
+        size = src.seek(0, 2)
+        with open(b, "wb") as out:
+            _copy(src, 0, size, out, buf)
+            out.flush()
+
+
+def _write_reason(e):
+    if isinstance(e, Refused):
+        return e.args[0]
+    if e.args and e.args[0] == _ENOSPC:
+        return NO_SPACE
+    return WRITE_FAILED
