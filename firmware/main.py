@@ -22,12 +22,17 @@ if sys.argv[1:] == ["--code-heap"]:  # the simulator sizes its heap from this (h
 def main():
     b = board.Board()
     b.code_heap = CODE_HEAP
+    if getattr(b, "service_requested", lambda: False)():
+        return  # the technician holds the service button: stay at the REPL, do not run
     while True:
         try:
             if not app.run(b):
                 return  # a clean stop (the simulated board's "stop" command)
             b.report({"ev": "reboot"})
         except KeyboardInterrupt:
+            # a technician's ctrl-C (mpremote, make deploy): keep the watchdog from resetting
+            # the board under them
+            getattr(b, "park_watchdog", lambda: None)()
             raise
         except Exception as e:  # noqa: BLE001 -- anything: log it, reboot
             sys.print_exception(e)

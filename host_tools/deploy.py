@@ -121,8 +121,9 @@ def build(target, arch, out_dir, frozen=False):
                 continue
             dst = out_dir / (rel[:-3] + ".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-s", rel, "-o", str(dst),
-                                   str(src)], capture_output=True, text=True)
+            march = ["-march=" + arch] if arch else []  # none: bytecode for the unix port
+            proc = subprocess.run([MPY_CROSS, *march, "-s", rel, "-o", str(dst), str(src)],
+                                  capture_output=True, text=True)
             if proc.returncode != 0:
                 raise DeployError("mpy-cross %s: %s" % (rel, proc.stderr.strip()))
             files.append((dst, rel[:-3] + ".mpy"))

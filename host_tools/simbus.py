@@ -46,7 +46,7 @@ class SimBus:
         """Provision the reader (first boot copies identity, key ring, configuration) and power
         it on with its peripherals."""
         prov = self.world.provision_reader(self.reader_id, self.config)
-        self.secrets = self.world.depot_secrets(self.dir / "depot-secrets.json")
+        self.secrets = self.world.depot_keys_dir
         self.qr = QrEmulator()
         self.qr.start()
         self.nfc = PN532Emulator()

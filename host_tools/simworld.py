@@ -3,14 +3,9 @@
 
 `fare sim` and `fare scenario` build their worlds with it; everything is made with the same
 host tools a transit operator uses (issuer, wallet, config and deny-list builders)."""
-import json
-import os
-import secrets
 from pathlib import Path
 
-import cbor2
-
-from host_tools import config_build, denylist_build, issuer, wallet
+from host_tools import config_build, denylist_build, issuer, provision, tokenformat, wallet
 from host_tools.fw import validator  # noqa: F401
 from validator import denylist as fw_denylist
 
@@ -33,9 +28,8 @@ class Rider:
 
     @property
     def cred_id(self):
-        from host_tools import tokenformat
         cred, _ = tokenformat.split_blob(self.wallet.credential)
-        return cbor2.loads(cred)[3]
+        return bytes.fromhex(tokenformat.decode_credential(cred)["cred_id"])
 
 
 class World:
@@ -55,7 +49,7 @@ class World:
         self.deny_version = 0
         self.deny_entries = {}
         self.deny_data = None
-        self.sync_keys = {}      # reader id -> sync secret
+        self.depot_keys_dir = self.dir / "depot-keys"   # what `fare sync --keys` reads
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -84,27 +78,15 @@ class World:
     # -- readers ---------------------------------------------------------------------------
 
     def provision_reader(self, reader_id, config_source):
-        """A directory with what `fare deploy` puts on a new reader: identity, key ring with its
-        tables, configuration. Returns the directory."""
+        """A directory with what `fare deploy` puts on a new reader: identity (made by `fare
+        provision`'s code, which also writes the depot's key file), key ring with its tables,
+        configuration. Returns the directory."""
         out = self.dir / ("reader-%d" % reader_id)
-        out.mkdir(parents=True, exist_ok=True)
-        secret = self.sync_keys.get(reader_id) or secrets.token_bytes(32)
-        self.sync_keys[reader_id] = secret
-        identity = {1: reader_id, 2: [[self.operator_kid, self.operator_public(), 0]],
-                    3: secret, 4: self.now}
-        (out / "identity.cbor").write_bytes(cbor2.dumps(identity))
+        provision.provision(out, reader_id, [(self.operator_kid, self.operator_public(), 0)],
+                            depot_keys=self.depot_keys_dir, force=True, now=self.now)
         (out / "keyring.fvs").write_bytes(self.keyring_file(tables_dir=out / "tables"))
         (out / "config.fvs").write_bytes(self.config_file(config_source))
         return out
-
-    def depot_secrets(self, path):
-        """The depot's file of per-reader sync secrets (mode 0600)."""
-        path = Path(path)
-        data = json.dumps({str(r): k.hex() for r, k in self.sync_keys.items()}, indent=1)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(data + "\n")
-        return path
 
     # -- riders ----------------------------------------------------------------------------
 

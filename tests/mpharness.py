@@ -52,9 +52,8 @@ def run_mp_test(module, func, heap, cwd=None, timeout=DEFAULT_TIMEOUT):
     return run_mp(code, heap=heap, cwd=cwd, timeout=timeout)
 
 
-def compiled_tree(*test_helpers):
-    """[tree] of the unix_sim firmware compiled to .mpy (host_tools.mpybuild), with the named
-    helper modules of tests/mp compiled in too."""
+def compiled_tree():
+    """Module path of the unix_sim firmware compiled to .mpy as it is deployed
+    (host_tools.mpybuild), with the test helpers of tests/mp after it."""
     from host_tools import mpybuild
-    extra = [(ROOT / "tests" / "mp" / (name + ".py"), Path(name + ".py")) for name in test_helpers]
-    return [mpybuild.build("unix_sim", extra=extra)]
+    return [mpybuild.build("unix_sim"), ROOT / "tests" / "mp"]

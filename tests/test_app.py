@@ -49,7 +49,7 @@ def run(tmp_path, prov, steps, set_time=False, t=T):
     args = {"flash": str(tmp_path / "flash.img"), "log": str(tmp_path / "log.img"),
             "prov": str(prov), "t": t, "steps": steps, "set_time": set_time}
     (tmp_path / "args.json").write_text(json.dumps(args))
-    tree = compiled_tree("app_bench")
+    tree = compiled_tree()
     out = run_mp(SCRIPT, heap=simreader.heap_for(tree[0]), args=[tmp_path / "args.json"],
                  path=tree)
     return json.loads(out.strip().splitlines()[-1])
