@@ -86,3 +86,19 @@ def test_power_cut_mid_route_keeps_every_record(bus):
     assert bus.sync().records_new == 6
     db = sqlite3.connect(bus.db_path)
     assert [r[0] for r in db.execute("SELECT seq FROM trips ORDER BY seq")] == seqs
+
+
+def test_a_crash_in_the_loop_reboots_into_a_recovered_reader(bus):
+    bus.world.deny()
+    assert bus.sync(push_denylist=True).ok
+    bus.at(T + 100)
+    assert bus.tap_qr(bus.world.riders["qr"]).seq == 1
+    bus.reader.proc.stdin.write(b'{"cmd": "fault", "what": "crash"}\n')
+    bus.reader.proc.stdin.flush()
+    crash = bus.reader.wait_event("crash")
+    assert "crash injected" in crash["error"]
+    ready = bus.reader.wait_event("ready")      # the same process, rebooted from its flash
+    assert ready["log_last"] == 1
+    bus.at(T + 800)
+    again = bus.tap_qr(bus.world.riders["qr"])
+    assert (again.reason, again.seq) == ("OK", 2)

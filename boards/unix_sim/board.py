@@ -185,6 +185,8 @@ class Board:
             # (until the next power-up), as a worn-out or disconnected chip would.
             if cmd.get("what") == "log_flash" and self._log_dev is not None:
                 self._log_dev.dead = True
+            if cmd.get("what") == "crash":  # a bug strikes inside the loop
+                raise RuntimeError("crash injected by the bench")
             self.report({"ev": "fault", "what": cmd.get("what")})
         elif c == "stop":
             self.stopping = True

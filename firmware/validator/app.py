@@ -95,6 +95,7 @@ class Reader:
         self.cache = tokens.CredCache()
         self.counters = {"taps": 0, "accepted": 0, "rejected": 0, "repeats": 0, "errors": 0}
         self._last_reject = None  # (raw, time) of the last rejected unreadable code
+        self.crash = None         # an exception that stopped one of the loop's tasks
         self.recovered = self._recover_counters()
 
     # -- loading what the depot pushed -------------------------------------------------------
@@ -364,27 +365,38 @@ async def _housekeeping(reader):
         await asyncio.sleep_ms(500)
 
 
+async def _guarded(reader, coro):
+    """Run one of the loop's tasks; an exception in it stops the whole reader, which the entry
+    point then restarts from flash (a task that died quietly would leave a reader that looks
+    alive but no longer reads codes)."""
+    try:
+        await coro
+    except Exception as e:  # noqa: BLE001
+        if reader.crash is None:
+            reader.crash = e
+
+
 async def _main(reader, board):
     import asyncio
     from validator import sync
-    tasks = []
+    coros = []
     qr = board.qr_scanner()
     if qr is not None:
-        tasks.append(asyncio.create_task(_qr_task(reader, qr)))
+        coros.append(_qr_task(reader, qr))
     nfc = board.nfc_reader()
     if nfc is not None:
-        tasks.append(asyncio.create_task(_nfc_task(reader, nfc)))
+        coros.append(_nfc_task(reader, nfc))
     uart = board.uart("sync")
     if uart is not None:
-        tasks.append(asyncio.create_task(_sync_task(reader, sync.SyncServer(uart, reader))))
-    tasks.append(asyncio.create_task(_housekeeping(reader)))
-    for coro in board.tasks(reader):
-        tasks.append(asyncio.create_task(coro))
+        coros.append(_sync_task(reader, sync.SyncServer(uart, reader)))
+    coros.append(_housekeeping(reader))
+    coros.extend(board.tasks(reader))
+    tasks = [asyncio.create_task(_guarded(reader, c)) for c in coros]
     board.report({"ev": "ready", "reader_id": reader.reader_id, "firmware": FIRMWARE_VERSION,
                   "log_last": reader.log.last_seq, "recovered": reader.recovered})
     status, _ = reader.policy.reader_status(reader.clock.now())
     board.display.show("service" if status != reasons.OK else "idle", reasons.message(status))
-    while not board.stopping and not board.reset_requested:
+    while not board.stopping and not board.reset_requested and reader.crash is None:
         await asyncio.sleep_ms(20)
     for t in tasks:
         t.cancel()
@@ -397,4 +409,6 @@ def run(board):
     board.reset_requested = False
     reader = Reader(board)
     asyncio.run(_main(reader, board))
+    if reader.crash is not None:
+        raise reader.crash
     return board.reset_requested
