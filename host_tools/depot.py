@@ -24,6 +24,7 @@ from validator import triplog as tl
 PUSH_OPTIONS = (("push_denylist", "denylist"), ("push_denylist_delta", "denylist_delta"),
                 ("push_keyring", "keyring"), ("push_config", "config"))
 ACK_EVERY = 64 * 1024  # record bytes between acknowledgements (each preceded by a commit)
+FRAMES = 8             # GET_LOGS answers streamed per request
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -90,7 +91,8 @@ class ReaderSync:
     """Syncs one reader over an open SyncLink into a DepotDB."""
 
     def __init__(self, link, db, result, keys, pushes=(), set_time=False, allow_back=False,
-                 reboot=False, accept_gaps=False, ack_every=ACK_EVERY, progress=None, now=time.time):
+                 reboot=False, accept_gaps=False, ack_every=ACK_EVERY, frames=FRAMES, progress=None,
+                 now=time.time):
         self.link = link
         self.db = db
         self.res = result
@@ -101,6 +103,7 @@ class ReaderSync:
         self.reboot = reboot
         self.accept_gaps = accept_gaps
         self.ack_every = ack_every
+        self.frames = frames
         self.progress = progress or (lambda **kw: None)
         self.now = now
         self.rows = []          # verified records not yet committed
@@ -143,45 +146,53 @@ class ReaderSync:
             self._ack(rid, self.stored)
         elif self.acked > self.stored:
             self._gap(rid, self.stored + 1, self.acked)
-        uncommitted = 0
+        self.uncommitted = 0
         while True:
             nxt = self.head[0] + 1
-            start, recs = self.link.get_logs(nxt)
-            if not recs:
-                break
-            if start != nxt:
-                self._commit(rid)
-                self._gap(rid, nxt, start - 1)
-                continue
-            if not self.key_known:
-                self.key = self._chain_key(rid, recs[0])
-                self.key_known = True
-            good, broken = recs, None
-            try:
-                link, seq = tl.verify_chain(self.head[1], recs, self.key, prev_seq=nxt - 1)
-            except tl.ChainError as e:
-                good, broken = recs[:e.index], e
-                seq = nxt - 1 + e.index
-                link = tl.link(recs[e.index - 1], self.key) if e.index else self.head[1]
-            t = int(self.now())
-            for raw in good:
-                self.rows.append(depotdb.trip_row(rid, tl.decode(raw, self.key), raw, t))
-                uncommitted += len(raw)
-            self.head = (seq, link)
-            self.res.records_total += len(good)
-            self.progress(advance=len(good), bytes=self.link.stats["bytes_in"])
-            if broken is not None:
-                self._commit(rid)
-                self._ack(rid, self.stored)
-                self._incident(rid, "chain", seq + 1, seq + 1,
-                               "hash chain broken at record %d (%s): it and the records after it "
-                               "are not stored and not acknowledged" % (seq + 1, broken))
-            if uncommitted >= self.ack_every:
-                self._commit(rid)
-                self._ack(rid, self.stored)
-                uncommitted = 0
+            answers = self.link.get_logs(nxt, frames=self.frames)
+            if not answers or not answers[0][1]:
+                break  # nothing more to fetch
+            for start, recs in answers:
+                if not recs:
+                    break
+                if start != self.head[0] + 1:
+                    self._commit(rid)
+                    self._gap(rid, self.head[0] + 1, start - 1)
+                    break  # ask again from after the gap
+                self._take(rid, recs)
         self._commit(rid)
         self._ack(rid, self.stored)
+
+    def _take(self, rid, recs):
+        """Check one answer's records against the chain and queue them for the next commit."""
+        nxt = self.head[0] + 1
+        if not self.key_known:
+            self.key = self._chain_key(rid, recs[0])
+            self.key_known = True
+        good, broken = recs, None
+        try:
+            link, seq = tl.verify_chain(self.head[1], recs, self.key, prev_seq=nxt - 1)
+        except tl.ChainError as e:
+            good, broken = recs[:e.index], e
+            seq = nxt - 1 + e.index
+            link = tl.link(recs[e.index - 1], self.key) if e.index else self.head[1]
+        t = int(self.now())
+        for raw in good:
+            self.rows.append(depotdb.trip_row(rid, tl.decode(raw, self.key), raw, t))
+            self.uncommitted += len(raw)
+        self.head = (seq, link)
+        self.res.records_total += len(good)
+        self.progress(advance=len(good), bytes=self.link.stats["bytes_in"])
+        if broken is not None:
+            self._commit(rid)
+            self._ack(rid, self.stored)
+            self._incident(rid, "chain", seq + 1, seq + 1,
+                           "hash chain broken at record %d (%s): it and the records after it "
+                           "are not stored and not acknowledged" % (seq + 1, broken))
+        if self.uncommitted >= self.ack_every:
+            self._commit(rid)
+            self._ack(rid, self.stored)
+            self.uncommitted = 0
 
     def _chain_key(self, rid, raw):
         try:
@@ -218,7 +229,8 @@ class ReaderSync:
                              "records %d..%d accepted as lost by the operator" % (first, last))
         # The chain cannot be checked across the gap: it restarts from what the next record
         # commits to, and the gap stays on record as an incident.
-        _, recs = self.link.get_logs(last + 1, 1)
+        answers = self.link.get_logs(last + 1, 1)
+        recs = answers[0][1] if answers else []
         link = tl.decode(recs[0])["prev_link"] if recs else self.head[1]
         self.rows = []
         self.head = (last, link)
@@ -243,7 +255,8 @@ def sync_port(path, keys, db_url, opts, progress=None, opener=open_serial):
                         retries=getattr(opts, "retries", 5))
         ReaderSync(link, db, res, keys, pushes=opts.pushes, set_time=opts.set_time,
                    allow_back=opts.allow_time_backwards, reboot=opts.reboot,
-                   accept_gaps=opts.accept_gaps, progress=progress).run()
+                   accept_gaps=opts.accept_gaps, progress=progress,
+                   now=getattr(opts, "now", time.time)).run()
         res.status = "ok"
     except (LinkError, ChainProblem) as e:
         res.status = getattr(e, "kind", "chain")

@@ -94,9 +94,13 @@ class SyncLink:
             self.stats["bytes_in"] += len(data)
         return data
 
-    def request(self, cmd, args, auth=None, what=None):
+    def request(self, cmd, args, auth=None, what=None, more=None):
         """Send one request and return (status, result). `auth` defaults to: commands that change
-        the reader are tagged. Raises LinkError when no valid answer comes after all retries."""
+        the reader are tagged. Raises LinkError when no valid answer comes after all retries.
+
+        `more(status, result) -> bool`: the request has several answers (a GET_LOGS stream);
+        answers are collected while it says True, and the list of (status, result) is returned,
+        cut short (not empty) if the stream stops arriving."""
         if auth is None:
             auth = cmd not in P.OPEN_COMMANDS
         if auth and self.session is None:
@@ -108,6 +112,7 @@ class SyncLink:
                                                 self.session if auth else None))
         bad_tags = 0
         session_lost = False
+        got = []
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats["resends"] += 1
@@ -122,13 +127,20 @@ class SyncLink:
                 self.stats["bad_frames"] += self.decoder.bad - bad_before
                 for payload in payloads:
                     self.stats["frames_in"] += 1
-                    got = self._accept(payload, rid, cmd)
-                    if got == "bad_tag":
+                    ans = self._accept(payload, rid, cmd)
+                    if ans == "bad_tag":
                         bad_tags += 1
-                    elif got == "session_lost":
+                    elif ans == "session_lost":
                         session_lost = True
-                    elif got is not None:
-                        return got
+                    elif ans is not None:
+                        if more is None:
+                            return ans
+                        got.append(ans)
+                        if not more(*ans):
+                            return got
+                        deadline = self.clock() + self.timeout + self._wire_time(self.max_payload)
+            if got:
+                return got  # the stream broke off: the caller asks again from where it got to
             if session_lost:
                 raise LinkError("session_lost", "the reader lost the session (did it reboot?)")
         what = what or P.COMMAND_NAMES.get(cmd, str(cmd))
@@ -201,16 +213,41 @@ class SyncLink:
             raise Refused(status, result, what or P.COMMAND_NAMES[cmd])
         return result
 
-    def get_logs(self, from_seq, max_bytes=None):
-        """(first seq returned, [stored record bytes]) of the unacknowledged records from
-        `from_seq`; an empty list when there are none."""
+    def get_logs(self, from_seq, max_bytes=None, frames=1):
+        """Unacknowledged records from `from_seq` on: a list of (first seq, [stored record bytes])
+        answers, one per frame, consecutive; [(from_seq or later, [])] when there are none.
+        `frames` > 1 asks the reader to stream that many answers for one request (no turnaround
+        between frames). A stream that breaks off returns the answers that arrived in order."""
         if max_bytes is None:
             max_bytes = self.max_payload
-        res = self._ok(P.GET_LOGS, {"from": from_seq, "max": max_bytes})
-        if not isinstance(res, list) or len(res) != 2 or not P.is_uint(res[0]) \
-                or not isinstance(res[1], list) or not all(isinstance(r, bytes) for r in res[1]):
-            raise LinkError("protocol", "GET_LOGS: malformed answer")
-        return res[0], res[1]
+
+        def more(status, res):
+            if status != P.OK:
+                return False
+            if not isinstance(res, list) or len(res) != 4 or not P.is_uint(res[0]) \
+                    or not isinstance(res[1], list) or not all(isinstance(r, bytes) for r in res[1]) \
+                    or not isinstance(res[2], bool) or not P.is_uint(res[3], frames - 1):
+                raise LinkError("protocol", "GET_LOGS: malformed answer")
+            return res[2]
+
+        for _ in range(self.retries + 1):
+            answers = self.request(P.GET_LOGS, {"from": from_seq, "max": max_bytes, "n": frames},
+                                   more=more)
+            out = []
+            for status, res in answers:
+                if status != P.OK:
+                    if out:
+                        break
+                    raise Refused(status, res, "GET_LOGS")
+                if res[3] < len(out):
+                    continue  # a repeated answer (the line doubled a frame)
+                if res[3] > len(out):
+                    break  # an answer was lost: keep what came in order
+                out.append((res[0], res[1]))
+            if out:
+                return out
+            self.stats["resends"] += 1  # the stream's first answer was lost: ask again
+        raise LinkError("no_answer", "GET_LOGS: the first answer never arrived")
 
     def ack(self, seq):
         return self._ok(P.ACK, {"seq": seq})

@@ -60,7 +60,7 @@ def test_damaged_and_oversized_frames_are_counted_and_skipped():
     big = framing.encode(bytes(500))
     assert dec.feed(bytes(bad) + big + good) == [b"hello"]
     assert dec.bad == 2 and dec.good == 1
-    assert len(dec.buf) == 0
+    assert dec.n == 0 and len(dec.buf) == framing.max_wire_size(100) - 2  # one fixed buffer
 
 
 def test_crc_fallback_matches_binascii():
@@ -284,7 +284,35 @@ def test_ack_bounds_and_get_logs_paging(tmp_path, opkey):
     assert res[0] == 31  # acknowledged records are gone; the answer says where it starts
     assert req(srv, 7, P.ACK, {"seq": 10}, s)[:2] == (P.OK, {"ack": 30, "free": r.log.free_bytes})
     st_, res, _ = req(srv, 8, P.GET_LOGS, {"from": 61, "max": 1000})
-    assert (st_, res) == (P.OK, [61, []])
+    assert (st_, res) == (P.OK, [61, [], False, 0])
+
+
+def test_get_logs_streams_several_answers_for_one_request(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=200)
+    link = b.link()
+    link.hello()
+    answers = link.get_logs(1, 1000, frames=5)
+    assert len(answers) == 5 and link.stats["frames_out"] == 2  # INFO and one GET_LOGS
+    seq = 1
+    for first, recs in answers:
+        assert first == seq and 0 < sum(map(len, recs)) <= 1000
+        seq += len(recs)
+    assert tl.verify_chain(tl.genesis(RID), [r for _, rs in answers for r in rs], prev_seq=0)[1] == seq - 1
+    # the stream ends early at the end of the log
+    answers = link.get_logs(190, 4000, frames=16)
+    assert answers[-1][0] + len(answers[-1][1]) == 201 and len(answers) < 16
+    assert link.get_logs(201, frames=3) == [(201, [])]
+    # a new request while a stream is under way ends the stream
+    srv = b.server
+    srv.handle(P.encode_message(P.REQUEST, [9000, P.GET_LOGS, {"from": 1, "max": 500, "n": 16}]))
+    assert srv._stream is not None
+    srv.uart.rx += framing.encode(P.encode_message(P.REQUEST, [9001, P.GET_LOGS,
+                                                              {"from": 1, "max": 500}]))
+    while srv.poll():
+        pass
+    assert srv._stream is None
+    for n in (0, sync.MAX_STREAM + 1):
+        assert req(srv, 9002, P.GET_LOGS, {"from": 1, "max": 500, "n": n})[0] == P.MALFORMED
 
 
 def test_push_refusals(tmp_path, opkey):

@@ -74,17 +74,44 @@ def cobs_decode(enc):
 
 
 def encode(payload):
-    """The wire bytes of one frame carrying `payload`."""
-    body = bytearray(payload)
-    c = crc32(body)
-    body.append(c & 0xFF)
-    body.append((c >> 8) & 0xFF)
-    body.append((c >> 16) & 0xFF)
-    body.append(c >> 24)
-    out = bytearray(DELIM)
-    out += cobs_encode(body)
-    out += DELIM
-    return out
+    """The wire bytes of one frame carrying `payload` (allocates; the reader uses encode_into)."""
+    buf = bytearray(len(payload) + CRC_SIZE)
+    buf[:len(payload)] = payload
+    out = bytearray(max_wire_size(len(payload)))
+    return out[:encode_into(buf, len(payload), out)]
+
+
+def encode_into(buf, n, out):
+    """Frame the payload buf[:n] into `out` (a bytearray of at least max_wire_size(n) bytes)
+    without allocating buffers: `buf` (a bytearray) must have CRC_SIZE spare bytes after n, where
+    the CRC goes. Returns the frame's length in `out`."""
+    c = crc32(memoryview(buf)[:n])
+    buf[n] = c & 0xFF
+    buf[n + 1] = (c >> 8) & 0xFF
+    buf[n + 2] = (c >> 16) & 0xFF
+    buf[n + 3] = c >> 24
+    m = n + CRC_SIZE
+    src = memoryview(buf)
+    dst = memoryview(out)
+    out[0] = 0
+    o = 1
+    i = 0
+    while True:
+        lim = i + 254 if i + 254 < m else m
+        j = buf.find(DELIM, i, lim)
+        end = j if j >= 0 else lim
+        k = end - i
+        out[o] = k + 1
+        dst[o + 1:o + 1 + k] = src[i:end]
+        o += 1 + k
+        if j >= 0:
+            i = j + 1  # the zero is implied by the code byte
+        else:
+            i = lim
+            if lim == m:
+                break
+    out[o] = 0
+    return o + 1
 
 
 def max_wire_size(payload_len):
@@ -95,61 +122,111 @@ def max_wire_size(payload_len):
 
 def decode_body(enc):
     """Payload of one frame body (the bytes between two delimiters), or None if damaged."""
-    body = cobs_decode(enc)
-    if body is None or len(body) < CRC_SIZE:
+    buf = bytearray(enc)
+    n = _decode_in_place(buf, len(buf))
+    return None if n is None else bytes(buf[:n])
+
+
+def _decode_in_place(buf, n):
+    """COBS-decode buf[:n] in place and check the CRC; the payload length, or None if damaged.
+    Decoding never makes the data longer, so the output never overtakes the input."""
+    i = 0
+    o = 0
+    while i < n:
+        c = buf[i]
+        end = i + c
+        if c == 0 or end > n:
+            return None
+        k = c - 1
+        if k:
+            buf[o:o + k] = buf[i + 1:end]  # the right side is a copy: overlap is safe
+        o += k
+        i = end
+        if c != 0xFF and i < n:
+            buf[o] = 0
+            o += 1
+    if o < CRC_SIZE:
         return None
-    n = len(body) - CRC_SIZE
-    got = body[n] | (body[n + 1] << 8) | (body[n + 2] << 16) | (body[n + 3] << 24)
-    payload = body[:n]
-    if crc32(payload) != got:
+    o -= CRC_SIZE
+    got = buf[o] | (buf[o + 1] << 8) | (buf[o + 2] << 16) | (buf[o + 3] << 24)
+    if crc32(memoryview(buf)[:o]) != got:
         return None
-    return bytes(payload)
+    return o
 
 
 class FrameDecoder:
-    """Reassembles frames from a byte stream that may be cut, noisy or duplicated. `feed(data)`
-    returns the list of good payloads completed by `data`; damaged or oversized frames are
-    counted in `bad` and dropped. Memory is bounded by the largest encoded frame."""
+    """Reassembles frames from a byte stream that may be cut, noisy or duplicated. Damaged or
+    oversized frames are counted in `bad` and dropped; memory is one buffer of the largest
+    encoded frame (`buf`, which the reader shares with its transmit side).
 
-    def __init__(self, max_payload=MAX_PAYLOAD):
+    Two ways to use it: `push(data)` then `next()` until None, each good payload a memoryview
+    into the buffer that is valid until the next call (no allocation: the reader); or
+    `feed(data)` -> list of payload copies (the host)."""
+
+    def __init__(self, max_payload=MAX_PAYLOAD, buf=None):
         self.max_payload = max_payload
         self.max_body = max_wire_size(max_payload) - 2
-        self.buf = bytearray()
+        self.buf = buf if buf is not None else bytearray(self.max_body)
+        if len(self.buf) < self.max_body:
+            raise ValueError("frame buffer too small")
+        self.n = 0             # bytes of the current frame body held
         self.skipping = False  # an oversized frame is being skipped up to its delimiter
+        self._in = None
+        self._ip = 0
         self.good = 0
         self.bad = 0
 
     def reset(self):
-        self.buf = bytearray()
+        self.n = 0
         self.skipping = False
+        self._in = None
 
-    def feed(self, data):
-        out = []
-        data = bytes(data)
-        i = 0
-        n = len(data)
-        while i < n:
+    def push(self, data):
+        """Take in a chunk of received bytes (bytes or bytearray); next() consumes it."""
+        self._in = data
+        self._ip = 0
+
+    def next(self):
+        data = self._in
+        if data is None:
+            return None
+        size = len(data)
+        while self._ip < size:
+            i = self._ip
             j = data.find(DELIM, i)
-            end = n if j < 0 else j
-            if not self.skipping:
-                if len(self.buf) + (end - i) > self.max_body:
+            end = size if j < 0 else j
+            k = end - i
+            if not self.skipping and k:
+                if self.n + k > self.max_body:
                     self.skipping = True
-                    self.buf = bytearray()
+                    self.n = 0
                     self.bad += 1
                 else:
-                    self.buf += data[i:end]
+                    self.buf[self.n:self.n + k] = data[i:end]
+                    self.n += k
             if j < 0:
                 break
-            # a delimiter: the bytes held so far form one frame body (or nothing)
+            self._ip = j + 1
             if self.skipping:
                 self.skipping = False
-            elif self.buf:
-                p = decode_body(self.buf)
-                if p is None:
+            elif self.n:
+                n = self.n
+                self.n = 0
+                m = _decode_in_place(self.buf, n)
+                if m is None:
                     self.bad += 1
                 else:
                     self.good += 1
-                    out.append(p)
-                self.buf = bytearray()
-            i = j + 1
-        return out
+                    return memoryview(self.buf)[:m]
+        self._in = None
+        return None
+
+    def feed(self, data):
+        """The payloads (copies) completed by `data`."""
+        out = []
+        self.push(bytes(data))
+        while True:
+            p = self.next()
+            if p is None:
+                return out
+            out.append(bytes(p))

@@ -17,11 +17,18 @@ from validator import syncproto as P
 MAX_PUT = 8 * 1024 * 1024   # largest pushed file (a deny list of about a million entries)
 STAGING_NAME = "sync.part"
 _REPLY_ROOM = 128          # reply bytes besides the records: headers, status, start seq, tag
+MAX_STREAM = 16            # GET_LOGS answers sent for one request
+DEFAULT_MAX_PAYLOAD = 2304  # the largest trip record (2,135 bytes) plus the answer around it
 _HASH_CHUNK = 1024
 
 
 class SyncServer:
-    def __init__(self, uart, reader, max_payload=framing.MAX_PAYLOAD, read_chunk=256,
+    """`max_payload` bounds every frame both ways (INFO tells the host); it must hold the largest
+    trip record plus about 100 bytes. Two buffers are allocated once, here, while the heap is
+    still whole: one frame (received frames are decoded in it, replies are framed into it: the
+    protocol is half-duplex) and one reply payload."""
+
+    def __init__(self, uart, reader, max_payload=DEFAULT_MAX_PAYLOAD, read_chunk=256,
                  write_chunk=512, random=None):
         self.uart = uart
         self.reader = reader
@@ -29,10 +36,14 @@ class SyncServer:
         self.read_chunk = read_chunk
         self.write_chunk = write_chunk
         self.random = random or os.urandom
-        self.decoder = framing.FrameDecoder(max_payload)
-        self._inq = []
-        self._out = None
-        self._out_off = 0
+        self._frame = bytearray(framing.max_wire_size(max_payload))
+        self._pbuf = bytearray(max_payload + framing.CRC_SIZE)
+        self.decoder = framing.FrameDecoder(max_payload, self._frame)
+        self._pbuf_view = None  # the reply when it was built in place in _pbuf
+        self._stream = None     # (rid, from, max, frames left) of a GET_LOGS stream
+        self._stream_rid = 0
+        self._out_n = 0      # length of the framed reply waiting in _frame
+        self._out_off = 0    # how much of it went out
         self._reboot = False
         self.rebooted = False
         self._session = None
@@ -50,28 +61,36 @@ class SyncServer:
     def poll(self):
         """One bounded step: send a piece of the pending reply, or take in what arrived and
         answer one request. Returns True while there is more to do right away."""
-        if self._out is not None:
-            mv = memoryview(self._out)[self._out_off:self._out_off + self.write_chunk]
-            n = self.uart.write(mv)
+        if self._out_n:
+            end = min(self._out_off + self.write_chunk, self._out_n)
+            n = self.uart.write(memoryview(self._frame)[self._out_off:end])
             self._out_off += n or 0
-            if self._out_off >= len(self._out):
-                self._out = None
+            if self._out_off >= self._out_n:
+                self._out_n = 0
                 if self._reboot:
                     self._reboot = False
                     self.rebooted = True
                     self.reader.reboot()
             return True
-        if not self._inq:
+        payload = self.decoder.next()
+        if payload is None:
             data = self.uart.read(self.read_chunk)
-            if not data:
+            if data:
+                self.decoder.push(data)
+                payload = self.decoder.next()
+                if payload is None:
+                    return True
+            elif self._stream is None:
                 return False
-            self._inq = self.decoder.feed(data)
-            if not self._inq:
-                return True
-        payload = self._inq.pop(0)
-        reply = self.handle(payload)
+        if payload is not None:
+            self._stream = None  # a new request ends a GET_LOGS stream
+            reply = self.handle(payload)
+        else:
+            reply = self._stream_frame()  # the next answer of a GET_LOGS stream
         if reply is not None:
-            self._out = framing.encode(reply)
+            if reply is not self._pbuf_view:
+                self._pbuf[:len(reply)] = reply
+            self._out_n = framing.encode_into(self._pbuf, len(reply), self._frame)
             self._out_off = 0
         return True
 
@@ -199,19 +218,66 @@ class SyncServer:
         return c
 
     def _get_logs(self, rid, args):
-        start = args.get("from")
-        want = args.get("max")
-        if not _fields(args, ("from", "max")) or not P.is_uint(start) or not P.is_uint(want):
+        start, want, n = args.get("from"), args.get("max"), args.get("n", 1)
+        if not _fields(args, ("from", "max", "n")) or not P.is_uint(start) or not P.is_uint(want) \
+                or not P.is_uint(n, MAX_STREAM) or not n:
             return self._error(rid, P.MALFORMED)
-        budget = self.max_payload - _REPLY_ROOM
+        return self._logs_answer(rid, start, want, n)
+
+    def _stream_frame(self):
+        try:
+            return self._logs_answer(*self._stream)
+        except Exception as e:  # noqa: BLE001
+            self._stream = None
+            return self._fault(self._stream_rid, e)
+
+    def _logs_answer(self, rid, start, want, frames, index=0):
+        """Answer `index` [rid, "OK", [first, [record, ...], more, index]] of GET_LOGS, written
+        straight into the payload buffer (no copy of the records beyond the one the log hands
+        out). With frames > 1 the next answers follow without further requests (`more`), so the
+        reader prepares one while the UART sends the one before."""
+        self._stream = None
+        self._stream_rid = rid
         log = self.reader.log
-        recs = log.read(start, min(want, budget))
+        recs = log.read(start, min(want, self.max_payload - _REPLY_ROOM))
         first = max(start, log.first_seq)
-        while True:
-            reply = self._reply(rid, P.OK, [first, recs])
-            if len(reply) <= self.max_payload or len(recs) <= 1:
-                return reply
-            recs.pop()  # CBOR headers pushed it over: send one record fewer
+        buf = self._pbuf
+        s = self._session
+        buf[0] = P.REPLY | (P.TAGGED if s is not None else 0)
+        buf[1] = 0x83
+        pos = P.put_head(buf, 2, 0, rid)
+        buf[pos:pos + 3] = b"\x62OK"
+        buf[pos + 3] = 0x84
+        pos = P.put_head(buf, pos + 4, 0, first)
+        room = self.max_payload - P.TAG_SIZE - 2  # the tag, `more` and `index` after the records
+        total = pos + 3  # the count's head: at most 3 bytes
+        n = 0
+        for r in recs:
+            if total + 3 + len(r) > room:
+                break
+            total += 3 + len(r)
+            n += 1
+        if recs and not n:
+            raise ValueError("trip record larger than a frame")  # max_payload set too small
+        pos = P.put_head(buf, pos, 4, n)
+        for k in range(n):
+            r = recs[k]
+            pos = P.put_head(buf, pos, 2, len(r))
+            buf[pos:pos + len(r)] = r
+            pos += len(r)
+        recs = None
+        nxt = first + n
+        more = frames > 1 and n > 0 and nxt <= log.last_seq
+        buf[pos] = 0xF5 if more else 0xF4
+        buf[pos + 1] = index  # < MAX_STREAM: one byte
+        pos += 2
+        if more:
+            self._stream = (rid, nxt, want, frames - 1, index + 1)
+        if s is not None:
+            buf[pos:pos + P.TAG_SIZE] = s.tag(memoryview(buf)[:pos])
+            pos += P.TAG_SIZE
+        self._pbuf_view = memoryview(buf)[:pos]
+        return self._pbuf_view
 
     # -- authenticated commands --
 

@@ -115,5 +115,29 @@ def decode_item(data, max_items=64):
     return v
 
 
+def put_head(buf, pos, major, arg):
+    """Write a CBOR head (major type, argument < 2**32) into bytearray `buf` at `pos`; returns
+    the position after it. For building large answers in place."""
+    m = major << 5
+    if arg < 24:
+        buf[pos] = m | arg
+        return pos + 1
+    if arg < 0x100:
+        buf[pos] = m | 24
+        buf[pos + 1] = arg
+        return pos + 2
+    if arg < 0x10000:
+        buf[pos] = m | 25
+        buf[pos + 1] = arg >> 8
+        buf[pos + 2] = arg & 0xFF
+        return pos + 3
+    buf[pos] = m | 26
+    buf[pos + 1] = arg >> 24
+    buf[pos + 2] = (arg >> 16) & 0xFF
+    buf[pos + 3] = (arg >> 8) & 0xFF
+    buf[pos + 4] = arg & 0xFF
+    return pos + 5
+
+
 def is_uint(v, top=U32):
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= top
