@@ -35,6 +35,7 @@ TARGET_MEAN = 8        # entries per sub-bucket the builder aims at: FP ~ 8 / 2*
 KINDS = {"account": fw.TAG_ACCOUNT, "credential": fw.TAG_CREDENTIAL}
 TAG_NAMES = {v: k for k, v in KINDS.items()}
 _SALT_TRIES = 8
+_SALT_TRIES_KNOWN_GOOD = 64   # re-salting until no known-good id collides: ~e^(expected) tries
 
 
 class SourceError(ValueError):
@@ -287,15 +288,27 @@ class ListModel:
         return cls(w, gb, sb, epoch, salt, keys)
 
 
-def new_model(entries, created, salt=None, width=None):
-    """(ListModel, body bytes, report) for a full list of `entries` made at `created`."""
+def collisions(model, known_good, now):
+    """Ids of `known_good` (an iterable of (tag, id), none of them listed) that `model` would
+    deny at `now`: false positives, each a fingerprint shared with a listed entry."""
+    prefixes = {k >> 8 for k in model.keys}
+    return [(tag, b) for tag, b in known_good
+            if model.key(tag, b) >> 8 in prefixes and model.denied(tag, b, now)]
+
+
+def new_model(entries, created, salt=None, width=None, known_good=None):
+    """(ListModel, body bytes, report) for a full list of `entries` made at `created`.
+    With `known_good` (ids the back office knows to be in good standing, e.g. every active
+    account and credential), salts are drawn until none of them is a false positive."""
     report = {}
     n = len(entries)
     gbits, sbits = choose_bits(n)
     if width is None:
         width = 4 if any(entries.values()) else 3
     epoch = created // DAY
-    tries = 1 if salt is not None else _SALT_TRIES
+    good = [k for k in known_good if k not in entries] if known_good else []
+    tries = 1 if salt is not None else _SALT_TRIES_KNOWN_GOOD if good else _SALT_TRIES
+    best = None
     for _ in range(tries):
         m = ListModel(width, gbits, sbits, epoch, salt if salt is not None else os.urandom(8), [])
         report = m.add_entries(entries, created)
@@ -303,16 +316,26 @@ def new_model(entries, created, salt=None, width=None):
             body = m.encode()
         except BucketOverflow:
             continue
+        if good:
+            report["known_good"] = len(good)
+            report["known_good_denied"] = len(collisions(m, good, created))
+            if report["known_good_denied"]:
+                if best is None or report["known_good_denied"] < best[2]["known_good_denied"]:
+                    best = (m, body, report)
+                continue
         return m, body, report
+    if best is not None:
+        return best   # the least bad salt; the report says how many good ids it denies
     raise BucketOverflow("could not place the entries in sub-buckets of at most 255")
 
 
 # ---- signed files ------------------------------------------------------------------------------
 
-def build_list(entries, version, signing_key, key_id, created=None, salt=None, width=None):
+def build_list(entries, version, signing_key, key_id, created=None, salt=None, width=None,
+               known_good=None):
     """Signed full list: (envelope bytes, ListModel, report)."""
     created = int(time.time()) if created is None else created
-    model, body, report = new_model(entries, created, salt, width)
+    model, body, report = new_model(entries, created, salt, width, known_good)
     data = signedfile.seal(sf.DENYLIST, version, body, signing_key, key_id, created)
     return data, model, report
 
@@ -393,7 +416,7 @@ def _show_id(tag, b):
 
 
 def build_delta(base_data, version, signing_key, key_id, entries=None, add=None, remove=None,
-                created=None):
+                created=None, known_good=None):
     """Signed delta from the base list file `base_data` to either the full set `entries` or the
     base edited by `add` / `remove`: (envelope bytes, ListModel of the result, report)."""
     created = int(time.time()) if created is None else created
@@ -411,6 +434,13 @@ def build_delta(base_data, version, signing_key, key_id, entries=None, add=None,
     except BucketOverflow:
         raise BucketOverflow("the result overflows a sub-bucket: build a full list") from None
     records = diff(base, new)
+    if known_good:
+        # The salt is the base's: a collision can only be reported (a full list re-salts).
+        # From edits the builder cannot tell listed ids apart: known_good must hold none.
+        good = [k for k in known_good if not (entries is not None and k in entries)
+                and not (add and k in add)]
+        report["known_good"] = len(good)
+        report["known_good_denied"] = len(collisions(new, good, created))
     report.update(base_version=h.version, adds=sum(op == fw.OP_ADD for _, op in records),
                   removes=sum(op == fw.OP_REMOVE for _, op in records), count=new.count,
                   fp_rate=new.fp_rate())
@@ -464,7 +494,11 @@ def _fmt_time(t):
 
 def _print_report(report):
     for k, v in sorted(report.items()):
-        print("  %-16s %s" % (k, "%.2e" % v if isinstance(v, float) else v))
+        print("  %-18s %s" % (k, "%.2e" % v if isinstance(v, float) else v))
+    if report.get("known_good_denied"):
+        print("warning: %d ids in good standing would be denied (fingerprint collisions); "
+              "a full list with a new salt avoids them" % report["known_good_denied"],
+              file=sys.stderr)
 
 
 def _cmd_build(args):
@@ -474,8 +508,9 @@ def _cmd_build(args):
         raise SystemExit(str(e)) from None
     key, kid = _signing(args)
     salt = bytes.fromhex(args.salt) if args.salt else None
+    good = list(read_source(args.known_good)) if args.known_good else None
     data, model, report = build_list(entries, args.version, key, kid, args.created, salt,
-                                     args.width)
+                                     args.width, good)
     Path(args.out).write_bytes(data)
     print("%s: deny list v%d, %d entries, %d bytes (%.2f bytes/entry), "
           "false-positive rate %.1e per lookup"
@@ -498,10 +533,18 @@ def _cmd_delta(args):
         else:
             raise SystemExit("give a full SOURCE or --add/--remove files")
         key, kid = _signing(args)
-        data, _, report = build_delta(base, args.version, key, kid, created=args.created, **kw)
+        created = int(time.time()) if args.created is None else args.created
+        if args.known_good:
+            kw["known_good"] = list(read_source(args.known_good))
+        data, model, report = build_delta(base, args.version, key, kid, created=created, **kw)
     except (SourceError, ValueError) as e:
         raise SystemExit(str(e)) from None
     Path(args.out).write_bytes(data)
+    if args.write_full:
+        full = signedfile.seal(sf.DENYLIST, args.version, model.encode(), key, kid, created)
+        Path(args.write_full).write_bytes(full)
+        print("%s: the same list v%d in full (base for the next delta, or for readers that "
+              "missed one)" % (args.write_full, args.version))
     print("%s: delta v%d -> v%d, +%d -%d entries, %d bytes"
           % (args.out, report["base_version"], args.version, report["adds"], report["removes"],
              len(data)))
@@ -538,6 +581,13 @@ def _cmd_show(args):
     return 0
 
 
+def _add_known_good(q):
+    q.add_argument("--known-good", metavar="FILE",
+                   help="source file of ids in good standing (e.g. every active account and "
+                   "credential): a full list draws salts until none of them is a false "
+                   "positive; a delta reports how many are")
+
+
 def _add_signing(q):
     q.add_argument("--issuer-dir", default=os.environ.get("FARE_ISSUER_DIR", "issuer"),
                    help="take the operator key from this issuer directory (default "
@@ -566,6 +616,7 @@ def add_commands(sub):
     q.add_argument("--width", type=int, choices=(3, 4),
                    help="bytes per entry: 4 keeps expiry codes, 3 does not (default: 4 if any "
                    "entry has an expiry)")
+    _add_known_good(q)
     _add_signing(q)
     q.set_defaults(func=_cmd_build)
 
@@ -580,6 +631,9 @@ def add_commands(sub):
     q.add_argument("--remove", help="source file of ids to remove")
     q.add_argument("--version", type=int, required=True, help="version after the delta")
     q.add_argument("--out", "-o", default="denylist-delta.fvs", help="output file")
+    q.add_argument("--write-full", metavar="PATH",
+                   help="also write the resulting list as a signed full list (same version)")
+    _add_known_good(q)
     _add_signing(q)
     q.set_defaults(func=_cmd_delta)
 

@@ -22,7 +22,7 @@ BUDGET = 16 * 1024
 def tree():
     """The firmware precompiled to .mpy, as a reader runs it (compiling from source in a 110 KB
     heap fragments it), with the MicroPython half of these tests."""
-    return compiled_tree("mpt_denylist_kit")
+    return compiled_tree()
 
 
 @pytest.fixture(scope="session")
