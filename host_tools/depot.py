@@ -24,7 +24,7 @@ from validator import triplog as tl
 PUSH_OPTIONS = (("push_denylist", "denylist"), ("push_denylist_delta", "denylist_delta"),
                 ("push_keyring", "keyring"), ("push_config", "config"))
 ACK_EVERY = 64 * 1024  # record bytes between acknowledgements (each preceded by a commit)
-FRAMES = 8             # GET_LOGS answers streamed per request
+FRAMES = 16            # GET_LOGS answers streamed per request (the reader's maximum)
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -261,9 +261,9 @@ def sync_port(path, keys, db_url, opts, progress=None, opener=open_serial):
     except (LinkError, ChainProblem) as e:
         res.status = getattr(e, "kind", "chain")
         res.message = str(e)
-    except OSError as e:  # the port went away under us (cable pulled, adapter reset)
+    except OSError as e:  # serial.SerialException too: the port went away under us
         res.status = "port"
-        res.message = "%s: %s" % (path, e)
+        res.message = "%s: connection lost (cable pulled or adapter reset?): %s" % (path, e)
     except Exception as e:  # noqa: BLE001 -- e.g. serial.SerialException; report it per reader
         res.status = "error"
         res.message = "%s: %s" % (type(e).__name__, e)
@@ -367,7 +367,8 @@ def cmd_sync(args):
     Console().print(table)
     failed = [r for r in results if not r.ok]
     for r in failed:
-        console.print("[bold red]%s: %s[/]" % (r.port, r.message))
+        console.print("[bold red]%s: %s[/]" % (r.port, r.message), soft_wrap=True, markup=True,
+                      highlight=False)
     return 1 if failed else 0
 
 

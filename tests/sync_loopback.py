@@ -14,11 +14,13 @@ class FakeClock:
 
 
 class Stream:
-    """One direction of the cable. Records every byte offered (`sent`) and the frame boundaries
-    (offsets of the delimiter that ends each frame), and applies at most one fault:
+    """One direction of the cable. Records every byte offered and the frame boundaries (`ends`:
+    offsets of the delimiter that ends each frame), and applies at most one fault:
     ("drop", p) loses byte p; ("flip", p) flips bit 0 of byte p; ("dup", p) sends the bytes of the
     frame around p again right after byte p; ("close", p) loses byte p and everything after it,
-    in both directions (see Link.dead)."""
+    in both directions (see Link.dead). The place p is a byte offset in the stream, or
+    ("frame", i, where): in the i-th frame, where = "end" (its closing delimiter) or an offset
+    from the frame's start (for runs whose bytes are not known beforehand)."""
 
     def __init__(self, link, fault=None):
         self.link = link
@@ -37,7 +39,7 @@ class Stream:
             hist.append(b)
             if not self.link.dead:
                 f = self.fault
-                if f is None or f[1] != p:
+                if f is None or self.fired or not self._at(f[1], p, b):
                     out.append(b)
                 else:
                     self.fired = True
@@ -53,6 +55,16 @@ class Stream:
                 self.ends.append(p)
                 self.frame_start = p + 1
         return bytes(out)
+
+    def _at(self, where, p, b):
+        if not isinstance(where, tuple):
+            return where == p
+        _, i, at = where
+        if len(self.ends) != i:
+            return False
+        if at == "end":
+            return b == 0 and p > self.frame_start
+        return p - self.frame_start == at
 
 
 class Link:
