@@ -165,19 +165,32 @@ def test_cache_hit_needs_the_same_issuer_key(world):
     assert tokens.verify_qr(w.ride_code(world.now), ring2, world.now, cache)[0] == R.BAD_ISSUER_SIG
 
 
-def test_cache_is_bounded_and_evicts_the_least_recently_used():
+def test_cache_is_bounded_and_gives_recently_used_entries_a_second_chance():
     cache = tokens.CredCache(3)
-    sig = bytes(64)
+    e = [bytes([i]) * 32 for i in range(200)]
     for i in range(3):
-        cache.put(bytes([i]) * 32, sig, b"k", ("cred", i))
-    assert cache.get(bytes([0]) * 32, sig) is not None      # 0 is now the most recent
-    cache.put(bytes([3]) * 32, sig, b"k", ("cred", 3))       # evicts 1
+        cache.put(e[i])
+    assert cache.get(e[0]) and cache.get(e[2])     # used since the hand passed
+    cache.put(e[3])                                  # replaces 1, the only one not used
     assert len(cache) == 3
-    assert cache.get(bytes([1]) * 32, sig) is None
-    assert all(cache.get(bytes([i]) * 32, sig) is not None for i in (0, 2, 3))
-    for i in range(100):
-        cache.put(os.urandom(32), sig, b"k", ("cred", i))
+    assert not cache.get(e[1])
+    assert cache.get(e[0]) and cache.get(e[2]) and cache.get(e[3])
+    for i in range(4, 200):
+        cache.put(e[i])
     assert len(cache) == 3
+    assert sum(cache.get(x) for x in e) == 3
+    assert cache.get(e[199])
+    # entries bind the credential, the issuer signature and the issuer key
+    k = tokens.CredCache.entry
+    assert len({k(b"a" * 32, b"s" * 64, b"p" * 33), k(b"b" * 32, b"s" * 64, b"p" * 33),
+                k(b"a" * 32, b"t" * 64, b"p" * 33), k(b"a" * 32, b"s" * 64, b"q" * 33)}) == 4
+    # a digest that straddles two slots is not an entry
+    c = tokens.CredCache(2)
+    c.put(b"x" * 16 + b"y" * 16)
+    c.put(b"y" * 16 + b"z" * 16)
+    assert not c.get(b"y" * 32)
+    c.clear()
+    assert len(c) == 0 and not c.get(b"y" * 16 + b"z" * 16)
 
 
 # --- sizes and the QR image ---

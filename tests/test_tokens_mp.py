@@ -173,7 +173,7 @@ def test_unsupported_and_malformed_texts(world):
         text + "00": R.MALFORMED,   # one trailing byte
         "FV1:": R.MALFORMED,
         "": R.MALFORMED,
-        "FV1:" + "A" * 3000: R.MALFORMED,
+        "FV1:" + "A" * 700: R.MALFORMED,   # over the length bound
         text.replace(":", "é", 1): R.MALFORMED,
         "FV1:" + tokens.base45.encode(cbor2.dumps([1, 2, 3])): R.MALFORMED,
     }

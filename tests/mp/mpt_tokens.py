@@ -41,15 +41,16 @@ def test_base45_vectors():
 
 def test_cache_is_bounded_lru():
     c = tokens.CredCache(2)
-    s = b"s" * 64
-    c.put(b"a", s, G, (1,))
-    c.put(b"b", s, G, (2,))
-    assert c.get(b"a", s)[3] == (1,)
-    c.put(b"c", s, G, (3,))          # evicts b, the least recently used
-    assert c.get(b"b", s) is None
-    assert c.get(b"a", s) is not None and c.get(b"c", s) is not None
-    assert c.get(b"a", b"t" * 64) is None    # another issuer signature: no hit
+    a, b, d = b"a" * 32, b"b" * 32, b"d" * 32
+    c.put(a)
+    c.put(b)
+    assert c.get(a)
+    c.put(d)                 # replaces b: a was used since
+    assert not c.get(b)
+    assert c.get(a) and c.get(d)
     assert len(c) == 2
+    e = tokens.CredCache.entry(a, b"s" * 64, G)
+    assert e != tokens.CredCache.entry(a, b"t" * 64, G) and len(e) == 32
 
 
 def test_keyring_lookup():
