@@ -1,7 +1,8 @@
 """Signature verification speed: validator.p256 on the MicroPython binary (110 KB heap) against the
 textbook verifier (bench/textbook_p256.py), and on CPython against python-ecdsa, side by side.
 
-    .venv/bin/python bench/bench_p256.py [--cases N] [--rounds R]     (or: make bench)
+    .venv/bin/python bench/bench_p256.py [--cases N] [--rounds R] [--instructions]
+    (or: make bench)
 
 Every figure is the best of R interleaved rounds, each at least 0.3 s of CPU time of the
 MicroPython process (/proc/self/schedstat; the machine is shared, so wall time is not ours alone),
@@ -29,7 +30,7 @@ from ecdsa.util import sigdecode_string  # noqa: E402
 
 from host_tools import ecsign, p256tables  # noqa: E402
 from host_tools.fw import validator  # noqa: E402,F401
-from mpharness import MICROPYTHON, run_mp  # noqa: E402
+from mpharness import MICROPYTHON, mp_env, run_mp  # noqa: E402
 from validator import p256  # noqa: E402
 import textbook_p256  # noqa: E402
 
@@ -159,6 +160,52 @@ def min_heap(data, table, env=None):
     return hi
 
 
+# Instruction counts (valgrind/callgrind, deterministic: the machine's load does not move them):
+# argv: data.json, table, bench dir, kind, repeats
+MP_COUNT = r"""
+import sys, json
+sys.path.append(sys.argv[3])
+from validator import p256
+import textbook_p256
+d = json.loads(open(sys.argv[1]).read())
+R = [(bytes.fromhex(a), bytes.fromhex(b), bytes.fromhex(c), bytes.fromhex(e), r) for a, b, c, e, r in d["rider"]][:4]
+I = [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in d["issuer"]][:4]
+fb = p256.FixedBase(bytes.fromhex(d["issuer_pub"]), sys.argv[2])
+p256._generator()
+kind = sys.argv[4]
+for _ in range(int(sys.argv[5])):
+    if kind == "textbook":
+        r = [textbook_p256.verify(c, dg, s) for c, u, dg, s, rid in R]
+    elif kind == "verify":
+        r = [p256.verify(c, dg, s) for c, u, dg, s, rid in R]
+    elif kind == "rider":
+        r = [p256.verify_recoverable(c, dg, s, rid) for c, u, dg, s, rid in R]
+    elif kind == "rider_u":
+        r = [p256.verify_recoverable(u, dg, s, rid) for c, u, dg, s, rid in R]
+    else:
+        r = [p256.verify_fixed(fb, dg, s) for dg, s in I]
+    assert all(r)
+"""
+
+
+def instruction_counts(data, table):
+    """Instructions per verify on MicroPython under callgrind (None if valgrind is missing)."""
+    import shutil
+    if not shutil.which("valgrind"):
+        return None
+    out = {}
+    for kind in ("textbook", "verify", "rider", "rider_u", "issuer"):
+        counts = []
+        for reps in (0, 1):
+            proc = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", MICROPYTHON,
+                 "-X", "heapsize=110k", "-c", MP_COUNT, data, table, str(ROOT / "bench"), kind,
+                 str(reps)], capture_output=True, text=True, env=mp_env(), timeout=600)
+            counts.append(int(proc.stderr.split("Collected : ")[1].split()[0]))
+        out[kind] = (counts[1] - counts[0]) / 4
+    return out
+
+
 def cpython_figures(rider, ipub, issuer, rounds):
     def ecdsa_fresh(pub, digest, sig):
         vk = VerifyingKey.from_string(pub, curve=NIST256p, hashfunc=hashlib.sha256)
@@ -198,6 +245,8 @@ def main():
     ap.add_argument("--cases", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count instructions per verify with valgrind (slow, deterministic)")
     a = ap.parse_args()
     rider, ipub, issuer = make_inputs(a.cases, a.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,6 +273,7 @@ def main():
                             str(fw / (name + ".py"))], check=True)
         (pkg / "p256_gtable.bin").write_bytes((fw / "p256_gtable.bin").read_bytes())
         heap_mpy = min_heap(data, table, env={"MICROPYPATH": str(pkg.parent)})
+        icount = instruction_counts(data, table) if a.instructions else None
     cp = cpython_figures(rider, ipub, issuer, a.rounds)
 
     print("MicroPython unix port, 110 KB heap, %d keys x %d rounds, best round, %s time, "
@@ -257,6 +307,13 @@ def main():
           % (mp["textbook"] / mp["verify"]))
     print("  issuer verify vs textbook:                      %.2fx faster"
           % (mp["textbook"] / mp["issuer"]))
+    if icount:
+        print("Instructions per verify (valgrind, MicroPython): textbook %.1fM, verify %.1fM, "
+              "rider %.1fM (uncompressed key %.1fM), issuer %.1fM"
+              % tuple(icount[k] / 1e6 for k in ("textbook", "verify", "rider", "rider_u", "issuer")))
+        print("  by instructions: rider %.2fx, first sighting %.2fx faster than textbook"
+              % (icount["textbook"] / icount["rider"],
+                 2 * icount["textbook"] / (icount["rider"] + icount["issuer"])))
     print("ESP32 estimate (x100 for big-integer code): rider %.0f ms, issuer %.0f ms, "
           "first sighting %.0f ms" % (100 * mp["rider"], 100 * mp["issuer"],
                                       100 * (mp["rider"] + mp["issuer"])))

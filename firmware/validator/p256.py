@@ -93,8 +93,8 @@ def _odd_multiples(x, y, count):
     lam = [z]
     for _ in range(count - 1):
         # co-Z addition (Meloni): A + T and T rescaled to the new Z = Z * (tx - ax)
-        dx = tx - ax
-        if not dx % p:
+        dx = (tx - ax) % p
+        if not dx:
             raise ValueError("degenerate point")
         c = dx * dx % p
         w1 = tx * c % p
@@ -106,7 +106,7 @@ def _odd_multiples(x, y, count):
         tx, ty = w1, a1
         flat.append(ax)
         flat.append(ay)
-        lam.append(dx % p)
+        lam.append(dx)
     zlast = z
     for i in range(1, count):
         zlast = zlast * lam[i] % p
@@ -269,7 +269,7 @@ def _msm(L, fixed, var):
             hh = h * h % p
             hhh = h * hh % p
             v = X * hh % p
-            X = (r * r - hhh - 2 * v) % p
+            X = (r * r - hhh - (v << 1)) % p
             Y = (r * (v - X) - Y * hhh) % p
             Z = Z * h % p
     return X, Y, Z
@@ -335,14 +335,20 @@ def verify(public_key, digest, signature):
 # (v, w) with w = v * u mod n and |v|, |w| < 2^128, v != 0 (extended Euclid on n, u,
 # stopped at the first remainder below 2^128).
 def _half_gcd(u, n):
-    r0, r1 = n, u
-    t0, t1 = 0, 1
     lim = 1 << 128
-    while r1 >= lim:
-        q = r0 // r1
-        r0, r1 = r1, r0 - q * r1
-        t0, t1 = t1, t0 - q * t1
-    return t1, r1
+    if u < lim:
+        return 1, u
+    a, b = n, u
+    ta, tb = 0, 1  # a = ta * u, b = tb * u (mod n)
+    while True:
+        q, a = divmod(a, b)
+        ta -= q * tb
+        if a < lim:
+            return ta, a
+        q, b = divmod(b, a)
+        tb -= q * ta
+        if b < lim:
+            return tb, b
 
 
 def verify_recoverable(public_key, digest, signature, recid):

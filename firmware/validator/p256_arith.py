@@ -23,15 +23,20 @@ except Exception:
 def inv(x, m):
     if _POW_INV:
         return pow(x, -1, m)
-    r0, r1 = m, x % m
-    t0, t1 = 0, 1
-    while r1:
-        q = r0 // r1
-        r0, r1 = r1, r0 - q * r1
-        t0, t1 = t1, t0 - q * t1
-    if r0 != 1:
-        raise ValueError("not invertible")
-    return t0 % m
+    a, b = m, x % m
+    ta, tb = 0, 1  # a = ta * x, b = tb * x (mod m)
+    while b > 1:
+        q, a = divmod(a, b)
+        ta -= q * tb
+        if a <= 1:
+            if a:
+                return ta % m
+            break
+        q, b = divmod(b, a)
+        tb -= q * ta
+    if b == 1:
+        return tb % m
+    raise ValueError("not invertible")
 
 
 # Inverses mod p of the nonzero values zs with one inversion (Montgomery's trick).
