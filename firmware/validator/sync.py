@@ -11,7 +11,6 @@ import hashlib
 import os
 
 from validator import framing
-from validator import signedfile
 from validator import syncproto as P
 
 MAX_PUT = 8 * 1024 * 1024   # largest pushed file (a deny list of about a million entries)
@@ -20,6 +19,7 @@ _REPLY_ROOM = 128          # reply bytes besides the records: headers, status, s
 MAX_STREAM = 16            # GET_LOGS answers sent for one request
 DEFAULT_MAX_PAYLOAD = 2304  # the largest trip record (2,135 bytes) plus the answer around it
 _HASH_CHUNK = 1024
+_MIN_ENVELOPE = 19 + 64    # signedfile.HEADER_SIZE + SIG_SIZE: an envelope with an empty body
 
 
 class SyncServer:
@@ -298,7 +298,7 @@ class SyncServer:
                 or not P.is_uint(ver) or not P.is_uint(size) \
                 or not isinstance(sha, bytes) or len(sha) != 32:
             return P.MALFORMED, None
-        if size > MAX_PUT or size < signedfile.HEADER_SIZE + signedfile.SIG_SIZE:
+        if size > MAX_PUT or size < _MIN_ENVELOPE:
             return P.BAD_ARG, None
         up = self._upload
         if up is not None and up[:4] == [kind, ver, size, sha]:
@@ -346,6 +346,7 @@ class SyncServer:
         if _file_sha256(self.staging) != sha:
             self._drop_upload()
             return P.DIGEST, None
+        from validator import signedfile  # here: it brings P-256 in, which only installs need
         with open(self.staging, "rb") as f:
             h = signedfile.parse_header(f.read(signedfile.HEADER_SIZE))
         if h is None or signedfile.KIND_NAMES[h.kind] != kind or h.version != ver:
