@@ -113,10 +113,10 @@ def make_golden(golden, blocks, base_file, update_file, keys, now):
 
 
 def sweep(spec):
-    """Power cut at program/erase operation k = 0, 1, 2, ... of installing the update, until an
-    install runs to the end. After each cut the reader reboots: the list must be the old or the
-    new one, answering exactly as that version does, with no temporary file left; if it is still
-    the old one, installing the received file again succeeds."""
+    """Power cut at program/erase operation k = 0, 1, 2, ... (or every `stride`-th) of installing
+    the update, until an install runs to the end. After each cut the reader reboots: the list
+    must be the old or the new one, answering exactly as that version does, with no temporary
+    file left; if it is still the old one, installing the received file again succeeds."""
     keys = operator_keys(spec["keys"])
     now = spec["now"]
     golden = spec["work"] + ".golden"
@@ -166,7 +166,7 @@ def sweep(spec):
         dev.close(delete=False)
         if finished:
             break
-        k += 1
+        k += spec.get("stride", 1)
     os.remove(golden)
     os.remove(work)
     return k, seen
