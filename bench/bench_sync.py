@@ -60,11 +60,16 @@ us = []
 seq = 1
 rid = 2
 while seq <= 600:
-    u.rx = framing.encode(P.encode_message(P.REQUEST, [rid, P.GET_LOGS, {"from": seq, "max": MAXP}]))
-    t = time.ticks_us()
-    while s.poll(): pass
-    us.append(time.ticks_diff(time.ticks_us(), t))
-    rid += 1
+    # each answer 5 times, keeping the fastest: the machine is shared, the minimum is the CPU cost
+    best = None
+    for _ in range(5):
+        u.rx = framing.encode(P.encode_message(P.REQUEST, [rid, P.GET_LOGS, {"from": seq, "max": MAXP}]))
+        rid += 1
+        t = time.ticks_us()
+        while s.poll(): pass
+        d = time.ticks_diff(time.ticks_us(), t)
+        best = d if best is None else min(best, d)
+    us.append(best)
     got = s._pbuf_view
     item = P.decode_item(P.split_message(bytes(got))[1], 4096)
     seq = item[2][0] + len(item[2][1])
@@ -139,7 +144,7 @@ def main():
         # longer than a frame's wire time, plus once per request (the first answer).
         wire_frame = (wire / max(s["frames_in"], 1)) * BITS_PER_BYTE / BAUD
         est = []
-        for us, f in ((med_us, CPU_FACTOR[0]), (mean_us, CPU_FACTOR[1])):  # optimistic, pessimistic
+        for us, f in ((mean_us, CPU_FACTOR[0]), (mean_us, CPU_FACTOR[1])):
             cpu = us * f / 1e6
             est.append(t_wire + s["requests"] * cpu + s["frames_in"] * max(0.0, cpu - wire_frame))
         lo, hi = est
@@ -153,11 +158,11 @@ def main():
         print("  protocol efficiency (records / wire bytes): %.1f%% (target >= 85%%)" % (100 * eff))
         print("  at %d baud 8N1: line-rate limit for the records %.1f s, bytes on the wire %.1f s "
               "= %.1f%% over the limit (target <= 20%%)" % (BAUD, t_line, t_wire, 100 * (t_wire / t_line - 1)))
-        print("  reader CPU per GET_LOGS answer (unix port, simulated flash included): %d us mean, "
-              "%d us median over %d frames; ESP32 estimate (median x%d .. mean x%d): %.0f-%.0f ms "
-              "per frame, wire time per frame %.0f ms" % (
+        print("  reader CPU per GET_LOGS answer (unix port, simulated flash included; fastest of 5 "
+              "per answer): %d us mean, %d us median over %d answers; ESP32 estimate x%d-%d: "
+              "%.0f-%.0f ms per answer, wire time per answer %.0f ms" % (
                   mean_us, med_us, nf, CPU_FACTOR[0], CPU_FACTOR[1],
-                  med_us * CPU_FACTOR[0] / 1000, mean_us * CPU_FACTOR[1] / 1000, wire_frame * 1000))
+                  mean_us * CPU_FACTOR[0] / 1000, mean_us * CPU_FACTOR[1] / 1000, wire_frame * 1000))
         print("  estimated ESP32 sync at %d baud (wire + reader CPU not hidden behind the wire): "
               "%.0f-%.0f s = %.0f-%.0f%% over the line-rate limit" % (
                   BAUD, lo, hi, 100 * (lo / t_line - 1), 100 * (hi / t_line - 1)))
