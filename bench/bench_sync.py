@@ -8,7 +8,6 @@ MicroPython and scaled to an ESP32 for an estimate of the real sync time.
 
 Run: .venv/bin/python bench/run.py sync
 Figures go to docs/performance.md, section "Depot sync"."""
-import os
 import sys
 import tempfile
 import time

@@ -8,7 +8,6 @@ the first record the depot does not hold. A gap or a broken chain stops the read
 the damage, is recorded as an incident and is never acknowledged past."""
 import csv
 import json
-import os
 import sys
 import threading
 import time
@@ -16,9 +15,8 @@ from pathlib import Path
 
 from host_tools import depotdb
 from host_tools.fw import validator  # noqa: F401
-from host_tools.synclink import LinkError, Refused, SyncLink, open_serial
+from host_tools.synclink import LinkError, SyncLink, open_serial
 from validator import hmac256
-from validator import syncproto as P
 from validator import triplog as tl
 
 PUSH_OPTIONS = (("push_denylist", "denylist"), ("push_denylist_delta", "denylist_delta"),
@@ -308,7 +306,7 @@ def _read_pushes(args):
 
 def cmd_sync(args):
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
     ports = list(args.port or [])

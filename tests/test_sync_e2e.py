@@ -4,7 +4,6 @@ the pty, SQLite). Between them, tests/ptyrelay.py carries the bytes and can dama
 
 The reader process is tests/mp/sync_reader_main.py, reusable by other tests and the benchmark."""
 import io
-import json
 import os
 import random
 import contextlib
@@ -218,3 +217,20 @@ def test_link_faults_sampled_over_ptys(site):
     assert sorted(i[1] for i in st["installs"]) == list(range(2, cfg_version + 1))  # each once
     print("%d sampled fault cases over ptys, %d first syncs cut short, %d frames damaged on the "
           "reader side" % (len(cases), cut, st["frames_bad"]))
+
+
+def test_clear_messages_for_a_busy_port_and_a_missing_one(site):
+    relay = PtyRelay()
+    try:
+        path = relay.connect()
+        held = serial.Serial(path, exclusive=True)  # another program has the port
+        try:
+            rc, out = site.sync(path, "/dev/does-not-exist")
+        finally:
+            held.close()
+    finally:
+        relay.close()
+    assert rc == 1
+    assert "port busy" in out and "cannot open the port" in out
+    runs = site.depot().conn.execute("SELECT status FROM sync_runs").fetchall()
+    assert sorted(r[0] for r in runs) == ["port", "port"]

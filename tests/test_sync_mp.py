@@ -5,7 +5,6 @@ see host_tools/simreader.py). Includes a batch of hostile messages generated her
 import struct
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mpharness import compiled_tree, run_mp
 from sync_mpreader import HEAP

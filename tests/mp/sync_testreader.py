@@ -6,7 +6,7 @@
 import os
 import struct
 
-from validator import atomicfile, clock
+from validator import clock
 from validator import triplog as tl
 
 RID = 7001
