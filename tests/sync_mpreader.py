@@ -16,11 +16,11 @@ _tree = None
 
 
 def tree():
-    """The firmware and the serving script precompiled to .mpy, as a reader runs them (compiling
-    from source does not fit in the 110 KB heap next to the trip log and the server)."""
+    """Module path: the firmware precompiled to .mpy, as a reader runs it (compiling it from source
+    fragments the heap), then the test helpers of tests/mp."""
     global _tree
     if _tree is None:
-        _tree = compiled_tree("sync_testreader", "sync_reader_main")
+        _tree = compiled_tree()
     return _tree
 
 
