@@ -251,10 +251,18 @@ def sync_port(path, keys, db_url, opts, progress=None, opener=open_serial):
         port = opener(path, getattr(opts, "baud", 115200))
         link = SyncLink(port, keys.get, timeout=getattr(opts, "timeout", 2.0),
                         retries=getattr(opts, "retries", 5))
-        ReaderSync(link, db, res, keys, pushes=opts.pushes, set_time=opts.set_time,
-                   allow_back=opts.allow_time_backwards, reboot=opts.reboot,
-                   accept_gaps=opts.accept_gaps, progress=progress,
-                   now=getattr(opts, "now", time.time)).run()
+        for attempt in (1, 2):
+            try:
+                ReaderSync(link, db, res, keys, pushes=opts.pushes, set_time=opts.set_time,
+                           allow_back=opts.allow_time_backwards, reboot=opts.reboot,
+                           accept_gaps=opts.accept_gaps, progress=progress,
+                           now=getattr(opts, "now", time.time)).run()
+                break
+            except LinkError as e:
+                # The reader rebooted under us (power dip, watchdog): what was committed stays
+                # committed; a new session picks up from there, once.
+                if e.kind != "session_lost" or attempt == 2:
+                    raise
         res.status = "ok"
     except (LinkError, ChainProblem) as e:
         res.status = getattr(e, "kind", "chain")

@@ -111,7 +111,6 @@ class SyncLink:
         frame = framing.encode(P.encode_message(P.REQUEST, [rid, cmd, args],
                                                 self.session if auth else None))
         bad_tags = 0
-        session_lost = False
         got = []
         for attempt in range(self.retries + 1):
             if attempt:
@@ -131,7 +130,9 @@ class SyncLink:
                     if ans == "bad_tag":
                         bad_tags += 1
                     elif ans == "session_lost":
-                        session_lost = True
+                        if got:
+                            return got
+                        raise LinkError("session_lost", "the reader lost the session (did it reboot?)")
                     elif ans is not None:
                         if more is None:
                             return ans
@@ -141,8 +142,6 @@ class SyncLink:
                         deadline = self.clock() + self.timeout + self._wire_time(self.max_payload)
             if got:
                 return got  # the stream broke off: the caller asks again from where it got to
-            if session_lost:
-                raise LinkError("session_lost", "the reader lost the session (did it reboot?)")
         what = what or P.COMMAND_NAMES.get(cmd, str(cmd))
         if bad_tags:
             raise LinkError("bad_auth", "%s: answers carry a wrong tag: the depot's sync secret "
@@ -167,10 +166,9 @@ class SyncLink:
                 return None
             return status, result, signed, tag  # the tag is checked by hello()
         if tag is None:
-            if status == P.NO_SESSION:
-                return "session_lost"
-            self.stats["stale"] += 1  # an untagged answer inside a session: not from our reader
-            return None
+            # An untagged answer to our request id inside a session: the reader has no session
+            # any more (it rebooted), or someone else answers. Either way this session is over.
+            return "session_lost"
         if not self.session.check(signed, tag):
             self.stats["bad_tag"] += 1
             return "bad_tag"

@@ -8,6 +8,7 @@ import hmac
 import io
 import json
 import os
+import types
 
 import cbor2
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from sync_bench import NOW, Bench, open_session, opkey, req, seal  # noqa: F401 (opkey: fixture)
 from host_tools import cli, depot, depotdb, ecsign, synclink
 from sync_testreader import KEY, RID, gen
+from sync_loopback import Link, LoopbackPort
 from validator import framing, hmac256, sync
 from validator import signedfile as fmt
 from validator import syncproto as P
@@ -576,3 +578,25 @@ def test_keys_from_a_directory_or_a_json_file(tmp_path):
     j.write_text(json.dumps({"7001": "abcd"}))
     with pytest.raises(SystemExit):
         depot.load_keys(j)
+
+
+def test_a_reader_that_reboots_mid_sync_is_picked_up_again(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=300)
+    srv = b.server
+    real = srv.handle
+    calls = [0]
+
+    def handle(payload):
+        calls[0] += 1
+        if calls[0] == 6:  # the reader restarts: its session (RAM) is gone, its log is not
+            srv._session = None
+        return real(payload)
+    srv.handle = handle
+    opts = types.SimpleNamespace(pushes=[], set_time=True, allow_time_backwards=False,
+                                 reboot=False, accept_gaps=False, timeout=0.3, retries=2,
+                                 now=lambda: NOW)
+    clock = b.clock
+    res = depot.sync_port("loop", b.keys, b.db_path, opts,
+                          opener=lambda path, baud: LoopbackPort(srv, Link(), clock))
+    assert res.status == "ok", res.message
+    assert b.db().seqs(RID) == list(range(1, 301)) and b.reader.log.ack_seq == 300
