@@ -258,7 +258,9 @@ class Reader:
             return signedfile.OK
         if kind == "keyring":
             try:
-                ring = keyring.KeyRing.load(path, self.operator_keys, None)
+                # existing table files are reused when the signed ring names the same digest
+                ring = keyring.KeyRing.load(path, self.operator_keys, None,
+                                            tables=self.root + "/tables")
             except keyring.KeyRingError as e:
                 return e.args[0]
             if ring.version <= self.keyring.version:
