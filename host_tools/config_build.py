@@ -196,7 +196,8 @@ def _signing(args):
     return key, kid if args.key_id is None else args.key_id
 
 
-def _print_settings(d, out=sys.stdout):
+def _print_settings(d, out=None):
+    out = out or sys.stdout
     for k in d:
         if k == "fares":
             continue

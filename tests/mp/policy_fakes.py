@@ -128,6 +128,8 @@ class Rig:
 
     def reboot(self):
         self.state.close()
+        self.state = self.clock = self.policy = None  # as after a real reboot: all gone
+        gc.collect()
         self.flashdev.umount(self.mnt)
         self.dev = self.dev.revive()
         self.flashdev.mount(self.dev, self.mnt, format_if_needed=False)

@@ -1,0 +1,225 @@
+"""Random sequences of taps (riders, times, repeats, reboots, syncs) through the real clock, counters
+and policy, against a reference model written here from docs/decisions.md: on CPython with
+hypothesis, and on MicroPython (simulated flash, reboots from the flash image) for sequences
+generated here."""
+import json
+import random
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from mpharness import run_mp
+
+sys.path.insert(0, str(Path(__file__).parent / "mp"))
+import policy_replay  # noqa: E402
+from policy_fakes import T0  # noqa: E402
+from validator import reasons as R  # noqa: E402
+
+# ---- scenarios ------------------------------------------------------------------------------
+
+
+class Draw:
+    """random.Random's randint/choice on top of hypothesis data (so that failures shrink)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def randint(self, a, b):
+        return self.data.draw(st.integers(a, b))
+
+    def choice(self, seq):
+        return seq[self.randint(0, len(seq) - 1)]
+
+
+def scenario(rnd, n_events):
+    c = rnd.choice
+    cfg = {"max_code_age": c([30, 60]), "clock_skew": c([0, 30]), "repeat_window": c([0, 5]),
+           "passback_window": c([0, 120, 600]), "transfer_window": c([0, 300, 1800]),
+           "sync_window": c([0, 3000, 259200]), "deny_max_age": c([0, 4000, 345600]),
+           "degraded": c(["reject", "limit"]), "degraded_max_rides": c([1, 2]),
+           "degraded_max_amount": c([0, 300]),
+           "fares": [[0, 1, 200], [0, 2, 100], [0, 4, 0], [7, 1, 999]]}
+    n = rnd.randint(2, 5)
+    riders = []
+    for i in range(n):
+        riders.append([("%032x" % (0xC0FFEE00 + i * 7919)), 1000 + rnd.randint(0, n - 2),
+                       T0 + c([-86400, 0, 600]), T0 + c([3000, 86400]), c([0, 2, 4, 100]),
+                       c([0, 150, 400, 10 ** 6]), c([1, 1, 2, 4, 9]), c(["qr", "qr", "nfc"])])
+    deny = {"built_at": T0 - c([0, 3000, 350000]),
+            "accounts": [a for a in range(1000, 1000 + n) if rnd.randint(0, 9) == 0],
+            "creds": [r[0] for r in riders if rnd.randint(0, 9) == 0]}
+    # time steps that land on the edges of the configured windows as well as between them
+    steps = [0, 1, 4, 5, 6, 30, 4000]
+    for w in (cfg["passback_window"], cfg["transfer_window"], cfg["max_code_age"]):
+        if w:
+            steps += [w - 1, w, w + 1]
+    t = T0
+    events = [["sync", t]] if rnd.randint(0, 7) else []
+    phone = [rnd.randint(0, 3) for _ in range(n)]
+    shown = [None] * n
+    last = 0
+    for _ in range(n_events):
+        t += c(steps)
+        k = rnd.randint(0, 19)
+        if k < 2:
+            events.append(["reboot", t])
+        elif k < 4:
+            events.append(["sync", t])
+        else:
+            i = last if rnd.randint(0, 1) else rnd.randint(0, n - 1)  # often the same rider
+            last = i
+            if k < 8 and shown[i] is not None:
+                counter, code_time = shown[i]          # the same code read again
+            elif k < 9:
+                counter, code_time = phone[i] - rnd.randint(0, 2), t  # an old counter
+            else:
+                phone[i] += 1
+                age = 0 if riders[i][7] == "nfc" else c([-31, -30, 0, 0, 0, 2, 30, 31, 59, 60, 61])
+                counter, code_time = phone[i], t - age
+                shown[i] = (counter, code_time)
+            events.append(["tap", t, i, max(counter, 0), code_time])
+    return {"config": cfg, "riders": riders, "deny": deny, "events": events}
+
+
+# ---- the reference model --------------------------------------------------------------------
+
+
+def model(sc):
+    """Expected [accepted, reason, fare, record] per tap, from the rules as documented."""
+    cfg = sc["config"]
+    fares = {(line, p): a for line, p, a in cfg["fares"]}
+    deny = sc["deny"]
+    creds = {}        # cred -> [counter, last accepted, rides, amount]
+    accounts = {}     # account -> [last accepted, last paid]
+    rejects = []      # (cred, counter, reason, time), newest last, RAM only
+    clock_set = False
+    synced = 0
+    out = []
+    for ev in sc["events"]:
+        t = ev[1]
+        if ev[0] == "reboot":
+            clock_set, rejects = False, []
+            continue
+        if ev[0] == "sync":
+            clock_set, synced = True, t
+            continue
+        cid, acct, vfrom, vuntil, max_rides, max_amount, product, kind = sc["riders"][ev[2]]
+        counter, code_time = ev[3], ev[4]
+        if not clock_set:
+            out.append([0, R.SYNC_REQUIRED, 0, 0])
+            continue
+        c = creds.get(cid)
+        a = accounts.get(acct)
+        same_code = c is not None and (counter == c[0] or (kind == "nfc" and counter > c[0]))
+        if same_code and cfg["repeat_window"] and 0 <= t - c[1] <= cfg["repeat_window"]:
+            out.append([1, R.ALREADY_VALIDATED, 0, 0])
+            continue
+        stale = ((cfg["sync_window"] and t - synced > cfg["sync_window"])
+                 or (cfg["deny_max_age"] and t - deny["built_at"] > cfg["deny_max_age"]))
+        fare = fares.get((0, product))
+        paid_recently = (a is not None and a[1] and cfg["transfer_window"]
+                         and 0 <= t - a[1] <= cfg["transfer_window"])
+        if fare and paid_recently:
+            fare = 0
+        rides = c[2] if c else 0
+        amount = c[3] if c else 0
+        rules = [
+            (stale and cfg["degraded"] == "reject", R.SYNC_REQUIRED),
+            (t + cfg["clock_skew"] < vfrom, R.CRED_NOT_YET_VALID),
+            (t > vuntil, R.CRED_EXPIRED),
+            (t - code_time > cfg["max_code_age"], R.CODE_EXPIRED),
+            (code_time - t > cfg["clock_skew"], R.CODE_FROM_FUTURE),
+            (c is not None and counter == c[0], R.DUPLICATED),
+            (c is not None and counter < c[0], R.COUNTER_ROLLBACK),
+            (a is not None and cfg["passback_window"] and t - a[0] <= cfg["passback_window"],
+             R.PASSBACK),
+            (acct in deny["accounts"], R.DENIED_ACCOUNT),
+            (cid in deny["creds"], R.DENIED_CREDENTIAL),
+            (fare is None, R.NO_FARE),
+            (fare is not None and rides + 1 > max_rides, R.QUOTA_RIDES),
+            (fare is not None and amount + fare > max_amount, R.QUOTA_AMOUNT),
+            (stale and (rides + 1 > cfg["degraded_max_rides"] or (
+                cfg["degraded_max_amount"] and amount + (fare or 0) > cfg["degraded_max_amount"])),
+             R.SYNC_REQUIRED),
+        ]
+        reason = next((r for broken, r in rules if broken), R.OK)
+        if reason != R.OK:
+            record = not any(x[0] == cid and x[1] == counter and x[2] == reason
+                             and 0 <= t - x[3] <= cfg["repeat_window"] for x in rejects)
+            out.append([0, reason, 0, 1 if record else 0])
+            if record:
+                rejects = (rejects + [(cid, counter, reason, t)])[-4:]
+            continue
+        out.append([1, R.OK, fare, 1])
+        creds[cid] = [counter, t, rides + 1, amount + fare]
+        accounts[acct] = [t, t if fare > 0 else (a[1] if a else 0)]
+    return out
+
+
+# ---- the tests ------------------------------------------------------------------------------
+
+
+def test_model_sanity():
+    # a hand-checked scenario, so that the model itself is tested
+    sc = {"config": {"max_code_age": 60, "clock_skew": 30, "repeat_window": 5,
+                     "passback_window": 600, "transfer_window": 0, "sync_window": 259200,
+                     "deny_max_age": 0, "degraded": "reject", "degraded_max_rides": 1,
+                     "degraded_max_amount": 0, "fares": [[0, 1, 200]]},
+          "riders": [["00" * 16, 5, T0 - 10, T0 + 86400, 2, 1000, 1, "qr"]],
+          "deny": {"built_at": T0, "accounts": [], "creds": []},
+          "events": [["tap", T0, 0, 1, T0], ["sync", T0], ["tap", T0, 0, 1, T0],
+                     ["tap", T0 + 5, 0, 1, T0], ["tap", T0 + 6, 0, 1, T0],
+                     ["tap", T0 + 6, 0, 1, T0], ["tap", T0 + 600, 0, 2, T0 + 600],
+                     ["tap", T0 + 601, 0, 2, T0 + 600], ["reboot", T0 + 700],
+                     ["tap", T0 + 700, 0, 3, T0 + 700], ["sync", T0 + 700],
+                     ["tap", T0 + 700, 0, 3, T0 + 700]]}
+    assert model(sc) == [[0, R.SYNC_REQUIRED, 0, 0], [1, R.OK, 200, 1],
+                         [1, R.ALREADY_VALIDATED, 0, 0], [0, R.DUPLICATED, 0, 1],
+                         [0, R.DUPLICATED, 0, 0], [0, R.PASSBACK, 0, 1], [1, R.OK, 200, 1],
+                         [0, R.SYNC_REQUIRED, 0, 0], [0, R.PASSBACK, 0, 1]]
+    assert policy_replay.run(sc, _fresh_dir()) == model(sc)
+
+
+_dirs = []
+
+
+def _fresh_dir():
+    import tempfile
+    d = tempfile.mkdtemp(prefix="policy-model-")
+    _dirs.append(d)
+    return d
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_tap_sequences_match_the_model(data):
+    sc = scenario(Draw(data), data.draw(st.integers(1, 60)))
+    got = policy_replay.run(sc, _fresh_dir())
+    assert got == model(sc)
+
+
+def test_many_seeded_sequences_match_the_model(tmp_path):
+    for seed in range(1000):
+        sc = scenario(random.Random(1000 + seed), 40)
+        state = tmp_path / ("s%d" % seed)
+        state.mkdir()
+        assert policy_replay.run(sc, str(state)) == model(sc), "seed %d" % (1000 + seed)
+
+
+def test_generated_sequences_on_micropython_match_the_model(tmp_path):
+    reasons_seen = set()
+    for seed in range(4):
+        sc = scenario(random.Random(seed), 150)
+        want = model(sc)
+        reasons_seen |= {w[1] for w in want}
+        path = tmp_path / ("scenario%d.json" % seed)
+        path.write_text(json.dumps(sc))
+        out = run_mp("import policy_replay\npolicy_replay.main(%r)\n" % str(path), heap="110k")
+        got = [[int(x) for x in line.split()] for line in out.split("\n") if line.strip()]
+        assert got == want, "seed %d" % seed
+        # and the CPython run agrees too
+        state = tmp_path / ("state%d" % seed)
+        state.mkdir()
+        assert policy_replay.run(sc, str(state)) == want
+    assert len(reasons_seen) >= 8, sorted(R.name(r) for r in reasons_seen)
