@@ -600,3 +600,18 @@ def test_a_reader_that_reboots_mid_sync_is_picked_up_again(tmp_path, opkey):
                           opener=lambda path, baud: LoopbackPort(srv, Link(), clock))
     assert res.status == "ok", res.message
     assert b.db().seqs(RID) == list(range(1, 301)) and b.reader.log.ack_seq == 300
+
+
+def test_the_largest_trip_record_fits_the_default_frame(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=2)
+    big = dict(gen(3), raw=bytes(range(256)) * (tl.MAX_RAW // 256) + b"x" * (tl.MAX_RAW % 256))
+    b.reader.log.append(big)
+    b.reader.add_records(2)
+    raws = [r for r in b.reader.log.read(1, 10 ** 6)]
+    assert max(map(len, raws)) == tl.MAX_RECORD
+    assert sync.DEFAULT_MAX_PAYLOAD >= tl.MAX_RECORD + 100
+    # one answer carries it whole, even when asked for fewer bytes than that
+    st_, res, _ = req(b.server, 1, P.GET_LOGS, {"from": 3, "max": 10})
+    assert st_ == P.OK and res[0] == 3 and res[1] == [raws[2]]
+    res = b.sync()
+    assert res.status == "ok" and b.db().seqs(RID) == [1, 2, 3, 4, 5]
