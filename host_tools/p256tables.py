@@ -102,31 +102,58 @@ def gtable_module():
             "DATA = %s\n" % (G_TEETH, G_WIDTH, _bytes_literal(gtable_bytes())))
 
 
+def _gtable(args):
+    GTABLE_PATH.write_text(gtable_module())
+    GTABLE_BIN.write_bytes(gtable_bytes())
+    print("wrote %s and %s" % (GTABLE_PATH, GTABLE_BIN))
+
+
+def _issuer(args):
+    keys = []
+    for kv in args.keys:
+        k, _, v = kv.partition("=")
+        keys.append((int(k), bytes.fromhex(v)))
+    Path(args.output).write_text(issuer_table_module(keys, args.teeth, args.width))
+
+
+def _table(args):
+    Path(args.output).write_bytes(table_bytes(bytes.fromhex(args.pubhex), args.teeth, args.width))
+
+
+def _add_actions(sub):
+    sub.add_parser("gtable", help="rewrite firmware/validator/p256_gtable.py and .bin"
+                   ).set_defaults(func=_gtable)
+    i = sub.add_parser("issuer", help="write a module of issuer key tables (frozen builds)")
+    i.add_argument("keys", nargs="+", metavar="KEY_ID=PUBHEX")
+    i.add_argument("-o", "--output", required=True)
+    t = sub.add_parser("table", help="write one table file (a reader reads it by offset)")
+    t.add_argument("pubhex")
+    t.add_argument("-o", "--output", required=True)
+    for q in (i, t):
+        q.add_argument("--teeth", type=int, default=ISSUER_TEETH)
+        q.add_argument("--width", type=int, default=ISSUER_WIDTH)
+    i.set_defaults(func=_issuer)
+    t.set_defaults(func=_table)
+
+
+def add_commands(subparsers):
+    """`fare p256-tables ...` (if host_tools.cli lists this module)."""
+    p = subparsers.add_parser("p256-tables", help="fixed-base tables for the reader's verifier",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="p256_tables_cmd", metavar="ACTION")
+    sub.required = True
+    _add_actions(sub)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m host_tools.p256tables", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("gtable", help="rewrite firmware/validator/p256_gtable.py and .bin")
-    i = sub.add_parser("issuer", help="write an issuer table module")
-    i.add_argument("keys", nargs="+", metavar="KEY_ID=PUBHEX")
-    i.add_argument("-o", "--output", required=True)
-    t = sub.add_parser("table", help="write one table blob (a table file for the reader)")
-    t.add_argument("pubhex")
-    t.add_argument("-o", "--output", required=True)
-    t.add_argument("--teeth", type=int, default=ISSUER_TEETH)
-    t.add_argument("--width", type=int, default=ISSUER_WIDTH)
+    sub = ap.add_subparsers(dest="cmd", metavar="ACTION")
+    sub.required = True
+    _add_actions(sub)
     a = ap.parse_args(argv)
-    if a.cmd == "gtable":
-        GTABLE_PATH.write_text(gtable_module())
-        GTABLE_BIN.write_bytes(gtable_bytes())
-    elif a.cmd == "issuer":
-        keys = []
-        for kv in a.keys:
-            k, _, v = kv.partition("=")
-            keys.append((int(k), bytes.fromhex(v)))
-        Path(a.output).write_text(issuer_table_module(keys))
-    else:
-        Path(a.output).write_bytes(table_bytes(bytes.fromhex(a.pubhex), a.teeth, a.width))
+    a.func(a)
     return 0
 
 

@@ -481,3 +481,20 @@ def test_generator_table_fallbacks(tmp_path, monkeypatch):
     fb = p256.FixedBase(pub)
     assert p256.verify_fixed(fb, digest, sig) and not p256.verify_fixed(fb, digest, sig[::-1])
     monkeypatch.setattr(p256, "_gbase", None)
+
+
+def test_p256tables_command_line(tmp_path):
+    pub = ecsign.public_bytes(key_from(31337))
+    assert p256tables.main(["table", pub.hex(), "-o", str(tmp_path / "k.p2t"), "--teeth", "2",
+                            "--width", "5"]) == 0
+    fb = p256.FixedBase(pub, str(tmp_path / "k.p2t"))
+    assert (fb.teeth, fb.width) == (2, 5)
+    fb.close()
+    assert p256tables.main(["issuer", "5=" + pub.hex(), "-o", str(tmp_path / "m.py")]) == 0
+    ns = {}
+    exec((tmp_path / "m.py").read_text(), ns)
+    assert ns["TABLES"][5] == p256tables.table_bytes(pub)
+    with pytest.raises(ValueError):
+        p256tables.table_bytes(b"\x02" + bytes(32))
+    with pytest.raises(ValueError):
+        p256tables.table_bytes(pub, 3, 8)
