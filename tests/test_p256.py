@@ -77,11 +77,12 @@ def rfc6979_cases():
 
 
 def ecdsa_verify(pub, digest, sig):
-    """python-ecdsa's verdict (the reference)."""
+    """python-ecdsa's verdict (the reference). When u1*G + u2*Q is the point at infinity
+    python-ecdsa 0.19 raises TypeError (x() is None): that is a rejection."""
     try:
         vk = VerifyingKey.from_string(pub, curve=NIST256p, hashfunc=hashlib.sha256)
         return vk.verify_digest(sig, digest, sigdecode=sigdecode_string)
-    except (BadSignatureError, MalformedPointError, ValueError, AssertionError):
+    except (BadSignatureError, MalformedPointError, ValueError, AssertionError, TypeError):
         return False
 
 
@@ -212,6 +213,15 @@ def test_edge_scalars():
                 assert p256.verify(pub, digest, sig)
                 assert p256.verify_recoverable(pub, digest, sig, recid)
                 assert p256.verify_fixed(p256.FixedBase(pub), digest, sig)
+        # u1*G + u2*Q = O (Q = k*G, u2 = 1, u1 = n - k): no R, so no signature verifies
+        digest = i2b(N - secret)
+        sig = i2b(1) + i2b(1)
+        for comp in (True, False):
+            pub = ecsign.public_bytes(sk, compressed=comp)
+            assert p256.verify(pub, digest, sig) is False
+            for recid in range(4):
+                assert p256.verify_recoverable(pub, digest, sig, recid) is False
+            assert p256.verify_fixed(p256.FixedBase(pub), digest, sig) is False
         # forged-looking signatures with extreme scalars: the reference decides
         pub = ecsign.public_bytes(sk)
         for r, s in ((1, 1), (1, N - 1), (N - 1, 1), (N - 1, N - 1)):
@@ -495,6 +505,6 @@ def test_p256tables_command_line(tmp_path):
     exec((tmp_path / "m.py").read_text(), ns)
     assert ns["TABLES"][5] == p256tables.table_bytes(pub)
     with pytest.raises(ValueError):
-        p256tables.table_bytes(b"\x02" + bytes(32))
+        p256tables.table_bytes(b"\x02" + i2b(1))
     with pytest.raises(ValueError):
         p256tables.table_bytes(pub, 3, 8)
