@@ -508,3 +508,47 @@ def test_p256tables_command_line(tmp_path):
         p256tables.table_bytes(b"\x02" + i2b(1))
     with pytest.raises(ValueError):
         p256tables.table_bytes(pub, 3, 8)
+
+
+def _affine(jac):
+    from validator import p256_arith
+    X, Y, Z = jac
+    return None if Z == 0 else p256_arith.to_affine(X, Y, Z)
+
+
+def test_msm_exceptional_additions():
+    # the written-out addition in the chain meets P + P and P + (-P) when scalars collide
+    G = NIST256p.generator
+    g = (G.x(), G.y())
+    tg = p256._var_tables([g], p256.NAF_WIDTH)[0]
+    tneg = p256._var_tables([(G.x(), P - G.y())], p256.NAF_WIDTH)[0]
+    one = p256._wnaf(1, p256.NAF_WIDTH, 32)
+    two_g = G * 2
+    assert _affine(p256._msm(256, [], [(tg, *one), (tg, *one)])) == (two_g.x(), two_g.y())
+    assert _affine(p256._msm(256, [], [(tg, *one), (tneg, *one)])) is None
+    gb = p256._generator()
+    # fixed G*k plus variable G*(n-k): infinity; plus G*k: 2k*G
+    for k in (1, 2, 3, 77, 2 ** 128 + 1, N - 1, N // 2):
+        nk = p256._wnaf(N - k, p256.NAF_WIDTH, 32)
+        pk = p256._wnaf(k, p256.NAF_WIDTH, 32)
+        for L in (64, 128, 256):
+            assert _affine(p256._msm(L, [(gb, k)], [(tg, *nk)])) is None
+            want = G * (2 * k % N)
+            assert _affine(p256._msm(L, [(gb, k)], [(tg, *pk)])) == (want.x(), want.y())
+        assert _affine(p256._msm(64, [(gb, k), (gb, N - k)], [])) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, N - 1), st.integers(0, N - 1), st.integers(1, N - 1),
+       st.integers(0, 2 ** 129 - 1), st.sampled_from([64, 128, 256]))
+def test_msm_against_python_ecdsa(a, b, secret, c, L):
+    G = NIST256p.generator
+    Q = G * secret
+    gb = p256._generator()
+    qb = p256.FixedBase(uncompressed(Q.x(), Q.y()), p256tables.table_bytes(
+        uncompressed(Q.x(), Q.y()), 4, 5))
+    tq = p256._var_tables([(Q.x(), Q.y())], p256.NAF_WIDTH)[0]
+    ntop = p256._wnaf(c, p256.NAF_WIDTH, 17)
+    want = G * a + Q * b + Q * c  # the chain is as long as the longest scalar needs
+    got = _affine(p256._msm(L, [(gb, a), (qb, b)], [(tq, *ntop)]))
+    assert got == (None if want == INFINITY else (want.x(), want.y()))

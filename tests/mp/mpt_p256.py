@@ -200,3 +200,22 @@ def test_decoded_point_as_key():
         for bad in ((UX, (UY + 1) % P), (UX + P, UY), (UX, UY, 1), [UX, UY], (UX, P - UY)):
             assert p256.verify(bad, digest, sig) is False
             assert p256.verify_recoverable(bad, digest, sig, rid) is False
+
+
+def test_chain_exceptional_additions():
+    # P + P and P + (-P) inside the doubling chain (fixed and variable bases colliding)
+    W = p256.NAF_WIDTH
+    G = (p256.GX, p256.GY)
+    tg = p256._var_tables([G], W)[0]
+    tneg = p256._var_tables([(p256.GX, P - p256.GY)], W)[0]
+    one = p256._wnaf(1, W, 32)
+    X, Y, Z = p256._msm(256, [], [(tg, one[0], one[1]), (tg, one[0], one[1])])
+    assert p256_arith.to_affine(X, Y, Z) == p256_arith.to_affine(*p256_arith.dbl(G[0], G[1], 1))
+    assert p256._msm(256, [], [(tg, one[0], one[1]), (tneg, one[0], one[1])])[2] == 0
+    gb = p256._generator()
+    for k in (1, 3, (1 << 128) + 1, N - 1):
+        nk = p256._wnaf(N - k, W, 32)
+        for L in (64, 128, 256):
+            assert p256._msm(L, [(gb, k)], [(tg, nk[0], nk[1])])[2] == 0
+        assert p256._msm(64, [(gb, k), (gb, N - k)], [])[2] == 0
+        gc.collect()
