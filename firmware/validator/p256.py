@@ -37,7 +37,7 @@
 #   computed with co-Z additions and made affine with one shared inversion.
 # - Fixed bases (the generator, issuer keys) use comb tables (p256_fixed.py): the chain is 256,
 #   128 or 64 steps long and each table lookup covers 8 bits of a scalar.
-# - Inverses by the extended Euclidean algorithm (4-5x faster than Fermat's pow here); the final
+# - Inverses by the extended Euclidean algorithm (7x fewer instructions than Fermat's pow); the final
 #   x-coordinate check needs no inversion (X == r * Z^2).
 # The code is split in three modules (p256_arith, p256_fixed, this one) and keeps its comments
 # out of docstrings because MicroPython needs RAM to compile a module from source.
