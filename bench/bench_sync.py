@@ -27,7 +27,7 @@ BAUD = 115200
 BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
 KEY = bytes(range(32))
 RID = 7001
-PAYLOADS = (2304, 4608)  # the reader's frame size (max_payload): smallest that holds any record, default
+PAYLOADS = (1280, 2304, 4608)  # the reader's frame size (max_payload)
 CPU_FACTOR = (175, 260)  # interpreter-bound code, unix port on x86 -> ESP32 (MISSION.md)
 
 READER_CPU = r"""

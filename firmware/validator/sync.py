@@ -17,7 +17,7 @@ MAX_PUT = 8 * 1024 * 1024   # largest pushed file (a deny list of about a millio
 STAGING_NAME = "sync.part"
 _REPLY_ROOM = 128          # reply bytes besides the records: headers, status, start seq, tag
 MAX_STREAM = 16            # GET_LOGS answers sent for one request
-DEFAULT_MAX_PAYLOAD = 2304  # holds the largest trip record (triplog.MAX_RECORD: 1,111 bytes) and more
+DEFAULT_MAX_PAYLOAD = 1280  # holds the largest trip record (triplog.MAX_RECORD: 1,111 bytes) and more
 _HASH_CHUNK = 1024
 _MIN_ENVELOPE = 19 + 64    # signedfile.HEADER_SIZE + SIG_SIZE: an envelope with an empty body
 
