@@ -16,8 +16,6 @@ import json
 import select
 import sys
 
-import micropython
-
 import flashdev
 from uart import PtyUart
 from validator import sync
@@ -45,8 +43,7 @@ def state(r, server=None, code=0):
         out["frames_bad"] = server.decoder.bad
         out["fault"] = repr(server.last_fault) if server.last_fault else None
     gc.collect()
-    out["heap"] = {"code": code, "work": gc.mem_alloc() - code,
-                   "work_peak": micropython.mem_peak() - code, "free": gc.mem_free()}
+    out["heap"] = {"code": code, "work": gc.mem_alloc() - code, "free": gc.mem_free()}
     return out
 
 
