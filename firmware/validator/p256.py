@@ -328,6 +328,8 @@ def verify(public_key, digest, signature):
         naf, top = _wnaf(u2, NAF_WIDTH, 32)
         X, Y, Z = _msm(256, [(_generator(), u1)], [(flat, naf, top)])
         return _x_matches(X, Z, r)
+    except (MemoryError, OSError):
+        raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:
         return False
 
@@ -395,6 +397,8 @@ def verify_recoverable(public_key, digest, signature, recid):
         nr, topr = _wnaf(v, NAF_WIDTH, 16)
         X, Y, Z = _msm(128, [(_generator(), a)], [(tq, nq, topq), (tr, nr, topr)])
         return Z == 0
+    except (MemoryError, OSError):
+        raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:
         return False
 
@@ -413,5 +417,7 @@ def verify_fixed(fixed_base, digest, signature):
         L = max(g.spacing, fixed_base.spacing)
         X, Y, Z = _msm(L, [(g, e * si % N), (fixed_base, r * si % N)], [])
         return _x_matches(X, Z, r)
+    except (MemoryError, OSError):
+        raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:
         return False

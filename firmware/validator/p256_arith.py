@@ -80,6 +80,8 @@ def decode_point(public_key):
             if y is None:
                 return None
             return x, y
+    except MemoryError:
+        raise
     except Exception:
         pass
     return None

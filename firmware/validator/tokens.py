@@ -99,7 +99,7 @@ def verify_qr(text, keyring, now, cache=None):
         return e.args[0], None
     except (cbor.CBORError, base45.Base45Error):
         return reasons.MALFORMED, None
-    except MemoryError:   # the reader's fault, not the rider's
+    except (MemoryError, OSError):   # the reader's fault (heap, flash), not the rider's
         return reasons.READER_ERROR, None
 
 
@@ -196,5 +196,5 @@ def read_nfc(exchange, keyring, reader_id, now, rand16, cache=None):
         return e.args[0], None
     except cbor.CBORError:
         return reasons.MALFORMED, None
-    except MemoryError:
+    except (MemoryError, OSError):
         return reasons.READER_ERROR, None
