@@ -24,20 +24,19 @@ def main():
     b.code_heap = CODE_HEAP
     if getattr(b, "service_requested", lambda: False)():
         return  # the technician holds the service button: stay at the REPL, do not run
-    while True:
-        try:
-            if not app.run(b):
-                return  # a clean stop (the simulated board's "stop" command)
-            b.report({"ev": "reboot"})
-        except KeyboardInterrupt:
-            # a technician's ctrl-C (mpremote, make deploy): keep the watchdog from resetting
-            # the board under them
-            getattr(b, "park_watchdog", lambda: None)()
-            raise
-        except Exception as e:  # noqa: BLE001 -- anything: log it, reboot
-            sys.print_exception(e)
-            b.report({"ev": "crash", "error": repr(e)})
-            b.reset()
+    try:
+        if not app.run(b):
+            return  # a clean stop (the simulated board's "stop" command)
+        b.report({"ev": "reboot"})  # the depot asked for it
+    except KeyboardInterrupt:
+        # a technician's ctrl-C (mpremote, make deploy): keep the watchdog from resetting the
+        # board under them
+        getattr(b, "park_watchdog", lambda: None)()
+        raise
+    except Exception as e:  # noqa: BLE001 -- anything: log it, reboot
+        sys.print_exception(e)
+        b.report({"ev": "crash", "error": repr(e)})
+    b.reset()  # never returns: the trip log and counters recover from flash at the next start
 
 
 main()

@@ -47,6 +47,10 @@ FLASH_BLOCKS = 512   # 2 MiB littlefs, what an ESP32 with 4 MB flash leaves for 
 LOG_BLOCKS = 128     # 512 KiB raw partition for the trip log
 
 
+RESET_EXIT = 75   # the simulated board's reset (boards/unix_sim/board.py)
+MAX_BOOTS = 1000  # a reader that reboots for ever is dead, not alive
+
+
 class ReaderDied(RuntimeError):
     pass
 
@@ -78,6 +82,13 @@ class SimReader:
     # -- process --------------------------------------------------------------------------
 
     def start(self):
+        """Power the reader up; returns its "ready" event."""
+        self.events = queue.Queue()
+        self._spawn()
+        self.boot_event = self.wait_event("ready")
+        return self.boot_event
+
+    def _spawn(self):
         env = dict(os.environ)
         tree = mpybuild.build("unix_sim")  # precompiled, as deployed to a board
         env["MICROPYPATH"] = str(tree) + ":.frozen"
@@ -95,12 +106,9 @@ class SimReader:
             [MICROPYTHON, "-X", "heapsize=" + (self.heap or heap_for(tree)), str(tree / "main.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd=str(self.workdir), bufsize=0)
-        self.events = queue.Queue()
         threading.Thread(target=self._read_events, args=(self.proc, self.events), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True).start()
         self.boots += 1
-        self.boot_event = self.wait_event("ready")
-        return self.boot_event
 
     def _read_events(self, proc, events):
         for line in proc.stdout:
@@ -134,6 +142,9 @@ class SimReader:
             self.history.append(ev)
             del self.history[:-200]
             if ev.get("ev") == "exit":
+                if self.proc.wait() == RESET_EXIT and self.boots < MAX_BOOTS:
+                    self._spawn()  # the board rebooted: power it up again, keep waiting
+                    continue
                 raise ReaderDied("reader exited (code %s); stderr:\n%s"
                                  % (self.proc.poll(), "".join(self.stderr_tail[-30:])))
             if ev.get("ev") == kind:
