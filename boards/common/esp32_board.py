@@ -228,8 +228,12 @@ class Esp32Board:
         spec = getattr(self.pins, role.upper() + "_UART", None)
         if spec is not None:
             uart_id, tx, rx, baud, rxbuf = spec
-            # timeout=0: reads return at once with what is there (the reader loop polls)
-            return machine.UART(uart_id, baudrate=baud, tx=tx, rx=rx, timeout=0, rxbuf=rxbuf)
+            # timeout=0: reads return at once with what is there (the reader loop polls); the
+            # sync link's TX buffer holds a whole frame, so the reader prepares the next answer
+            # while the last one is on the wire (docs/sync-protocol.md)
+            txbuf = 1536 if role == "sync" else 256
+            return machine.UART(uart_id, baudrate=baud, tx=tx, rx=rx, timeout=0, rxbuf=rxbuf,
+                                txbuf=txbuf)
         if role == "nfc" and getattr(self.pins, "NFC_I2C_ADDR", None) is not None:
             from pn532_i2c import Pn532I2CLink
             irq = None

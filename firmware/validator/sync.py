@@ -289,6 +289,8 @@ class SyncServer:
         if seq > log.last_seq:
             return P.BAD_ARG, {"last": log.last_seq}
         if seq > log.ack_seq:
+            # the reader's counters must not need the records about to be freed
+            self.reader.before_reclaim()
             log.ack(seq)
         return P.OK, {"ack": log.ack_seq, "free": log.free_bytes}
 

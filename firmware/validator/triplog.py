@@ -92,7 +92,7 @@ def _bytes_field(v, top, name):
 
 def _link(body, keyed, key):
     if keyed:
-        from validator.sha_mac import hmac_sha256
+        from validator.hmac256 import hmac_sha256
         return hmac_sha256(key, body)[:LINK_SIZE]
     return hashlib.sha256(body).digest()[:LINK_SIZE]
 

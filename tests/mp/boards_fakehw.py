@@ -55,9 +55,11 @@ class PWM:
 
 
 class UART:
-    def __init__(self, uart_id, baudrate=115200, tx=None, rx=None, timeout=0, rxbuf=256):
+    def __init__(self, uart_id, baudrate=115200, tx=None, rx=None, timeout=0, rxbuf=256,
+                 txbuf=256):
         self.id = uart_id
-        self.kw = {"baudrate": baudrate, "tx": tx, "rx": rx, "timeout": timeout, "rxbuf": rxbuf}
+        self.kw = {"baudrate": baudrate, "tx": tx, "rx": rx, "timeout": timeout, "rxbuf": rxbuf,
+                   "txbuf": txbuf}
         record("UART", uart_id, self.kw)
 
 

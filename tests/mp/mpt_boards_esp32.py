@@ -25,9 +25,10 @@ def test_devkitc_wires_each_role_to_its_pins():
     assert b.name == "esp32_devkitc" and b.root == ROOT
     qr = b.uart("qr")
     assert (qr.id, qr.kw) == (2, {"baudrate": 9600, "tx": 17, "rx": 16, "timeout": 0,
-                                  "rxbuf": 1024})
+                                  "rxbuf": 1024, "txbuf": 256})
     sync = b.uart("sync")
     assert (sync.id, sync.kw["tx"], sync.kw["rx"], sync.kw["baudrate"]) == (1, 25, 26, 115200)
+    assert sync.kw["txbuf"] >= 1280 + 16  # a whole sync frame fits the TX buffer
     assert b.uart("qr") is qr  # one object per role
     nfc = b.uart("nfc")
     from pn532_i2c import Pn532I2CLink

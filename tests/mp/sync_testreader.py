@@ -110,6 +110,9 @@ class SyncTestReader:
     def reboot(self):
         self.reboots += 1
 
+    def before_reclaim(self):
+        self.reclaims = getattr(self, "reclaims", 0) + 1
+
     def state(self):
         """Everything a sync command could change, for "nothing changed" checks."""
         log = self.log
