@@ -38,7 +38,8 @@ import random
 import select
 import threading
 import time
-import tty
+
+from host_tools.ptydevice import PtyDevice
 
 TFI_HOST = 0xD4
 TFI_PN532 = 0xD5
@@ -116,19 +117,16 @@ class _Fault:
         self.name, self.cmd, self.times, self.arg = name, cmd, times, arg
 
 
-class PN532Emulator:
+class PN532Emulator(PtyDevice):
+    THREAD_NAME = "pn532-emu"
+
     def __init__(self, card=None, *, asleep=True, firmware=(0x32, 0x01, 0x06, 0x07),
                  max_chunk=262, link=None, log=None):
         self.card = card
         self.asleep = asleep              # HSU: frames are ignored until the 0x55 wake-up
         self.firmware = firmware
         self.max_chunk = max_chunk        # bigger answers are chained with the MI status bit
-        self.link = link                  # optional symlink to the slave path
-        self.log = log                    # optional callable(str) for a trace
-        self.path = None
-        self._master = self._slave = None
-        self._thread = None
-        self._stop = threading.Event()
+        PtyDevice.__init__(self, link, log)
         self._lock = threading.Lock()
         self._faults = []
         self._last_response = None
@@ -174,43 +172,8 @@ class PN532Emulator:
 
     # --- life cycle ---
 
-    def start(self):
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.path = os.ttyname(self._slave)
-        if self.link:
-            if os.path.lexists(self.link):
-                os.unlink(self.link)
-            os.symlink(self.path, self.link)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="pn532-emu", daemon=True)
-        self._thread.start()
-        return self.path
-
-    def stop(self):
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
-        if self.link and os.path.islink(self.link):
-            os.unlink(self.link)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # --- the chip ---
-
-    def _trace(self, msg):
-        if self.log:
-            self.log(msg)
 
     def _send(self, data, split=False):
         self._trace("-> " + data.hex())

@@ -23,7 +23,8 @@ import os
 import select
 import threading
 import time
-import tty
+
+from host_tools.ptydevice import PtyDevice
 
 SUFFIXES = {"cr": b"\r", "lf": b"\n", "crlf": b"\r\n", "none": b""}
 
@@ -49,19 +50,16 @@ def command(kind, addr, data, no_crc=False):
     return b"\x7e\x00" + body + bytes([c >> 8, c & 0xFF])
 
 
-class QrEmulator:
+class QrEmulator(PtyDevice):
+    THREAD_NAME = "qr-emu"
+
     def __init__(self, suffix=b"\r", chunk=None, pause_s=0.002, require_trigger=False,
                  link=None, log=None):
         self.suffix = suffix
         self.chunk = chunk
         self.pause_s = pause_s
         self.require_trigger = require_trigger
-        self.link = link
-        self.log = log
-        self.path = None
-        self._master = self._slave = None
-        self._thread = None
-        self._stop = threading.Event()
+        PtyDevice.__init__(self, link, log)
         self._lock = threading.Lock()
         self._out = collections.deque()      # (bytes, needs_trigger)
         self._idle = threading.Event()
@@ -100,43 +98,8 @@ class QrEmulator:
 
     # --- life cycle ---
 
-    def start(self):
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.path = os.ttyname(self._slave)
-        if self.link:
-            if os.path.lexists(self.link):
-                os.unlink(self.link)
-            os.symlink(self.path, self.link)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="qr-emu", daemon=True)
-        self._thread.start()
-        return self.path
-
-    def stop(self):
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
-        if self.link and os.path.islink(self.link):
-            os.unlink(self.link)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # --- the module ---
-
-    def _trace(self, msg):
-        if self.log:
-            self.log(msg)
 
     def _run(self):
         inbuf = bytearray()
