@@ -14,7 +14,6 @@ best of R rounds. Benchmarks report numbers; they never fail on absolute times."
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -1,5 +1,5 @@
-"""Random sequences of taps (riders, times, repeats, reboots, syncs) through the real clock, counters
-and policy, against a reference model written here from docs/decisions.md: on CPython with
+"""Random sequences of taps (riders, times, repeats, reboots, syncs) through the real clock,
+counters and policy, against a reference model written here from docs/decisions.md: on CPython with
 hypothesis, and on MicroPython (simulated flash, reboots from the flash image) for sequences
 generated here."""
 import json
@@ -7,7 +7,7 @@ import random
 import sys
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from mpharness import run_mp
 
@@ -223,3 +223,49 @@ def test_generated_sequences_on_micropython_match_the_model(tmp_path):
         state.mkdir()
         assert policy_replay.run(sc, str(state)) == want
     assert len(reasons_seen) >= 8, sorted(R.name(r) for r in reasons_seen)
+
+
+U64 = (1 << 64) - 1
+u64 = st.integers(0, U64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=16, max_size=16) | st.sampled_from([b"A" * 16]),
+                          u64 | st.just(7), u64,
+                          u64 | st.integers(0, 10),                     # small: "age" below
+                          u64 | st.just(0), u64 | st.just(U64),
+                          st.integers(0, (1 << 32) - 1), u64, st.integers(0, (1 << 32) - 1),
+                          st.sampled_from(["qr", "nfc"]), st.integers(0, 700)),
+                min_size=1, max_size=12))
+def test_any_token_field_values_decide_and_commit_without_error(taps):
+    """Every field at any value the token parser lets through (docs/tokens.md bounds): a decision
+    with a known reason, counters that store and reload."""
+    from policy_fakes import DenyList, Source, Token
+    from validator import clock, config, policy, riderstate
+    d = _fresh_dir()
+    cfg = config.Config()
+    cfg.fares = {0: {p: 100 for p in range(5)}}
+    src = Source(T0)
+    clk = clock.Clock(src, d)
+    clk.set(T0)
+    state = riderstate.RiderState(d, 16, 16, 4)
+    pol = policy.Policy(cfg, state, DenyList(), clk)
+    known = set(R.MESSAGES)
+    accepted = []
+    for cid, acct, counter, ctime, vfrom, vuntil, rides, amount, product, kind, dt in taps:
+        src.t += dt
+        if ctime <= 10:
+            ctime = src.t - ctime
+        tok = Token(cred_id=cid, account=acct, counter=counter, time=ctime, valid_from=vfrom,
+                    valid_until=vuntil, max_rides=rides, max_amount=amount, product=product % 7,
+                    kind=kind)
+        dec = pol.decide(tok, clk.now())
+        assert dec.reason in known and dec.message == R.message(dec.reason)
+        assert pol.commit(dec, 1) is True
+        accepted.append(dec.reason == R.OK)
+    before = (bytes(state.creds.mv[:state.creds.n * state.creds.r]),
+              bytes(state.accounts.mv[:state.accounts.n * state.accounts.r]))
+    again = riderstate.RiderState(d, 16, 16, 4)
+    assert (bytes(again.creds.mv[:again.creds.n * again.creds.r]),
+            bytes(again.accounts.mv[:again.accounts.n * again.accounts.r])) == before
+    event("accepted taps: %s" % ("some" if any(accepted) else "none"))

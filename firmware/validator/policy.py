@@ -4,7 +4,7 @@
 #
 # Two steps, so that nothing charged is lost to a power cut:
 #   d = policy.decide(token, clock.now())   # pure: looks, changes nothing
-#   seq = log.append(d.trip_record())       # if d.record: the trip is durable (the log is the truth)
+#   seq = log.append(d.trip_record())       # if d.record: durable (the log is the truth)
 #   policy.commit(d, seq)                   # counters: RAM + journal on flash
 # A cut between append and commit leaves the tap in the log but not in the counters; at boot the
 # app passes the log's records after `policy.state.log_seq` to `policy.recover(...)`.

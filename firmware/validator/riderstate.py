@@ -64,7 +64,7 @@ class RiderState:
         self.log_seq = 0              # highest trip-log sequence number whose tap is counted here
         self.evictions = 0
         self.jcount = 0               # slots used in the current generation
-        self.load_status = "empty"    # "empty", "ok", "corrupt" (snapshot unreadable: started empty)
+        self.load_status = "empty"    # "empty", "ok", "corrupt" (unreadable snapshot: empty)
         self.write_errors = 0
         self.snapshots = 0
         self._need_snapshot = False   # a slot write failed: RAM is ahead of flash

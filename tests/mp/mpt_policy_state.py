@@ -10,8 +10,8 @@ HEAPS = ("110k",)
 
 
 def script(n=40):
-    """(token, time) for a morning on one reader: 6 riders (two sharing an account), taps every 37 s, each rider's
-    counter going up; some would break the limits."""
+    """(token, time) for a morning on one reader: 6 riders (two sharing an account), taps every
+    37 s, each rider's counter going up; some would break the limits."""
     for i in range(n):
         k = i % 6
         t = T0 + 37 * i
