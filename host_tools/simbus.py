@@ -28,7 +28,7 @@ class TapOutcome:
 class SimBus:
     def __init__(self, workdir, start_time, reader_id=1001, config=None, log_blocks=None,
                  heap=None):
-        self.dir = Path(workdir)
+        self.dir = Path(workdir).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.now = start_time
         self.world = simworld.World(self.dir / "world", start_time)

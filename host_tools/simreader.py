@@ -60,7 +60,7 @@ class SimReader:
 
     def __init__(self, workdir, heap=None, flash_blocks=FLASH_BLOCKS, log_blocks=LOG_BLOCKS, qr_port=None,
                  nfc_port=None, sync_port=None, provision_dir=None, timeout=30.0):
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.flash = self.workdir / "flash.img"
         self.log_flash = self.workdir / "triplog.img"
@@ -114,7 +114,9 @@ class SimReader:
         for line in proc.stdout:
             line = line.decode("utf-8", "replace").strip()
             if not line.startswith("{"):
-                continue  # prints that are not events (tracebacks go to stderr)
+                self.stderr_tail.append(line + "\n")  # not an event: a traceback, a print
+                del self.stderr_tail[:-60]
+                continue
             try:
                 events.put(json.loads(line))
             except ValueError:
