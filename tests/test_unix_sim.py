@@ -102,3 +102,30 @@ def test_a_crash_in_the_loop_reboots_into_a_recovered_reader(bus):
     bus.at(T + 800)
     again = bus.tap_qr(bus.world.riders["qr"])
     assert (again.reason, again.seq) == ("OK", 2)
+
+
+def test_nearly_full_log_raises_a_service_warning_before_refusing(tmp_path):
+    b = simbus.SimBus(tmp_path, T, reader_id=77, log_blocks=4,
+                      config={"line": 5, "rules": {"passback_window": 0},
+                              "fares": {"5": {"adult": 100}}})
+    b.world.add_issuer(1, T - 86400, T + 365 * 86400)
+    rider = b.world.add_rider("r", 9, max_rides=100, max_amount=100000)
+    b.start()
+    try:
+        b.world.deny()
+        assert b.sync(push_denylist=True).ok
+        states = []
+        for i in range(22):   # the 16 KiB log holds 22 such rides (scenarios/log-full.toml)
+            b.at(T + 60 * (i + 1))
+            assert b.tap_qr(rider).reason == "OK"
+            states.append(b.info()["log_state"])
+        assert "nearly_full" in states and states[0] == "ok"
+        b.at(T + 60 * 30)
+        assert b.tap_qr(rider).reason == "LOG_FULL"
+        # the housekeeping task raised the warning while rides were still accepted
+        warning = [e for e in b.reader.history if e.get("ev") == "service"]
+        if not warning:
+            warning = [b.reader.wait_event("service")]
+        assert warning[0]["warning"] == "LOG_NEARLY_FULL"
+    finally:
+        b.close()

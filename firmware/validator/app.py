@@ -5,9 +5,10 @@
 # The order of one tap is the money rule: the trip record is written and flushed before the
 # rider sees green; counters are committed after the record, and a record that cannot be written
 # turns the tap red (LOG_FULL / READER_ERROR) with nothing charged.
+import os
 import time
 
-from validator import cbor, hmac256, reasons, tokens
+from validator import atomicfile, cbor, hmac256, reasons, tokens
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -48,17 +49,7 @@ def load_identity(path):
     return ident[1], ops, ident[3]
 
 
-def _exists(path):
-    try:
-        import os
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _mkdir(path):
-    import os
     try:
         os.mkdir(path)
     except OSError:
@@ -97,6 +88,7 @@ class Reader:
         self._last_reject = None  # (raw, time) of the last rejected unreadable code
         self._last_accepted = None  # (QR text, time, account) of the last accepted code
         self.crash = None         # an exception that stopped one of the loop's tasks
+        self.log_state_shown = "ok"  # the trip log state the last service warning was about
         self.recovered = self._recover_counters()
 
     # -- loading what the depot pushed -------------------------------------------------------
@@ -104,7 +96,7 @@ class Reader:
     def _load_config(self):
         from validator import config
         path = self.root + "/config.fvs"
-        if _exists(path):
+        if atomicfile.exists(path):
             try:
                 return config.Config.load(path, self.operator_keys)
             except config.ConfigError:
@@ -114,7 +106,7 @@ class Reader:
     def _load_keyring(self):
         from validator import keyring
         path = self.root + "/keyring.fvs"
-        if _exists(path):
+        if atomicfile.exists(path):
             try:
                 return keyring.KeyRing.load(path, self.operator_keys, self.clock.now(),
                                             tables=self.root + "/tables")
@@ -224,7 +216,6 @@ class Reader:
         dl = self.denylist
         status, degraded = self.policy.reader_status(self.clock.now())
         try:
-            import os
             st = os.statvfs(self.root)
             fs_free = st[0] * st[3]
         except OSError:
@@ -252,7 +243,6 @@ class Reader:
     def install(self, kind, version, path):
         """Install a pushed signed file (verified here, swapped atomically). Returns a
         validator.signedfile reason string."""
-        import os
         from validator import config, keyring, signedfile
         now = self.clock.now()
         if kind in ("denylist", "denylist_delta"):
@@ -303,9 +293,6 @@ class Reader:
 
 # -- the loop -----------------------------------------------------------------------------------
 
-FEEDBACK = {True: "accept", False: "reject"}
-
-
 def show(board, result):
     """Beep, light and display for a decision (the board renders the pattern)."""
     pattern = "accept" if result.accepted else "reject"
@@ -321,6 +308,7 @@ def show(board, result):
 def _done(reader, result):
     show(reader.board, result)
     reader.board.report(result.event())
+    _watch_log(reader)
 
 
 async def _qr_task(reader, scanner):
@@ -369,6 +357,22 @@ async def _sync_task(reader, server):
         await asyncio.sleep_ms(0 if busy else SYNC_POLL_MS)
 
 
+LOG_WARNINGS = {"nearly_full": ("LOG_NEARLY_FULL", ("记录将满,请同步", "Service: log nearly full")),
+                "full": ("LOG_FULL", reasons.message(reasons.LOG_FULL))}
+
+
+def _watch_log(reader):
+    """A service warning when the trip log fills up: before it is full, so that the bus goes to
+    the depot before rides are refused."""
+    state = reader.log.state
+    if state != reader.log_state_shown:
+        reader.log_state_shown = state
+        if state in LOG_WARNINGS:
+            name, lines = LOG_WARNINGS[state]
+            reader.board.report({"ev": "service", "warning": name})
+            reader.board.display.show("service", lines)
+
+
 async def _housekeeping(reader):
     import asyncio
     while True:
@@ -376,6 +380,7 @@ async def _housekeeping(reader):
         now = reader.clock.now()
         if now is not None:
             reader.policy.maintain(now)
+        _watch_log(reader)
         await asyncio.sleep_ms(500)
 
 

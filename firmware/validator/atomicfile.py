@@ -24,3 +24,11 @@ def remove(path):
         os.remove(path)
     except OSError:
         pass
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
