@@ -296,7 +296,9 @@ class Reader:
 def show(board, result):
     """Beep, light and display for a decision (the board renders the pattern)."""
     pattern = "accept" if result.accepted else "reject"
-    if result.reason in (reasons.SYNC_REQUIRED, reasons.LOG_FULL, reasons.READER_ERROR):
+    if result.reason == reasons.ALREADY_VALIDATED:
+        pattern = "already"   # green, but a different beep: nothing was charged
+    elif result.reason in (reasons.SYNC_REQUIRED, reasons.LOG_FULL, reasons.READER_ERROR):
         pattern = "service"
     zh, en = reasons.message(result.reason)
     lines = [zh, en]
