@@ -6,6 +6,7 @@
 # received and renamed into place, so flash never holds a third copy. A delta is merged with the
 # installed list into list.tmp group by group (RAM stays within a few KiB whatever the list size),
 # read back and compared with the result digest the signed delta carries, then renamed.
+import gc
 import hashlib
 import os
 import struct
@@ -105,14 +106,16 @@ def _merge(dl, df, h):
         raise Refused(MALFORMED)
     src = dl._f
     idx = dl._idx
+    # The largest blocks first, while the free heap is in the fewest pieces.
+    gc.collect()
+    nidx = _new_index(G + 1)
+    buf = bytearray(_COPY)
     recs = _Records(df, nrec)
     out = open(dl.tmp, "wb")
     try:
         out.write(struct.pack(sf.HEADER, sf.MAGIC, sf.DENYLIST, h.key_id, h.version, h.created,
                               list_body_size(w, gbits, sbits, rcount)))
         out.write(struct.pack(BODY_HEADER, LIST_MAGIC, w, gbits, sbits, 0, rcount, epoch, salt))
-        nidx = _new_index(G + 1)
-        buf = bytearray(_COPY)
         ocnt = dl._cbuf          # the lookup buffers are free while installing
         ocmv = dl._cmv
         ebuf = dl._ebuf
