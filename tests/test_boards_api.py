@@ -184,15 +184,20 @@ INTERFACE_METHODS = {"uart", "qr_scanner", "nfc_reader", "log_device", "time_sou
 INTERFACE_ATTRS = {"name", "root", "display", "stopping", "reset_requested"}
 
 
+# base classes boards inherit their shape from, and where they are
+BASES = {"Esp32Board": ROOT / "boards" / "common" / "esp32_board.py",
+         "DriversOnLinks": ROOT / "firmware" / "drivers" / "links.py"}
+
+
 def _class_shape(path, cls_name, seen=None):
     tree = ast.parse(Path(path).read_text())
     methods, attrs = set(), set()
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == cls_name:
             for base in node.bases:
-                if isinstance(base, ast.Attribute) and base.attr == "Esp32Board":
-                    m, a = _class_shape(ROOT / "boards" / "common" / "esp32_board.py",
-                                        "Esp32Board")
+                name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", None)
+                if name in BASES:
+                    m, a = _class_shape(BASES[name], name)
                     methods |= m
                     attrs |= a
             for item in ast.walk(node):

@@ -141,6 +141,7 @@ def test_deployed_firmware_starts_and_answers(deployed):
 
 def _next_event(proc, name, deadline_s=120):
     end = time.monotonic() + deadline_s
+    other = []  # lines that are not events: the firmware prints its tracebacks on stdout
     while time.monotonic() < end:
         ready, _, _ = select.select([proc.stdout], [], [], 1.0)
         if not ready:
@@ -155,8 +156,11 @@ def _next_event(proc, name, deadline_s=120):
             ev = json.loads(line)
             if ev.get("ev") == name:
                 return ev
-    raise AssertionError("no %r event; stderr:\n%s" % (name, proc.stderr.read().decode()[-3000:]
-                                                      if proc.poll() is not None else ""))
+        else:
+            other.append(line)
+    raise AssertionError("no %r event; stdout:\n%s\nstderr:\n%s" % (
+        name, "\n".join(other[-40:]),
+        proc.stderr.read().decode()[-3000:] if proc.poll() is not None else ""))
 
 
 def test_redeploy_skips_unchanged_files_and_keeps_the_identity(deployed):

@@ -8,6 +8,8 @@ import time
 
 import machine
 
+from drivers.links import DriversOnLinks
+
 ROOT = "/flash"  # the reader's data: a directory on the littlefs volume the firmware mounts at /
 LOG_PARTITION = "triplog"
 PARK_WDT_MS = 3600000  # watchdog timeout while a technician has the REPL (see park_watchdog)
@@ -191,7 +193,7 @@ def _is_ascii(text):
 
 # -- the board --------------------------------------------------------------------------------
 
-class Esp32Board:
+class Esp32Board(DriversOnLinks):
     """Base of the ESP32 boards. A subclass sets `name` and `pins` (its pins.py module). A link
     is a UART when pins.py gives <ROLE>_UART; the PN532 may instead be on the I2C bus
     (NFC_I2C_ADDR), reached through pn532_i2c.Pn532I2CLink with the same methods."""
@@ -241,22 +243,6 @@ class Esp32Board:
                 irq = machine.Pin(self.pins.NFC_IRQ, machine.Pin.IN, machine.Pin.PULL_UP)
             return Pn532I2CLink(self.i2c(), self.pins.NFC_I2C_ADDR, irq=irq)
         return None
-
-    def qr_scanner(self):
-        u = self.uart("qr")
-        if u is None:
-            return None
-        from drivers import qrscanner
-        return qrscanner.QrScanner(u)
-
-    def nfc_reader(self):
-        u = self.uart("nfc")
-        if u is None:
-            return None
-        from drivers import pn532
-        nfc = pn532.PN532(u)
-        nfc.begin()
-        return nfc
 
     def log_device(self):
         """The trip log's raw flash region: the `triplog` data partition that `fare flash`

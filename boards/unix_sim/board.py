@@ -15,6 +15,7 @@ import sys
 import time
 
 import flashdev
+from drivers.links import DriversOnLinks
 
 ROOT = "/flash"
 RESET_EXIT = 75  # exit status that asks the bench to power the reader up again
@@ -65,7 +66,7 @@ class EventDisplay:
         self.board.report({"ev": "feedback", "pattern": pattern, "lines": list(lines)})
 
 
-class Board:
+class Board(DriversOnLinks):
     name = "unix_sim"
     root = ROOT
 
@@ -96,22 +97,6 @@ class Board:
             return None
         import uart
         return uart.PtyUart(path)
-
-    def qr_scanner(self):
-        u = self.uart("qr")
-        if u is None:
-            return None
-        from drivers import qrscanner
-        return qrscanner.QrScanner(u)
-
-    def nfc_reader(self):
-        u = self.uart("nfc")
-        if u is None:
-            return None
-        from drivers import pn532
-        nfc = pn532.PN532(u)
-        nfc.begin()
-        return nfc
 
     def log_device(self):
         """The trip log's raw flash partition (its own image file, as an esp32.Partition)."""
