@@ -140,24 +140,32 @@ def test_deployed_firmware_starts_and_answers(deployed):
 
 
 def _next_event(proc, name, deadline_s=120):
+    # Read the pipe's fd directly and split lines here: select() on a buffered file object misses
+    # lines already pulled into its buffer (two events arriving in one chunk would hang the wait).
+    fd = proc.stdout.fileno()
+    pending = proc.__dict__.setdefault("unsplit", bytearray())  # read, not yet split into lines
     end = time.monotonic() + deadline_s
     other = []  # lines that are not events: the firmware prints its tracebacks on stdout
     while time.monotonic() < end:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        while b"\n" in pending:
+            i = pending.index(b"\n")
+            line = bytes(pending[:i]).decode("utf-8", "replace").strip()
+            del pending[:i + 1]
+            if line.startswith("{"):
+                ev = json.loads(line)
+                if ev.get("ev") == name:
+                    return ev
+            elif line:
+                other.append(line)
+        ready, _, _ = select.select([fd], [], [], 1.0)
         if not ready:
             if proc.poll() is not None:
                 break
             continue
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        line = line.decode("utf-8", "replace").strip()
-        if line.startswith("{"):
-            ev = json.loads(line)
-            if ev.get("ev") == name:
-                return ev
-        else:
-            other.append(line)
+        pending += chunk
     raise AssertionError("no %r event; stdout:\n%s\nstderr:\n%s" % (
         name, "\n".join(other[-40:]),
         proc.stderr.read().decode()[-3000:] if proc.poll() is not None else ""))
