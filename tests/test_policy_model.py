@@ -111,7 +111,7 @@ def model(sc):
             continue
         c = creds.get(cid)
         a = accounts.get(acct)
-        same_code = c is not None and (counter == c[0] or (kind == "nfc" and counter > c[0]))
+        same_code = c is not None and counter == c[0]
         if same_code and cfg["repeat_window"] and 0 <= t - c[1] <= cfg["repeat_window"]:
             out.append([1, R.ALREADY_VALIDATED, 0, 0])
             continue
@@ -132,6 +132,8 @@ def model(sc):
             (code_time - t > cfg["clock_skew"], R.CODE_FROM_FUTURE),
             (c is not None and counter == c[0], R.DUPLICATED),
             (c is not None and counter < c[0], R.COUNTER_ROLLBACK),
+            (a is not None and cfg["repeat_window"] and 0 <= t - a[0] <= cfg["repeat_window"],
+             R.ALREADY_VALIDATED),  # a fresh code of the same account: the same tap
             (a is not None and cfg["passback_window"] and t - a[0] <= cfg["passback_window"],
              R.PASSBACK),
             (acct in deny["accounts"], R.DENIED_ACCOUNT),
@@ -144,6 +146,9 @@ def model(sc):
              R.SYNC_REQUIRED),
         ]
         reason = next((r for broken, r in rules if broken), R.OK)
+        if reason == R.ALREADY_VALIDATED:
+            out.append([1, R.ALREADY_VALIDATED, 0, 0])
+            continue
         if reason != R.OK:
             record = not any(x[0] == cid and x[1] == counter and x[2] == reason
                              and 0 <= t - x[3] <= cfg["repeat_window"] for x in rejects)
@@ -169,12 +174,14 @@ def test_model_sanity():
           "riders": [["00" * 16, 5, T0 - 10, T0 + 86400, 2, 1000, 1, "qr"]],
           "deny": {"built_at": T0, "accounts": [], "creds": []},
           "events": [["tap", T0, 0, 1, T0], ["sync", T0], ["tap", T0, 0, 1, T0],
+                     ["tap", T0 + 4, 0, 2, T0 + 4],
                      ["tap", T0 + 5, 0, 1, T0], ["tap", T0 + 6, 0, 1, T0],
                      ["tap", T0 + 6, 0, 1, T0], ["tap", T0 + 600, 0, 2, T0 + 600],
                      ["tap", T0 + 601, 0, 2, T0 + 600], ["reboot", T0 + 700],
                      ["tap", T0 + 700, 0, 3, T0 + 700], ["sync", T0 + 700],
                      ["tap", T0 + 700, 0, 3, T0 + 700]]}
     assert model(sc) == [[0, R.SYNC_REQUIRED, 0, 0], [1, R.OK, 200, 1],
+                         [1, R.ALREADY_VALIDATED, 0, 0],
                          [1, R.ALREADY_VALIDATED, 0, 0], [0, R.DUPLICATED, 0, 1],
                          [0, R.DUPLICATED, 0, 0], [0, R.PASSBACK, 0, 1], [1, R.OK, 200, 1],
                          [0, R.SYNC_REQUIRED, 0, 0], [0, R.PASSBACK, 0, 1]]

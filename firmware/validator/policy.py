@@ -88,13 +88,15 @@ class Policy:
             return Decision(False, reasons.SYNC_REQUIRED, record=False, token=token,
                             line=cfg.line, stop=cfg.stop)
         cred = self.state.credential(token.cred_id)
-        # The same tap read again: green, no charge, no second record.
+        # The same code read again: green, no charge, no second record. (A fresh code of the same
+        # account within the window is the same tap too; _rules finds it after the time checks.)
         if cred is not None and cfg.repeat_window and 0 <= now - cred[2] <= cfg.repeat_window \
-                and (token.counter == cred[0] or (token.kind == "nfc" and token.counter > cred[0])):
-            return Decision(True, reasons.ALREADY_VALIDATED, record=False, token=token, now=now,
-                            line=cfg.line, stop=cfg.stop)
+                and token.counter == cred[0]:
+            return self._already(token, now)
         degraded = self._stale(now)
         reason, fare, transfer = self._rules(token, now, cred, degraded)
+        if reason == reasons.ALREADY_VALIDATED:
+            return self._already(token, now)
         if reason != reasons.OK:
             record = True
             for c, n, r, t in self._rejects:
@@ -105,6 +107,11 @@ class Policy:
                             stop=cfg.stop, degraded=degraded)
         return Decision(True, reasons.OK, fare, True, token, now, cfg.line, cfg.stop, degraded,
                         transfer)
+
+    def _already(self, token, now):
+        cfg = self.config
+        return Decision(True, reasons.ALREADY_VALIDATED, record=False, token=token, now=now,
+                        line=cfg.line, stop=cfg.stop)
 
     def _rules(self, token, now, cred, degraded):
         """(reason, fare, transfer) for a tap that is not a repeat."""
@@ -125,6 +132,10 @@ class Policy:
             if token.counter < cred[0]:
                 return reasons.COUNTER_ROLLBACK, 0, False
         acct = self.state.account(token.account)
+        # A phone held in front of the scanner refreshes its code (and NFC answers each challenge
+        # with a new counter): the same account within seconds is the same tap, not a pass-back.
+        if acct is not None and cfg.repeat_window and 0 <= now - acct[0] <= cfg.repeat_window:
+            return reasons.ALREADY_VALIDATED, 0, False
         if acct is not None and cfg.passback_window and now - acct[0] <= cfg.passback_window:
             return reasons.PASSBACK, 0, False
         dl = self.denylist

@@ -43,7 +43,7 @@ def test_code_age_exactly_at_max_accepted_one_second_past_expired():
 
 
 def test_clock_skew_both_ways():
-    r = rig(passback_window=0)
+    r = rig(passback_window=0, repeat_window=0)  # one account, many taps in a second
     # code from the future: exactly at the skew accepted, one second beyond refused
     check(r.tap(Token(cred_id=cred(1), time=T0 + 31), T0), R.CODE_FROM_FUTURE)
     check(r.tap(Token(cred_id=cred(1), time=T0 + 30), T0), R.OK)
@@ -87,16 +87,39 @@ def test_same_tap_read_again_within_window_is_green_without_charge_or_record():
     r.close()
 
 
-def test_nfc_repeat_with_a_fresh_counter_is_the_same_tap():
+def test_a_fresh_code_of_the_same_account_within_seconds_is_the_same_tap():
+    for kind in ("nfc", "qr"):
+        r = rig()
+        check(r.tap(Token(kind=kind, counter=7), T0), R.OK, fare=200, record=True)
+        # the held phone refreshed its code (QR) or signed a new challenge (NFC)
+        check(r.tap(Token(kind=kind, counter=8, time=T0 + 5), T0 + 5), R.ALREADY_VALIDATED,
+              accepted=True, fare=0, record=False)
+        # the refreshed code was not counted: shown again later it is still not a duplicate...
+        c = r.state.credential(Token().cred_id)
+        assert c[0] == 7 and c[3] == 1
+        # ...but one second past the window it is a pass-back
+        check(r.tap(Token(kind=kind, counter=8, time=T0 + 6), T0 + 6), R.PASSBACK)
+        r.close()
     r = rig()
-    check(r.tap(Token(kind="nfc", counter=7), T0), R.OK)
-    check(r.tap(Token(kind="nfc", counter=8, time=T0 + 5), T0 + 5), R.ALREADY_VALIDATED)
+    check(r.tap(Token(cred_id=cred(1), account=9), T0), R.OK)
+    # another credential of the same account, within the window: the same tap
+    check(r.tap(Token(cred_id=cred(2), account=9, time=T0 + 3), T0 + 3), R.ALREADY_VALIDATED)
+    # measured from the acceptance, not extended by the repeats
+    check(r.tap(Token(cred_id=cred(1), account=9, counter=3, time=T0 + 6), T0 + 6), R.PASSBACK)
     r.close()
-    # a QR code with a new counter is a new code: pass-back
-    r2 = rig()
-    check(r2.tap(Token(counter=7), T0), R.OK)
-    check(r2.tap(Token(counter=8, time=T0 + 5), T0 + 5), R.PASSBACK)
-    r2.close()
+
+
+def test_a_fresh_code_within_the_window_still_has_to_be_fresh_and_new():
+    r = rig()
+    check(r.tap(Token(counter=7), T0), R.OK)
+    check(r.tap(Token(counter=6, time=T0 + 2), T0 + 2), R.COUNTER_ROLLBACK)
+    check(r.tap(Token(counter=8, time=T0 - 120), T0 + 2), R.CODE_EXPIRED)
+    check(r.tap(Token(counter=8, time=T0 + 100), T0 + 2), R.CODE_FROM_FUTURE)
+    r.close()
+    r = rig(repeat_window=0, passback_window=600)  # the same tap disabled: fresh codes pass back
+    check(r.tap(Token(counter=7), T0), R.OK)
+    check(r.tap(Token(counter=8, time=T0 + 1), T0 + 1), R.PASSBACK)
+    r.close()
 
 
 def test_replay_and_rollback():
@@ -145,7 +168,7 @@ def test_deny_list_account_and_credential():
 
 
 def test_fare_table_products_lines_and_unknown_product():
-    cfg = make_config(passback_window=0)
+    cfg = make_config(passback_window=0, repeat_window=0)
     cfg.fares = {0: {0: 200, 1: 100, 2: 0}, 12: {0: 250, 1: 120}}
     r = Rig(cfg)
     check(r.tap(Token(cred_id=cred(1), product=0)), R.OK, fare=200)
@@ -161,7 +184,7 @@ def test_fare_table_products_lines_and_unknown_product():
 
 
 def test_free_transfer_window_edges():
-    r = rig(passback_window=0, transfer_window=1800)
+    r = rig(passback_window=0, transfer_window=1800, repeat_window=0)
     a, b, c = cred(1), cred(2), cred(3)
     check(r.tap(Token(cred_id=a, account=5), T0), R.OK, fare=200)             # paid
     d = r.tap(Token(cred_id=b, account=5, time=T0 + 1800), T0 + 1800)         # at the edge: free
@@ -176,7 +199,7 @@ def test_free_transfer_window_edges():
     check(d, R.OK, fare=200)
     assert not d.transfer
     r.close()
-    r = rig(passback_window=0, transfer_window=0)  # disabled
+    r = rig(passback_window=0, transfer_window=0, repeat_window=0)  # disabled
     check(r.tap(Token(cred_id=a, account=5), T0), R.OK, fare=200)
     check(r.tap(Token(cred_id=b, account=5, time=T0 + 1), T0 + 1), R.OK, fare=200)
     r.close()
@@ -220,7 +243,7 @@ def test_degraded_sync_window_edge_reject_mode():
 
 def test_degraded_limit_mode_lower_per_rider_limit():
     r = rig(degraded="limit", degraded_max_rides=2, degraded_max_amount=300,
-            passback_window=0, sync_window=3600)
+            passback_window=0, repeat_window=0, sync_window=3600)
     t = T0 + 3601
     assert r.policy.reader_status(t) == (R.OK, True)
     d = r.tap(Token(counter=1, time=t), t)
