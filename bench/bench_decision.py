@@ -77,16 +77,7 @@ dev.close(delete=False)
 
 MP_BENCH = r"""
 import sys, json, time, gc, os
-try:
-    open("/proc/self/schedstat").close()
-    def clock():
-        with open("/proc/self/schedstat") as f:
-            return int(f.read().split()[0])
-    CLOCK = "cpu"
-except OSError:
-    def clock():
-        return time.ticks_us() * 1000
-    CLOCK = "wall"
+from cpuclock import clock, CLOCK  # CPU time of this process (tests/mp/cpuclock.py)
 MIN_NS = 300000000   # every figure is a loop of at least 0.3 s of CPU time
 from validator import p256
 p256._generator()  # before a littlefs mount: it opens its table by a path relative to the tree

@@ -67,17 +67,7 @@ V = p256.verify
 VR = p256.verify_recoverable
 VF = p256.verify_fixed
 TB = textbook_p256.verify
-try:  # CPU time of this process in ns (the machine is shared: wall time is not ours alone)
-    open("/proc/self/schedstat").close()
-
-    def clock():
-        with open("/proc/self/schedstat") as f:
-            return int(f.read().split()[0])
-    CLOCK = "cpu"
-except OSError:
-    def clock():
-        return time.ticks_us() * 1000
-    CLOCK = "wall"
+from cpuclock import clock, CLOCK  # CPU time of this process (tests/mp/cpuclock.py)
 # all kinds interleaved, a batch of every input per kind and round; the figure is the total CPU
 # time over the total count (the CPU clock ticks in 4 ms steps: over many batches the
 # quantisation averages out, and load changes hit every kind alike)

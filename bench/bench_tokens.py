@@ -36,16 +36,7 @@ CODES = 6
 
 MP_BENCH = r"""
 import sys, json, time, gc
-try:
-    open("/proc/self/schedstat").close()
-    def clock():
-        with open("/proc/self/schedstat") as f:
-            return int(f.read().split()[0])
-    CLOCK = "cpu"
-except OSError:
-    def clock():
-        return time.ticks_us() * 1000
-    CLOCK = "wall"
+from cpuclock import clock, CLOCK  # CPU time of this process (tests/mp/cpuclock.py)
 gc.collect()
 free0 = gc.mem_free()
 from validator import p256

@@ -23,8 +23,9 @@ def api():
 
 def board_sources(board):
     """The board's own code (not its manifest) and the shared ESP32 layer."""
-    files = [p for p in sorted((ROOT / "boards" / board).glob("*.py")) if p.name != "manifest.py"]
-    return files + sorted((ROOT / "boards" / "common").glob("*.py"))
+    files = sorted((ROOT / "boards" / board).glob("*.py")) + \
+        sorted((ROOT / "boards" / "common").glob("*.py"))
+    return [p for p in files if not p.name.endswith("manifest.py")]
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,19 +8,8 @@
 #           board reports them as JSON lines; a device may log them)
 # Patterns are timed, not blocking: signal, then call tick() often (or run the async task()); it
 # switches the buzzer and LED at the pattern's times and goes back to the resting state.
-import time
-
+from drivers.ticks import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff
 from validator import reasons
-
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-except AttributeError:  # CPython
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
 
 OFF = (0, 0, 0)
 GREEN = (0, 255, 0)

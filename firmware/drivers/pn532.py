@@ -10,21 +10,7 @@
 # Every failure (no answer, checksum errors past the retries, the phone gone, a status error) is
 # one NfcError; the validator maps it to reasons.NFC_FAILED. Input is parsed in a bounded buffer
 # and never grows it; garbage before a frame is skipped.
-import time
-
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython (hypothesis tests of the pure-logic parts)
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
+from drivers.ticks import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff, sleep_ms as _sleep_ms
 
 TFI_HOST = 0xD4     # frame from the host controller to the PN532
 TFI_PN532 = 0xD5    # frame from the PN532 to the host

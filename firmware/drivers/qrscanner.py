@@ -18,21 +18,7 @@
 # Only a minimal, documented set is used: trigger a scan (zone 0x0002 = 01), the read mode (bits
 # 1..0 of zone 0x0000), the baud rate (zones 0x002A-0x002B), save. Run them at start-up, before
 # codes are scanned: bytes that are not the answer are discarded while waiting for it.
-import time
-
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
+from drivers.ticks import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff, sleep_ms as _sleep_ms
 
 MAX_LINE = 1024
 

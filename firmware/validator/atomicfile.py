@@ -1,5 +1,7 @@
 # Small files replaced atomically: write a temporary file, flush, then rename over the old one.
 # On littlefs a rename is atomic, so after a power cut the file is either the old or the new one.
+# Also the small file helpers around them (read, remove, exists, a streamed SHA-256).
+import hashlib
 import os
 
 
@@ -32,3 +34,18 @@ def exists(path):
         return True
     except OSError:
         return False
+
+
+def sha256(path, chunk=512):
+    """SHA-256 of a file, read in `chunk`-byte pieces (a pushed file can be far larger than the
+    heap). OSError if it cannot be read."""
+    h = hashlib.sha256()
+    buf = bytearray(chunk)
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return h.digest()

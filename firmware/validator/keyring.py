@@ -19,10 +19,9 @@
 #   table's SHA-256 (key 6), the file must match it;
 # - a small table the reader computes in RAM (about 5 KB) for at most RAM_TABLES keys, on first use or
 #   in prepare(). Beyond that, a key is verified without a table (slower, still correct).
-import hashlib
 import os
 
-from validator import cbor, p256, reasons, signedfile
+from validator import atomicfile, cbor, p256, reasons, signedfile
 
 FORMAT = 1
 ACTIVE = 0
@@ -90,19 +89,6 @@ def table_path(directory, key_id):
     return "%s/%d%s" % (directory, key_id, TABLE_SUFFIX)
 
 
-def _file_sha256(path):
-    h = hashlib.sha256()
-    buf = bytearray(512)
-    mv = memoryview(buf)
-    with open(path, "rb") as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(mv[:n])
-    return h.digest()
-
-
 class KeyRing:
     def __init__(self, keys=(), version=0, tables=None):
         self.version = version
@@ -121,7 +107,7 @@ class KeyRing:
             else:
                 path = table_path(tables, k.key_id)
                 try:
-                    if k.table_digest is None or _file_sha256(path) == k.table_digest:
+                    if k.table_digest is None or atomicfile.sha256(path) == k.table_digest:
                         os.stat(path)
                         k.table = path
                 except OSError:

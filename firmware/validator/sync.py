@@ -7,10 +7,9 @@
 # HMAC-SHA256 tag under the reader's sync secret over this session's nonces, and a request id
 # above the last one accepted in the session; pushed files are also signed by the operator key and
 # verified by the installer. A frame that fails any check gets an error reply and changes nothing.
-import hashlib
 import os
 
-from validator import framing
+from validator import atomicfile, framing
 from validator import syncproto as P
 
 MAX_PUT = 8 * 1024 * 1024   # largest pushed file (a deny list of about a million entries)
@@ -345,7 +344,7 @@ class SyncServer:
             return P.NO_UPLOAD, None
         if up[4] != up[2]:
             return P.INCOMPLETE, {"have": up[4]}
-        if _file_sha256(self.staging) != sha:
+        if atomicfile.sha256(self.staging, _HASH_CHUNK) != sha:
             self._drop_upload()
             return P.DIGEST, None
         from validator import signedfile  # here: it brings P-256 in, which only installs need
@@ -401,14 +400,3 @@ def _free_bytes(directory):
         return MAX_PUT
 
 
-def _file_sha256(path):
-    h = hashlib.sha256()
-    buf = bytearray(_HASH_CHUNK)
-    mv = memoryview(buf)
-    with open(path, "rb") as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(mv[:n])
-    return h.digest()
