@@ -28,9 +28,38 @@ for step in args["steps"]:
     elif step[0] == "cut_after_append":
         # power dies after the record is on flash, before the counters are committed
         r.policy.commit = lambda d, seq=0: True
+    elif step[0] == "nfc":
+        # a phone or card (anticollision id step[2]) whose answer is not ours
+        b.t = step[1]
+        res = r.tap_nfc(lambda apdu: b"\\x00\\x90\\x00", bytes.fromhex(step[2]))
+        out["results"].append([res.accepted, res.reason, res.fare, res.seq])
+    elif step[0] == "deny_read_error":
+        def unreadable(*args):
+            raise OSError(5)  # EIO: the deny list's flash cannot be read
+        r.denylist.denied_account = unreadable
+    elif step[0] == "deny_readable":
+        del r.denylist.denied_account
+    elif step[0] == "status":
+        # the loop's housekeeping once the decision's hold is over (this is about what is
+        # shown, not when): what the display rests on now
+        r.shown_at = None
+        b.t = step[1]
+        n = len(b.shown)
+        app._watch_status(r)
+        out.setdefault("shown", []).append([x[0] for x in b.shown[n:]])
+    elif step[0] == "qr_loop":
+        # a tap as the loop runs it: decision shown, event reported
+        b.t = step[1]
+        res = r.tap_qr(step[2])
+        app._done(r, res)
+        out["results"].append([res.accepted, res.reason, res.fare, res.seq])
+    elif step[0] == "set_time":
+        out["set_time"] = r.set_time(step[1])
     elif step[0] == "info":
         i = r.info()
-        out["info"] = {k: i[k] for k in ("log_last", "ack", "deny_version", "time")}
+        out["info"] = {k: i[k] for k in ("log_last", "ack", "deny_version", "time",
+                                         "log_state", "log_error", "counters")}
+out["warnings"] = [e["warning"] for e in b.events if e.get("ev") == "service"]
 print(json.dumps(out))
 """
 
@@ -102,3 +131,100 @@ def test_cut_between_log_and_counters_is_recovered_at_boot(tmp_path, world):
     assert out["boot_recovered"] == 1
     assert out["results"][0][:2] == [False, 24]    # the code is a duplicate: its counter is known
     assert out["results"][1][:2] == [False, 27]    # QUOTA_RIDES: the one ride was counted
+
+
+def test_a_deny_list_read_error_refuses_the_tap_and_the_reader_goes_on(tmp_path, world):
+    alice = world.add_rider("alice", 1)
+    bob = world.add_rider("bob", 2)
+    prov = world.provision_reader(1001, CONFIG)
+    out = run(tmp_path, prov, [
+        ["deny_read_error"],
+        ["qr", T + 1, alice.wallet.ride_code(T)],
+        ["deny_readable"],
+        ["qr", T + 2, bob.wallet.ride_code(T + 2)],
+        ["info"],
+    ], set_time=True)
+    assert out["results"][0] == [False, 42, 0, 1]   # READER_ERROR, logged, nothing charged
+    assert out["results"][1] == [True, 0, 200, 2]   # the next rider rides: no reboot
+    assert out["info"]["counters"]["errors"] == 1
+
+
+def test_refused_nfc_taps_are_logged_once_per_phone_not_once_for_all(tmp_path, world):
+    prov = world.provision_reader(1001, CONFIG)
+    out = run(tmp_path, prov, [
+        ["nfc", T + 1, "04a1b2c3"],
+        ["nfc", T + 2, "04a1b2c3"],     # the same phone back within seconds: not logged again
+        ["nfc", T + 2, "08d4e5f6"],     # another phone: its own record
+        ["info"],
+    ], set_time=True)
+    reasons = [r[1] for r in out["results"]]
+    assert reasons == [10, 10, 10]      # MALFORMED: not our application's answer
+    assert [r[3] for r in out["results"]] == [1, None, 2]
+    assert out["info"]["log_last"] == 2
+
+
+def test_the_display_goes_back_to_idle_once_the_clock_is_set(tmp_path, world):
+    alice = world.add_rider("alice", 1)
+    prov = world.provision_reader(1001, CONFIG)
+    out = run(tmp_path, prov, [
+        ["status", T],
+        ["qr_loop", T + 1, alice.wallet.ride_code(T)],   # clock unset: refused, "service"
+        ["status", T + 1],
+        ["set_time", T + 2],
+        ["status", T + 2],
+        ["qr_loop", T + 3, alice.wallet.ride_code(T + 3)],
+        ["status", T + 4],
+    ])
+    assert out["results"][0][1] == 40 and out["results"][1][:2] == [True, 0]
+    assert out["set_time"] == "OK"
+    # out of service until the depot set the time, then idle again (an ESP32 board's LED
+    # would otherwise stay on the amber it last rested on); an accepted tap changes nothing
+    assert out["shown"] == [["service"], ["service"], ["idle"], []]
+
+
+def test_a_nearly_full_log_warns_without_putting_the_reader_out_of_service(tmp_path, world):
+    rider = world.add_rider("r", 1, max_rides=100, max_amount=100000)
+    # (never synced: degraded mode, so its per-rider limit is raised for one rider's many rides)
+    prov = world.provision_reader(1001, dict(CONFIG, rules={"passback_window": 0},
+                                             degraded={"mode": "limit", "max_rides": 100}))
+    steps = []
+    for i in range(40):
+        steps += [["qr_loop", T + 60 * i, rider.wallet.ride_code(T + 60 * i)],
+                  ["status", T + 60 * i]]
+    args = {"flash": str(tmp_path / "flash.img"), "log": str(tmp_path / "log.img"),
+            "prov": str(prov), "t": T, "steps": steps, "set_time": True}
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    tree = compiled_tree()
+    script = SCRIPT.replace("b = BenchBoard(args[\"flash\"], args[\"log\"], t=args[\"t\"])",
+                            "b = BenchBoard(args[\"flash\"], args[\"log\"], t=args[\"t\"], "
+                            "log_blocks=4)")
+    assert script != SCRIPT
+    out = json.loads(run_mp(script, heap=simreader.heap_for(tree[0]),
+                            args=[tmp_path / "args.json"], path=tree).strip().splitlines()[-1])
+    reasons = [r[1] for r in out["results"]]
+    assert 41 in reasons, (reasons, out["warnings"])
+    first_full = reasons.index(41)                          # LOG_FULL
+    assert set(reasons[:first_full]) == {0}
+    assert set(reasons[first_full:]) == {41}
+    # the display: idle (ready), idle again with the warning on the text when the log became
+    # nearly full (rides still accepted), out of service from the ride that filled it
+    shown = out["shown"]
+    assert shown[:first_full - 1].count(["idle"]) == 2 and ["service"] not in shown[:first_full - 1]
+    assert shown[first_full - 1] == ["service"]
+    # the warnings came in order, each once: nearly full while rides were accepted, then full
+    assert out["warnings"] == ["LOG_NEARLY_FULL", "LOG_FULL"]
+
+
+def test_another_readers_log_keeps_the_reader_up_and_out_of_service(tmp_path, world):
+    alice = world.add_rider("alice", 1)
+    first = world.provision_reader(1001, CONFIG)
+    run(tmp_path, first, [["qr", T + 1, alice.wallet.ride_code(T)]], set_time=True)
+    # the board is re-provisioned as another reader; its trip log partition was not wiped
+    (tmp_path / "flash.img").unlink()
+    second = world.provision_reader(1002, CONFIG)
+    out = run(tmp_path, second, [["status", T + 2], ["qr", T + 3, alice.wallet.ride_code(T + 3)],
+                                 ["info"]], set_time=True, t=T + 2)
+    assert out["shown"] == [["service"]]
+    assert out["results"][0] == [False, 42, 0, None]        # READER_ERROR, nothing charged
+    assert out["info"]["log_state"] == "error" and "1001" in out["info"]["log_error"]
+    assert out["warnings"] == ["LOG_ERROR"]

@@ -56,6 +56,28 @@ def _mkdir(path):
         pass
 
 
+class UnavailableLog:
+    """Stands in for a trip log that cannot be opened: no record can be written, so every tap
+    is refused (READER_ERROR) and the reader shows out of service; INFO carries `error`."""
+    state = "error"
+    first_seq = 1
+    last_seq = 0
+    ack_seq = 0
+    free_bytes = 0
+
+    def __init__(self, error):
+        self.error = error
+
+    def read(self, from_seq, max_bytes):
+        return []
+
+    def append(self, record):
+        raise OSError(5)  # EIO
+
+    def ack(self, upto_seq, erase=True):
+        raise OSError(5)
+
+
 class Reader:
     """Everything the reader knows, built from its flash: identity, clock, key ring,
     configuration, deny list, rider counters and trip log. `board` gives the hardware
@@ -77,8 +99,13 @@ class Reader:
         self.clock = clock.Clock(board.time_source(), root + "/state",
                                  setter=board.time_setter())
         # A keyed chain: whoever edits the flash without the sync secret cannot re-chain records.
-        self.log = triplog.TripLog(board.log_device(), self.reader_id,
-                                   key=hmac256.hmac_sha256(self.sync_key, b"triplog"))
+        try:
+            self.log = triplog.TripLog(board.log_device(), self.reader_id,
+                                       key=hmac256.hmac_sha256(self.sync_key, b"triplog"))
+        except triplog.LogError as e:
+            # Another reader's log (re-provisioned under a new id) or a region too small:
+            # rebooting would not help. Stay up, out of service, and tell the depot why.
+            self.log = UnavailableLog(e.args[0] if e.args else "trip log unavailable")
         self.config = self._load_config()
         self.keyring = self._load_keyring()
         self.denylist = denylist.DenyList(root + "/deny")
@@ -88,7 +115,9 @@ class Reader:
         self._last_reject = None  # (raw, time) of the last rejected unreadable code
         self._last_accepted = None  # (QR text, time, account) of the last accepted code
         self.crash = None         # an exception that stopped one of the loop's tasks
-        self.log_state_shown = "ok"  # the trip log state the last service warning was about
+        self.warning_reported = None  # the last service warning reported (LOG_NEARLY_FULL, ...)
+        self.resting_shown = None   # (pattern, lines) the display was last told to rest on
+        self.shown_at = None        # ticks_ms of the decision on show, None when none is
         self.recovered = self._recover_counters()
 
     # -- loading what the depot pushed -------------------------------------------------------
@@ -98,7 +127,7 @@ class Reader:
         path = self.root + "/config.fvs"
         if atomicfile.exists(path):
             try:
-                return config.Config.load(path, self.operator_keys)
+                return config.Config.load(path, self.operator_keys, self._not_before())
             except config.ConfigError:
                 pass  # a file that no longer verifies (an operator key expired): defaults
         return config.Config()
@@ -108,11 +137,17 @@ class Reader:
         path = self.root + "/keyring.fvs"
         if atomicfile.exists(path):
             try:
-                return keyring.KeyRing.load(path, self.operator_keys, self.clock.now(),
+                return keyring.KeyRing.load(path, self.operator_keys, self._not_before(),
                                             tables=self.root + "/tables")
             except keyring.KeyRingError:
                 pass
         return keyring.KeyRing()
+
+    def _not_before(self):
+        """The time to check operator key expiry against: the clock, or when it is not set
+        since power-up, the last time it persisted (the real time is not earlier)."""
+        now = self.clock.now()
+        return now if now is not None else self.clock.floor
 
     def _recover_counters(self):
         """Count rides the log has but the counters missed (a cut between append and commit)."""
@@ -152,22 +187,30 @@ class Reader:
             self._last_accepted = (text, now, result.account)
         return result
 
-    def tap_nfc(self, exchange):
+    def tap_nfc(self, exchange, uid=b""):
+        """One NFC tap through `exchange(apdu) -> response`; `uid`: the card's or phone's
+        anticollision id (a refusal of the same one within seconds is logged once)."""
         t0 = time.ticks_us()
         now = self.clock.now()
+        key = b"nfc:" + uid
         if now is None:
-            return self._finish(KIND_NFC, reasons.SYNC_REQUIRED, None, now, t0, b"")
+            return self._finish(KIND_NFC, reasons.SYNC_REQUIRED, None, now, t0, key)
         reason, token = tokens.read_nfc(exchange, self.keyring, self.reader_id, now,
                                         self.board.random(16), self.cache)
         if reason == reasons.NFC_FAILED:  # the phone left: nothing to decide, nothing to log
             return Result(KIND_NFC, False, reason, us=time.ticks_diff(time.ticks_us(), t0))
-        return self._finish(KIND_NFC, reason, token, now, t0, b"")
+        return self._finish(KIND_NFC, reason, token, now, t0, key)
 
     def _finish(self, kind, reason, token, now, t0, raw):
         from validator import policy, triplog
         cfg = self.config
         if token is not None:
-            d = self.policy.decide(token, now)
+            try:
+                d = self.policy.decide(token, now)
+            except OSError:  # the deny list's flash could not be read: refuse, log, go on
+                self.counters["errors"] += 1
+                d = policy.Decision(False, reasons.READER_ERROR, record=True, token=token,
+                                    now=now, line=cfg.line, stop=cfg.stop)
         else:
             # Unreadable or unverifiable: logged once (a held phone is read many times a second).
             again = self._last_reject is not None and self._last_reject[0] == raw \
@@ -192,7 +235,7 @@ class Reader:
                 except triplog.LogFull:
                     d = policy.Decision(False, reasons.LOG_FULL, record=False, token=token,
                                         now=now, line=cfg.line, stop=cfg.stop)
-                except (OSError, ValueError):
+                except (OSError, ValueError, triplog.LogError):
                     self.counters["errors"] += 1
                     d = policy.Decision(False, reasons.READER_ERROR, record=False, token=token,
                                         now=now, line=cfg.line, stop=cfg.stop)
@@ -224,7 +267,8 @@ class Reader:
                 "board": self.board.name, "time": self.clock.now(),
                 "synced_at": self.clock.synced_at, "log_first": log.first_seq,
                 "log_last": log.last_seq, "ack": log.ack_seq, "log_free": log.free_bytes,
-                "log_state": log.state, "fs_free": fs_free,
+                "log_state": log.state, "log_error": getattr(log, "error", None),
+                "fs_free": fs_free,
                 "deny_version": dl.version, "deny_count": dl.count, "deny_built": dl.built_at,
                 "keyring_version": self.keyring.version,
                 "config_version": self.config.version,
@@ -245,11 +289,12 @@ class Reader:
         validator.signedfile reason string."""
         from validator import config, keyring, signedfile
         now = self.clock.now()
+        when = self._not_before()  # operator keys are checked for expiry even if now is None
         if kind in ("denylist", "denylist_delta"):
-            return self.denylist.install(path, self.operator_keys, now)
+            return self.denylist.install(path, self.operator_keys, when)
         if kind == "config":
             try:
-                cfg = config.Config.load(path, self.operator_keys, now)
+                cfg = config.Config.load(path, self.operator_keys, when)
             except config.ConfigError as e:
                 return e.reason
             if cfg.version <= self.config.version:
@@ -261,8 +306,8 @@ class Reader:
         if kind == "keyring":
             try:
                 # existing table files are reused when the signed ring names the same digest
-                ring = keyring.KeyRing.load(path, self.operator_keys, None,
-                                            tables=self.root + "/tables")
+                ring = keyring.KeyRing.load(path, self.operator_keys, when,
+                                            tables=self.root + "/tables", prepare=False)
             except keyring.KeyRingError as e:
                 return e.args[0]
             if ring.version <= self.keyring.version:
@@ -310,7 +355,10 @@ def show(board, result):
 def _done(reader, result):
     show(reader.board, result)
     reader.board.report(result.event())
-    _watch_log(reader)
+    reader.shown_at = time.ticks_ms()
+    if result.reason in (reasons.SYNC_REQUIRED, reasons.LOG_FULL, reasons.READER_ERROR):
+        reader.resting_shown = None  # the board now rests on "service": say again what is true
+    _watch_status(reader)  # a log warning is reported at once; the display waits for the hold
 
 
 async def _qr_task(reader, scanner):
@@ -340,7 +388,7 @@ async def _nfc_task(reader, nfc):
             continue
         if present is not None and target == present:
             continue
-        result = reader.tap_nfc(nfc.exchange)
+        result = reader.tap_nfc(nfc.exchange, target)
         if result.reason == reasons.NFC_FAILED:
             reader.board.report(result.event())
             continue  # moved away before the end: try again if it comes back
@@ -363,16 +411,44 @@ LOG_WARNINGS = {"nearly_full": ("LOG_NEARLY_FULL", ("记录将满,请同步", "S
                 "full": ("LOG_FULL", reasons.message(reasons.LOG_FULL))}
 
 
-def _watch_log(reader):
-    """A service warning when the trip log fills up: before it is full, so that the bus goes to
-    the depot before rides are refused."""
-    state = reader.log.state
-    if state != reader.log_state_shown:
-        reader.log_state_shown = state
-        if state in LOG_WARNINGS:
-            name, lines = LOG_WARNINGS[state]
-            reader.board.report({"ev": "service", "warning": name})
-            reader.board.display.show("service", lines)
+READY_LINES = ("请扫码或刷卡", "Scan code or tap")
+DECISION_HOLD_MS = 1500  # a decision stays on show this long before a change of state replaces it
+
+
+def _resting(reader):
+    """What the reader shows between taps: (pattern, lines, warning or None). A nearly full log
+    is a warning for the driver, not out of service: the idle light, the warning as text."""
+    log_state = reader.log.state
+    if log_state == "full":
+        return "service", LOG_WARNINGS["full"][1], LOG_WARNINGS["full"][0]
+    if log_state == "error":
+        return "service", reasons.message(reasons.READER_ERROR), "LOG_ERROR"
+    status, _ = reader.policy.reader_status(reader.clock.now())
+    if status != reasons.OK:
+        return "service", reasons.message(status), None
+    if log_state == "nearly_full":
+        return "idle", LOG_WARNINGS["nearly_full"][1], LOG_WARNINGS["nearly_full"][0]
+    return "idle", READY_LINES, None
+
+
+def _watch_status(reader, force=False):
+    """Report a log warning as soon as it arises (so the bus goes to the depot before rides are
+    refused), and show the resting state when it changes: back to idle once the depot synced
+    or freed the log, never over a decision still on show."""
+    pattern, lines, warning = _resting(reader)
+    if warning != reader.warning_reported:
+        reader.warning_reported = warning
+        if warning is not None:
+            reader.board.report({"ev": "service", "warning": warning})
+    if not force:
+        if (pattern, lines) == reader.resting_shown:
+            return
+        if reader.shown_at is not None:
+            if time.ticks_diff(time.ticks_ms(), reader.shown_at) < DECISION_HOLD_MS:
+                return
+            reader.shown_at = None  # (ticks wrap after days: compare only while it is recent)
+    reader.resting_shown = (pattern, lines)
+    reader.board.display.show(pattern, lines)
 
 
 async def _housekeeping(reader):
@@ -382,7 +458,7 @@ async def _housekeeping(reader):
         now = reader.clock.now()
         if now is not None:
             reader.policy.maintain(now)
-        _watch_log(reader)
+        _watch_status(reader)
         await asyncio.sleep_ms(500)
 
 
@@ -415,8 +491,7 @@ async def _main(reader, board):
     tasks = [asyncio.create_task(_guarded(reader, c)) for c in coros]
     board.report({"ev": "ready", "reader_id": reader.reader_id, "firmware": FIRMWARE_VERSION,
                   "log_last": reader.log.last_seq, "recovered": reader.recovered})
-    status, _ = reader.policy.reader_status(reader.clock.now())
-    board.display.show("service" if status != reasons.OK else "idle", reasons.message(status))
+    _watch_status(reader, force=True)
     while not board.stopping and not board.reset_requested and reader.crash is None:
         await asyncio.sleep_ms(20)
     for t in tasks:

@@ -114,12 +114,12 @@ class KeyRing:
                     pass
 
     @classmethod
-    def load(cls, path, operator_keys, now=None, tables=None):
+    def load(cls, path, operator_keys, now=None, tables=None, prepare=True):
         """The key ring in the signed file at `path`, checked against `operator_keys` (key id ->
         (public key, valid_until or 0)). `tables`: None, {key id: table blob} from a frozen
-        module, or a directory of table files. With `now`, the keys valid then get their
-        fixed-base tables at once (prepare). Raises KeyRingError(reason) if the file is
-        refused."""
+        module, or a directory of table files. With `now`, operator key expiry is checked and
+        (if `prepare`) the keys valid then get their fixed-base tables at once. Raises
+        KeyRingError(reason) if the file is refused."""
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.KEYRING, now)
         if reason != signedfile.OK:
             raise KeyRingError(reason)
@@ -131,7 +131,7 @@ class KeyRing:
         finally:
             f.close()
         ring = cls(parse_body(body), h.version, tables)
-        if now is not None:
+        if now is not None and prepare:
             ring.prepare(now)
         return ring
 

@@ -136,7 +136,8 @@ class Policy:
         # with a new counter): the same account within seconds is the same tap, not a pass-back.
         if acct is not None and cfg.repeat_window and 0 <= now - acct[0] <= cfg.repeat_window:
             return reasons.ALREADY_VALIDATED, 0, False
-        if acct is not None and cfg.passback_window and now - acct[0] <= cfg.passback_window:
+        # (0 <= : after an authorised clock step back, rides "in the future" are not pass-backs)
+        if acct is not None and cfg.passback_window and 0 <= now - acct[0] <= cfg.passback_window:
             return reasons.PASSBACK, 0, False
         dl = self.denylist
         if dl is not None:

@@ -14,7 +14,8 @@ class BenchBoard:
         flashdev.mount(self.dev, root)
         self.log_dev = flashdev.FlashDev(log_blocks, path=log_path)
         self.t = t
-        self.shown = []
+        self.shown = []             # (pattern, lines) the display was told to show
+        self.display = self
         self.events = []
         self.stopping = False
         self.reset_requested = False
@@ -46,6 +47,9 @@ class BenchBoard:
 
     def feed_watchdog(self):
         pass
+
+    def show(self, pattern, lines):
+        self.shown.append((pattern, list(lines)))
 
     def report(self, ev):
         self.events.append(ev)
