@@ -228,3 +228,85 @@ def test_another_readers_log_keeps_the_reader_up_and_out_of_service(tmp_path, wo
     assert out["results"][0] == [False, 42, 0, None]        # READER_ERROR, nothing charged
     assert out["info"]["log_state"] == "error" and "1001" in out["info"]["log_error"]
     assert out["warnings"] == ["LOG_ERROR"]
+
+
+LOOP_SCRIPT = """
+import sys, json
+import asyncio
+from app_bench import BenchBoard
+from validator import app
+app.NFC_POLL_MS = 0   # the loop's pacing is not under test here
+app.NFC_RETRY_MS = 0
+args = json.loads(open(sys.argv[1]).read())
+b = BenchBoard(args["flash"], args["log"], t=args["t"])
+b.provision(args["prov"])
+r = app.Reader(b)
+r.set_time(args["t"])
+
+
+class Target:
+    def __init__(self, uid, iso):
+        self.uid = bytes.fromhex(uid)
+        self.iso14443_4 = iso
+
+
+class DeadThenAlive:
+    # a front end that does not answer its first two starts, then sees what the test lays out
+    def __init__(self, fields):
+        self.fields = fields
+        self.begins = 0
+        self.started = False
+
+    def begin(self):
+        self.begins += 1
+        if self.begins <= 2:
+            raise OSError("no answer from the PN532")
+        self.started = True
+
+    def poll(self):
+        if not self.started:
+            raise OSError("not started")
+        f = self.fields.pop(0) if self.fields else None
+        return Target(f[0], f[1]) if f else None
+
+    def exchange(self, apdu):
+        return b"\\x00\\x90\\x00"
+
+
+nfc = DeadThenAlive(args["fields"])
+
+
+async def main():
+    t = asyncio.create_task(app._nfc_task(r, nfc))
+    for _ in range(200):
+        await asyncio.sleep_ms(0)
+        if nfc.started and not nfc.fields:
+            break
+    for _ in range(5):
+        await asyncio.sleep_ms(0)
+    t.cancel()
+
+asyncio.run(main())
+print(json.dumps({"begins": nfc.begins, "events": b.events, "errors": r.counters["errors"],
+                  "log_last": r.log.last_seq}))
+"""
+
+
+def test_a_dead_nfc_front_end_is_retried_and_foreign_cards_are_refused_once(tmp_path, world):
+    prov = world.provision_reader(1001, CONFIG)
+    fields = [["04a1b2c3", False], ["04a1b2c3", False], None, ["08d4e5f6", True]]
+    args = {"flash": str(tmp_path / "flash.img"), "log": str(tmp_path / "log.img"),
+            "prov": str(prov), "t": T, "fields": fields}
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    tree = compiled_tree()
+    out = json.loads(run_mp(LOOP_SCRIPT, heap=simreader.heap_for(tree[0]),
+                            args=[tmp_path / "args.json"], path=tree).strip().splitlines()[-1])
+    assert out["begins"] == 3
+    kinds = [e["ev"] for e in out["events"]]
+    # the outage is reported once (not per retry), and its end
+    assert kinds.count("fault") == 1 and kinds.count("nfc") == 1
+    assert kinds.index("fault") < kinds.index("nfc") < kinds.index("tap")
+    taps = [(e["name"], e["seq"]) for e in out["events"] if e["ev"] == "tap"]
+    # the MIFARE-like card is refused once while it stays in the field; the phone is answered
+    assert taps == [("UNSUPPORTED", 1), ("MALFORMED", 2)]
+    assert out["errors"] == 1 and out["log_last"] == 2

@@ -16,6 +16,7 @@ KIND_QR = "qr"
 KIND_NFC = "nfc"
 REJECT_REPEAT_S = 3      # a rejected code held in front of the scanner is logged once, not per read
 NFC_POLL_MS = 150        # how often the NFC front end looks for a phone or card
+NFC_RETRY_MS = 5000      # how often a front end that failed to start is tried again
 QR_POLL_MS = 5
 SYNC_POLL_MS = 5
 
@@ -201,6 +202,12 @@ class Reader:
             return Result(KIND_NFC, False, reason, us=time.ticks_diff(time.ticks_us(), t0))
         return self._finish(KIND_NFC, reason, token, now, t0, key)
 
+    def tap_unsupported(self, uid):
+        """A card in the NFC field that cannot be ours (no ISO-DEP): refused, logged once."""
+        t0 = time.ticks_us()
+        return self._finish(KIND_NFC, reasons.UNSUPPORTED, None, self.clock.now(), t0,
+                            b"nfc:" + uid)
+
     def _finish(self, kind, reason, token, now, t0, raw):
         from validator import policy, triplog
         cfg = self.config
@@ -375,24 +382,46 @@ async def _qr_task(reader, scanner):
 async def _nfc_task(reader, nfc):
     import asyncio
     present = None  # the target we already answered: wait until it leaves the field
+    down = False    # the front end failed to start: retried every NFC_RETRY_MS, reported once
+    failed = None   # the target whose exchange broke off last: "tap again" is shown once
     while True:
-        await asyncio.sleep_ms(NFC_POLL_MS)
+        await asyncio.sleep_ms(NFC_RETRY_MS if down else NFC_POLL_MS)
         try:
+            if down:
+                nfc.begin()
+                down = False
+                reader.board.report({"ev": "nfc", "state": "ready"})
             target = nfc.poll()
-            target = target.uid if target is not None else None
-        except Exception:  # noqa: BLE001 -- a confused front end: start it again next round
-            nfc.begin()
+        except Exception as e:  # noqa: BLE001 -- a confused front end: start it again at once
+            if not down:
+                try:
+                    nfc.begin()
+                    continue
+                except Exception as e2:  # noqa: BLE001 -- dead or unplugged: retried later,
+                    e = e2               # while QR taps and the depot sync go on without it
+                reader.counters["errors"] += 1
+                reader.board.report({"ev": "fault", "where": "nfc", "error": repr(e)})
+            down = True
             continue
         if target is None:
             present = None
             continue
-        if present is not None and target == present:
+        if present is not None and target.uid == present:
             continue
-        result = reader.tap_nfc(nfc.exchange, target)
-        if result.reason == reasons.NFC_FAILED:
-            reader.board.report(result.event())
-            continue  # moved away before the end: try again if it comes back
-        present = target
+        present = target.uid
+        if not target.iso14443_4:
+            # a card without ISO-DEP (a MIFARE Classic transit card, a tag): not one of ours
+            result = reader.tap_unsupported(target.uid)
+        else:
+            result = reader.tap_nfc(nfc.exchange, target.uid)
+            if result.reason == reasons.NFC_FAILED:
+                present = None  # moved away before the end: try again if it comes back
+                if failed == target.uid:  # hovering at the edge of the field: no beep storm
+                    reader.board.report(result.event())
+                    continue
+                failed = target.uid
+            else:
+                failed = None
         _done(reader, result)
 
 
@@ -480,7 +509,12 @@ async def _main(reader, board):
     qr = board.qr_scanner()
     if qr is not None:
         coros.append(_qr_task(reader, qr))
-    nfc = board.nfc_reader()
+    try:
+        nfc = board.nfc_reader()
+    except Exception as e:  # noqa: BLE001 -- no NFC link at all: serve QR and the depot
+        reader.counters["errors"] += 1
+        board.report({"ev": "fault", "where": "nfc", "error": repr(e)})
+        nfc = None
     if nfc is not None:
         coros.append(_nfc_task(reader, nfc))
     uart = board.uart("sync")
