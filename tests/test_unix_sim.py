@@ -129,3 +129,23 @@ def test_nearly_full_log_raises_a_service_warning_before_refusing(tmp_path):
         assert warning[0]["warning"] == "LOG_NEARLY_FULL"
     finally:
         b.close()
+
+
+def test_a_board_that_is_not_provisioned_stays_up_out_of_service(tmp_path):
+    """No identity on the flash: rebooting would not help, so the reader does not crash into a
+    reboot loop; it says why, shows out of service and still answers the bench."""
+    empty = tmp_path / "provision"
+    empty.mkdir()
+    r = simreader.SimReader(tmp_path / "r", provision_dir=empty)
+    r._spawn()
+    try:
+        ev = r.wait_event("service")
+        assert ev["warning"] == "NOT_SET_UP" and "not provisioned" in ev["error"]
+        info = r.command("info", "info")
+        assert info["status"] == "NOT_SET_UP" and info["reader_id"] is None
+        shown = [e for e in r.history if e.get("ev") == "feedback"]
+        assert shown and shown[-1]["pattern"] == "service"
+        r.stop()
+        assert r.proc.returncode == 0 and r.boots == 1 and r.faults == []
+    finally:
+        r.power_cut()

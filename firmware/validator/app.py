@@ -40,14 +40,27 @@ class Result:
                 "seq": self.seq, "us": self.us, "account": self.account, "zh": zh, "en": en}
 
 
+class SetupError(Exception):
+    """The board is not set up to be a reader (not provisioned, no trip log partition): a
+    reboot would not help, so it stays out of service until a technician fixes it."""
+
+
 def load_identity(path):
     """The reader's identity written once by provisioning (docs/design.md)."""
-    with open(path, "rb") as f:
-        ident = cbor.decode(f.read(), max_depth=3, max_items=64, max_len=2048)
-    ops = {}
-    for kid, pub, until in ident[2]:
-        ops[kid] = (pub, until)
-    return ident[1], ops, ident[3]
+    try:
+        with open(path, "rb") as f:
+            ident = cbor.decode(f.read(), max_depth=3, max_items=64, max_len=2048)
+    except OSError:
+        raise SetupError("not provisioned: no %s (fare provision, then make deploy)" % path)
+    except cbor.CBORError:
+        raise SetupError("identity unreadable: %s (provision the reader again)" % path)
+    try:
+        ops = {}
+        for kid, pub, until in ident[2]:
+            ops[kid] = (pub, until)
+        return ident[1], ops, ident[3]
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise SetupError("identity malformed: %s (provision the reader again)" % path)
 
 
 def _mkdir(path):
@@ -101,7 +114,11 @@ class Reader:
                                  setter=board.time_setter())
         # A keyed chain: whoever edits the flash without the sync secret cannot re-chain records.
         try:
-            self.log = triplog.TripLog(board.log_device(), self.reader_id,
+            log_device = board.log_device()
+        except OSError as e:  # no trip log partition: the board was not flashed for a reader
+            raise SetupError(str(e.args[0]) if e.args else "no trip log device")
+        try:
+            self.log = triplog.TripLog(log_device, self.reader_id,
                                        key=hmac256.hmac_sha256(self.sync_key, b"triplog"))
         except triplog.LogError as e:
             # Another reader's log (re-provisioned under a new id) or a region too small:
@@ -532,12 +549,45 @@ async def _main(reader, board):
         t.cancel()
 
 
+class NotSetUp:
+    """Runs in place of a reader on a board that is not set up to be one: answers the bench's
+    info, keeps the watchdog fed and the REPL reachable for the technician."""
+
+    def __init__(self, board, why):
+        self.board = board
+        self.why = why
+        self.crash = None
+
+    def info(self):
+        return {"reader_id": None, "firmware": FIRMWARE_VERSION, "board": self.board.name,
+                "status": "NOT_SET_UP", "error": self.why}
+
+
+NOT_SET_UP_LINES = ("暂停服务:未设置", "Service: not set up")
+
+
+async def _out_of_service(stub, board):
+    import asyncio
+    tasks = [asyncio.create_task(_guarded(stub, c)) for c in board.tasks(stub)]
+    board.report({"ev": "service", "warning": "NOT_SET_UP", "error": stub.why})
+    board.display.show("service", NOT_SET_UP_LINES)
+    while not board.stopping and not board.reset_requested and stub.crash is None:
+        board.feed_watchdog()
+        await asyncio.sleep_ms(100)
+    for t in tasks:
+        t.cancel()
+
+
 def run(board):
     """Build the reader from flash and serve until the board stops. Returns True when the depot
     asked for a reboot."""
     import asyncio
     board.reset_requested = False
-    reader = Reader(board)
+    try:
+        reader = Reader(board)
+    except SetupError as e:
+        asyncio.run(_out_of_service(NotSetUp(board, e.args[0]), board))
+        return board.reset_requested
     asyncio.run(_main(reader, board))
     if reader.crash is not None:
         raise reader.crash
