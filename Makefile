@@ -11,10 +11,10 @@ ERASE   ?=
 
 .PHONY: sim test bench deploy flash clean
 
-$(VENV): requirements.txt pyproject.toml
+$(VENV): requirements.txt constraints.txt pyproject.toml
 	python3 -m venv .venv
-	.venv/bin/pip install --quiet --upgrade pip
-	.venv/bin/pip install --quiet -r requirements.txt
+	.venv/bin/pip install --quiet --upgrade pip -c constraints.txt
+	.venv/bin/pip install --quiet -r requirements.txt -c constraints.txt
 	.venv/bin/pip install --quiet --no-deps -e .
 	touch $@
 
