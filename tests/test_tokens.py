@@ -14,7 +14,7 @@ import tokenkit as tk
 from host_tools import ecsign, tokenformat
 from host_tools.issuer import Issuer
 from host_tools.wallet import Wallet, qr_symbol
-from validator import base45, keyring, reasons as R, tokens
+from validator import base45, credential as C, keyring, p256, reasons as R, tokens
 
 QR_BUDGET = 13
 ALL_REASONS = {R.OK, R.MALFORMED, R.UNSUPPORTED, R.UNKNOWN_KEY, R.KEY_RETIRED, R.BAD_ISSUER_SIG,
@@ -163,6 +163,29 @@ def test_cache_hit_needs_the_same_issuer_key(world):
     ring2 = keyring.KeyRing.from_body(tokenformat.keyring_body(
         [other.entry(world.now - tk.DAY, world.now + tk.DAY)]))
     assert tokens.verify_qr(w.ride_code(world.now), ring2, world.now, cache)[0] == R.BAD_ISSUER_SIG
+
+
+def test_cache_keeps_the_decoded_rider_key_of_each_credential(world):
+    w, v = world.wallet(), world.wallet()
+    cache = tokens.CredCache(4)
+    ring = world.keyring()
+    for wallet in (w, v):
+        assert tokens.verify_qr(wallet.ride_code(world.now), ring, world.now, cache)[0] == R.OK
+    for wallet in (w, v):
+        cred_bytes, isig = cbor2.loads(wallet.credential)
+        cred = cbor2.loads(cred_bytes)
+        issuer = ring.lookup(cred[C.C_KEY_ID], world.now)[1]
+        e = tokens.CredCache.entry(hashlib.sha256(cred_bytes).digest(), isig, issuer.public_key)
+        assert cache.get_point(e) == p256.decode_point(cred[C.C_RIDER_KEY])
+    # on a hit the rider's signature is checked against the kept point: still the rider's own
+    hits = cache.hits
+    assert tokens.verify_qr(w.ride_code(world.now + 1), ring, world.now + 1, cache)[0] == R.OK
+    assert cache.hits == hits + 1
+    code = cbor2.loads(base45.decode(v.ride_code(world.now + 2)[len(tokens.QR_PREFIX):]))
+    code[3] = code[3][:-1] + bytes([code[3][-1] ^ 1])    # the rider signature, one bit off
+    bad = tokens.QR_PREFIX + base45.encode(cbor2.dumps(code))
+    assert tokens.verify_qr(bad, ring, world.now + 2, cache)[0] == R.BAD_RIDER_SIG
+    assert cache.hits == hits + 2
 
 
 def test_cache_is_bounded_and_gives_recently_used_entries_a_second_chance():

@@ -11,7 +11,7 @@
 import gc
 import hashlib
 
-from validator import cbor, reasons
+from validator import cbor, p256, reasons
 
 VERSION = 1
 TAG_QR = b"FV-ride-qr-1"
@@ -76,6 +76,9 @@ class CredCache:
     def __init__(self, size=64):
         self.size = size
         self._buf = bytearray(32 * size)
+        # the rider key of each entry, decoded (x || y): a known rider's verify skips the
+        # square root that decompressing the key costs (docs/performance.md)
+        self._points = bytearray(64 * size)
         self._used = bytearray(size)   # 0 empty, 1 filled, 2 filled and used recently
         self._hand = 0
         self._n = 0
@@ -103,15 +106,23 @@ class CredCache:
 
     def get(self, e):
         """True if entry `e` is cached (and mark it used)."""
+        return self.get_point(e) is not None
+
+    def get_point(self, e):
+        """The decoded rider key (x, y) kept with entry `e` (and mark it used), or None if `e`
+        is not cached."""
         slot = self._find(e)
         if slot < 0:
             self.misses += 1
-            return False
+            return None
         self._used[slot] = 2
         self.hits += 1
-        return True
+        pts = self._points
+        o = 64 * slot
+        return int.from_bytes(pts[o:o + 32], "big"), int.from_bytes(pts[o + 32:o + 64], "big")
 
-    def put(self, e):
+    def put(self, e, point=(0, 0)):
+        """Cache entry `e` with the credential's decoded rider key `point` (x, y)."""
         if self._find(e) >= 0:
             return
         used = self._used
@@ -123,6 +134,8 @@ class CredCache:
         if not used[slot]:
             self._n += 1
         self._buf[32 * slot:32 * slot + 32] = e
+        self._points[64 * slot:64 * slot + 32] = point[0].to_bytes(32, "big")
+        self._points[64 * slot + 32:64 * slot + 64] = point[1].to_bytes(32, "big")
         used[slot] = 1
         self._hand = (slot + 1) % n
 
@@ -175,8 +188,10 @@ def parse_dynamic(dyn):
 
 
 def check_credential(cred, isig, keyring, now, cache):
-    """(cred tuple, cred hash) after the key ring lookup and the issuer signature (or a cache
-    hit). Raises Reject(reason)."""
+    """(cred tuple, cred hash, rider key) after the key ring lookup and the issuer signature
+    (or a cache hit). The rider key is decoded, (x, y), when it can be, for the rider's
+    signature check; else the credential's bytes (which then fail that check). Raises
+    Reject(reason)."""
     cred_hash = hashlib.sha256(cred).digest()
     t = parse_credential(cred)
     reason, key = keyring.lookup(t[0], now)
@@ -184,14 +199,18 @@ def check_credential(cred, isig, keyring, now, cache):
         raise Reject(reason)
     if cache is not None:
         e = cache.entry(cred_hash, isig, key.public_key)
-        if cache.get(e):
-            return t, cred_hash
+        point = cache.get_point(e)
+        if point is not None:
+            return t, cred_hash, point
     gc.collect()  # lay the verifier's temporaries out in one free heap, not in the gaps
     if not keyring.verify(key, cred_hash, isig):
         raise Reject(reasons.BAD_ISSUER_SIG)
+    point = p256.decode_point(t[3])
+    if point is None:
+        return t, cred_hash, t[3]  # signed by the issuer, yet not a point: verifies nothing
     if cache is not None:
-        cache.put(e)
-    return t, cred_hash
+        cache.put(e, point)
+    return t, cred_hash, point
 
 
 def rider_digest(tag, cred_hash, isig, challenge, dyn):

@@ -88,11 +88,11 @@ def verify_qr(text, keyring, now, cache=None):
         if not (type(cred) is bytes and _is_sig(isig) and type(dyn) is bytes and _is_sig(rsig)
                 and _is_recid(recid)):
             raise Reject(reasons.MALFORMED)
-        t, cred_hash = check_credential(cred, isig, keyring, now, cache)
+        t, cred_hash, rider_key = check_credential(cred, isig, keyring, now, cache)
         time, counter = parse_dynamic(dyn)
         digest = rider_digest(TAG_QR, cred_hash, isig, None, dyn)
         gc.collect()  # lay the verifier's temporaries out in one free heap, not in the gaps
-        if not p256.verify_recoverable(t[3], digest, rsig, recid):
+        if not p256.verify_recoverable(rider_key, digest, rsig, recid):
             raise Reject(reasons.BAD_RIDER_SIG)
         return reasons.OK, RideToken("qr", t, cred_hash, time, counter, raw)
     except Reject as e:
@@ -184,11 +184,11 @@ def read_nfc(exchange, keyring, reader_id, now, rand16, cache=None):
         dyn, rsig, recid = b
         if not (type(dyn) is bytes and _is_sig(rsig) and _is_recid(recid)):
             raise Reject(reasons.MALFORMED)
-        t, cred_hash = check_credential(cred, isig, keyring, now, cache)
+        t, cred_hash, rider_key = check_credential(cred, isig, keyring, now, cache)
         _, counter = parse_dynamic(dyn)
         digest = rider_digest(TAG_NFC, cred_hash, isig, challenge, dyn)
         gc.collect()  # lay the verifier's temporaries out in one free heap, not in the gaps
-        if not p256.verify_recoverable(t[3], digest, rsig, recid):
+        if not p256.verify_recoverable(rider_key, digest, rsig, recid):
             raise Reject(reasons.BAD_RIDER_SIG)
         raw = cbor.encode([cred, isig, dyn, rsig, recid, challenge])
         return reasons.OK, RideToken("nfc", t, cred_hash, now, counter, raw)
