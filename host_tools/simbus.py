@@ -127,10 +127,11 @@ class SimBus:
         return self.reader.start()
 
     def sync(self, push_denylist=False, push_keyring=False, push_config=None, set_time=True,
-             reboot=False):
-        """The bus at the depot: pull logs into the depot database, push what is asked, set the
-        reader clock to simulated time. Returns the depot's Result."""
-        pushes = []
+             reboot=False, pushes=()):
+        """The bus at the depot: pull logs into the depot database, push what is asked (and
+        `pushes`: more (kind, signed file bytes), e.g. a deny-list delta), set the reader clock
+        to simulated time. Returns the depot's Result."""
+        pushes = list(pushes)
         if push_denylist:
             pushes.append(("denylist", self.world.deny_data))
         if push_keyring:
