@@ -195,7 +195,11 @@ def prepare_out(out):
     if out.exists() and not out.is_dir():
         raise SystemExit("fare sim: --out %s is not a directory" % out)
     if out.is_dir() and any(out.iterdir()):
-        if not (out / OUT_MARKER).is_file():
+        # (a directory holding nothing but a run's outputs, its database among them, is one
+        # too: runs from before the marker)
+        names = {p.name for p in out.iterdir()}
+        only_outputs = "depot.sqlite" in names and names <= set(OUT_NAMES)
+        if not (out / OUT_MARKER).is_file() and not only_outputs:
             raise SystemExit("fare sim: refusing to use --out %s: it is not empty and no earlier "
                              "`fare sim` wrote it (no %s file); remove it yourself or choose "
                              "another directory" % (out, OUT_MARKER))

@@ -13,6 +13,8 @@ import types
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from host_tools import sim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +98,19 @@ def test_out_of_an_earlier_run_loses_only_that_runs_outputs(tmp_path):
     empty.mkdir()
     sim.prepare_out(empty)
     assert [p.name for p in empty.iterdir()] == [sim.OUT_MARKER]
+    # an output directory from before the marker: only a run's outputs, its database among them
+    old = tmp_path / "old"
+    (old / "reader").mkdir(parents=True)
+    (old / "depot.sqlite").write_bytes(b"db")
+    (old / "trips.csv").write_text("old")
+    sim.prepare_out(old)
+    assert [p.name for p in old.iterdir()] == [sim.OUT_MARKER]
+    # but a directory of someone's own that merely has an output's name in it is refused
+    mine = tmp_path / "mine"
+    (mine / "world").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="refusing"):
+        sim.prepare_out(mine)
+    assert (mine / "world").is_dir()
 
 
 def test_riders_must_be_at_least_one(tmp_path):
