@@ -8,12 +8,20 @@ import time
 
 import machine
 
+import ds3231
+from drivers.feedback import wrap
 from drivers.links import DriversOnLinks
 
 ROOT = "/flash"  # the reader's data: a directory on the littlefs volume the firmware mounts at /
 LOG_PARTITION = "triplog"
 PARK_WDT_MS = 3600000  # watchdog timeout while a technician has the REPL (see park_watchdog)
 _UNIX_2000 = 946684800  # 2000-01-01 in Unix seconds
+
+# Resets the ESP32's RTC timer runs through (ESP-IDF, "System Time"): machine.reset() and a crash
+# ("hard" on the esp32 port), the watchdog, a soft reset, deep sleep. A power-on reset restarts it
+# from zero, and so, for all we know, does a brownout, which the esp32 port reports as power-on;
+# "unknown" is not trusted either.
+RTC_KEPT_CAUSES = ("hard", "watchdog", "soft", "deepsleep")
 
 _CAUSES = {
     machine.PWRON_RESET: "power_on",
@@ -76,8 +84,9 @@ class PixelRgbLed:
 
 
 class Screen:
-    """An SSD1306 OLED (128x64, I2C): a few lines of ASCII text. Its driver is micropython-lib's
-    `ssd1306`, frozen into the firmware by the board's manifest.py (require("ssd1306"))."""
+    """An SSD1306 OLED (128x64, I2C): a few lines of ASCII text, each word-wrapped to the
+    screen's width. Its driver is micropython-lib's `ssd1306`, frozen into the firmware by the
+    board's manifest.py (require("ssd1306"))."""
 
     LINE_PX = 10
     ROWS = 6
@@ -89,9 +98,20 @@ class Screen:
     def show(self, pattern, lines):
         oled = self._oled
         oled.fill(0)
-        for i, line in enumerate(lines[:self.ROWS]):
-            oled.text(_ascii(line)[:self.cols], 0, i * self.LINE_PX)
+        for i, row in enumerate(self.rows(lines)):
+            oled.text(row, 0, i * self.LINE_PX)
         oled.show()
+
+    def rows(self, lines):
+        """The screen rows for `lines`: each line wrapped over as many rows as it needs, but
+        one row is kept for every line after it (the fare under a long message)."""
+        out = []
+        for i, line in enumerate(lines):
+            room = max(1, self.ROWS - len(out) - (len(lines) - i - 1))
+            out.extend(wrap(_ascii(line), self.cols, room))
+            if len(out) >= self.ROWS:
+                break
+        return out[:self.ROWS]
 
 
 def open_screen(i2c, address, width=128, height=64):
@@ -196,7 +216,8 @@ def _is_ascii(text):
 class Esp32Board(DriversOnLinks):
     """Base of the ESP32 boards. A subclass sets `name` and `pins` (its pins.py module). A link
     is a UART when pins.py gives <ROLE>_UART; the PN532 may instead be on the I2C bus
-    (NFC_I2C_ADDR), reached through pn532_i2c.Pn532I2CLink with the same methods."""
+    (NFC_I2C_ADDR), reached through pn532_i2c.Pn532I2CLink with the same methods. The time
+    comes from a DS3231 on the same bus when one is fitted (RTC_I2C_ADDR), see time_source()."""
 
     name = "esp32"
     root = ROOT
@@ -210,6 +231,10 @@ class Esp32Board(DriversOnLinks):
         self._offset = epoch_offset()
         self._rtc = machine.RTC()
         self._i2c = None
+        self._ds3231 = None       # None: not probed yet; False: not fitted or not answering
+        self._rtc_valid = None    # None: not decided yet (_start_clock)
+        self.clock_origin = None  # where the time came from at start: "ds3231", "rtc" or None
+        self.ds3231_status = None  # "ok", "none" (not in pins.py) or a ds3231 fault
         self.cause = reset_cause()
         _ensure_dir(self.root)
         self.buzzer = self._make_buzzer()
@@ -265,24 +290,74 @@ class Esp32Board(DriversOnLinks):
 
     # -- clock, randomness, watchdog, reset -----------------------------------------------
 
+    def rtc_chip(self):
+        """The DS3231 if pins.py names RTC_I2C_ADDR and the chip answered when first asked,
+        else None."""
+        if self._ds3231 is None:
+            addr = getattr(self.pins, "RTC_I2C_ADDR", None)
+            bus = self.i2c() if addr is not None else None
+            chip = ds3231.DS3231(bus, addr) if bus is not None else None
+            self._ds3231 = chip if chip is not None and chip.present() else False
+        return self._ds3231 or None
+
+    def _start_clock(self):
+        """Decide once per start whether the ESP32's RTC holds the time: set it from the DS3231
+        when that has a valid time; else keep it only if this reset did not restart the RTC
+        (RTC_KEPT_CAUSES). Without either the reader has no time until the depot sets it."""
+        if self._rtc_valid is not None:
+            return
+        chip = self.rtc_chip()
+        t = chip.read_time() if chip is not None else None
+        if chip is None:
+            self.ds3231_status = "none" if getattr(self.pins, "RTC_I2C_ADDR", None) is None \
+                else ds3231.ABSENT
+        else:
+            self.ds3231_status = chip.fault or "ok"
+        if t is not None:
+            self._set_rtc(t)
+            self.clock_origin = "ds3231"
+        elif self.cause in RTC_KEPT_CAUSES:
+            self.clock_origin = "rtc"
+        else:
+            self.clock_origin = None
+        self._rtc_valid = self.clock_origin is not None
+        self.report({"ev": "clock", "origin": self.clock_origin, "ds3231": self.ds3231_status,
+                     "cause": self.cause})
+
     def time_source(self):
-        """A function returning the RTC time in Unix seconds."""
+        """A function returning the time in Unix seconds, or 0 while the board has none (after
+        a power cut without a valid DS3231: the Clock then waits for the depot)."""
+        self._start_clock()
         off = self._offset
 
         def now():
+            if not self._rtc_valid:
+                return 0
             return int(time.time()) + off
         return now
 
     def time_setter(self):
-        """A function setting the RTC from Unix seconds (the depot's SET_TIME)."""
-        off = self._offset
-        rtc = self._rtc
+        """A function setting the time from Unix seconds (the depot's SET_TIME): the ESP32's
+        RTC, and the DS3231 if fitted (which clears its oscillator-stop flag). A DS3231 that
+        fails is reported; the RTC still has the time for this power-up."""
 
         def set_time(t):
-            tm = time.gmtime(int(t) - off)
-            # RTC.datetime: (year, month, day, weekday, hours, minutes, seconds, subseconds)
-            rtc.datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
+            self._set_rtc(t)
+            self._rtc_valid = True
+            chip = self.rtc_chip()
+            if chip is not None:
+                try:
+                    chip.write_time(t)
+                    self.ds3231_status = "ok"
+                except (OSError, ValueError) as e:
+                    self.ds3231_status = "write_failed"
+                    self.report({"ev": "fault", "where": "ds3231", "error": repr(e)})
         return set_time
+
+    def _set_rtc(self, t):
+        tm = time.gmtime(int(t) - self._offset)
+        # RTC.datetime: (year, month, day, weekday, hours, minutes, seconds, subseconds)
+        self._rtc.datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
 
     def random(self, n):
         return os.urandom(n)  # the ESP32's hardware RNG

@@ -7,5 +7,6 @@ package("validator", base_path="../../firmware")
 package("drivers", base_path="../../firmware")
 module("esp32_board.py")
 module("pn532_i2c.py")
+module("ds3231.py")
 
 require("ssd1306")  # micropython-lib: the optional OLED display's driver

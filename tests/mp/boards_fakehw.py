@@ -1,7 +1,8 @@
 # Stand-ins for the esp32 port's hardware modules (machine, esp32, neopixel), so that the ESP32
-# boards' own logic runs on the unix port: every constructor and call is recorded, and a fake
+# boards' own logic runs on the unix port: every constructor and call is recorded, a fake
 # PN532 answers on the fake I2C bus the way the chip does in I2C mode (status byte, one frame
-# per read transaction, padding after the frame).
+# per read transaction, padding after the frame), and a fake DS3231 keeps its registers as the
+# chip does (register pointer, clear-only flags).
 import sys
 
 calls = []  # (what, args...) in call order
@@ -113,6 +114,52 @@ class I2C:
         record("I2C.read", addr, len(buf))
         for i in range(len(buf)):
             buf[i] = data[i] if i < len(data) else 0
+
+    def _mem_target(self, addr):
+        t = self.targets.get(addr)
+        if t is None or t.fail:
+            if t is not None:
+                t.fail -= 1
+            raise OSError(19)
+        return t
+
+    def readfrom_mem_into(self, addr, memaddr, buf):
+        data = self._mem_target(addr).read_mem(memaddr, len(buf))
+        record("I2C.readfrom_mem", addr, memaddr, len(buf))
+        for i in range(len(buf)):
+            buf[i] = data[i]
+
+    def writeto_mem(self, addr, memaddr, buf):
+        self._mem_target(addr).write_mem(memaddr, bytes(buf))
+        record("I2C.writeto_mem", addr, memaddr, bytes(buf))
+
+
+class FakeDs3231:
+    """The DS3231's 19 registers as the chip keeps them: a transfer starts at the register
+    given and wraps after 0x12; OSF and the alarm flags in the status register can only be
+    cleared, BSY only read. As after its first power-up, OSF is set. `fail`: this many next
+    transfers are not acknowledged."""
+
+    def __init__(self):
+        self.regs = bytearray(19)
+        self.regs[0x0E] = 0x1C  # control at power-up: oscillator on, INTCN, 8.192 kHz
+        self.regs[0x0F] = 0x88  # status at power-up: OSF, EN32kHz
+        self.fail = 0
+
+    def read_mem(self, reg, n):
+        return bytes(self.regs[(reg + i) % 19] for i in range(n))
+
+    def write_mem(self, reg, data):
+        for i, b in enumerate(data):
+            r = (reg + i) % 19
+            if r == 0x0F:
+                old = self.regs[r]
+                b = (old & b & 0x83) | (b & 0x08) | (old & 0x04)
+            self.regs[r] = b
+
+    def battery_out(self):
+        """The coin cell flat or removed while the board had no power: OSF set."""
+        self.regs[0x0F] |= 0x80
 
 
 class FakePn532I2C:
