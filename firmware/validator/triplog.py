@@ -476,18 +476,31 @@ class TripLog:
                 self._dev.ioctl(6, self._seg0 + i)
 
     def _link_after(self, seq):
+        """The chain value after record `seq`: computed from the record itself, so that a damaged
+        record after it does not stop the depot from acknowledging up to it."""
         if seq == self.last_seq:
             return self._last_link
-        # What record seq + 1 committed to is, by construction, the link after seq.
-        for k in range(len(self._segs)):
-            if k + 1 < len(self._segs) and self._segs[k + 1][2] <= seq + 1:
-                continue
-            for off, n, s in self._records(k, seq + 1):
-                if s == seq + 1:
-                    return bytes(struct.unpack_from(REC_FMT, self._buf, 0)[17])
-                break
-        raise LogError("record %d is unreadable; cannot acknowledge up to %d" % (seq + 1, seq))
+        rec = self._find(seq)
+        if rec is not None:
+            return self._link_of(rec)
+        # Record seq itself unreadable: what record seq + 1 committed to is the same value.
+        rec = self._find(seq + 1)
+        if rec is not None:
+            return bytes(struct.unpack_from(REC_FMT, rec, 0)[17])
+        raise LogError("records %d and %d are unreadable; cannot acknowledge up to %d"
+                       % (seq, seq + 1, seq))
 
+    def _find(self, seq):
+        """Record `seq` (a view of self._buf), or None if it is not readable."""
+        for k in range(len(self._segs)):
+            if k + 1 < len(self._segs) and self._segs[k + 1][2] <= seq:
+                continue  # seq belongs to a later segment
+            for off, n, s in self._records(k, seq):
+                if s == seq:
+                    return memoryview(self._buf)[:n]
+                break
+            return None
+        return None
 
 def wipe(dev, first_block=0, blocks=None):
     """Erase a trip log region (provisioning a new reader id only: sequence numbers restart)."""

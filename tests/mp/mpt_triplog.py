@@ -4,7 +4,7 @@ import os
 
 import flashdev
 from validator import triplog as tl
-from mpt_triplog_work import RID, gen, records
+from mpt_triplog_work import RID, chain_table, gen, records
 
 KEY = b"per-reader log key 32 bytes long"
 
@@ -358,4 +358,58 @@ def test_torn_record_is_dropped_and_the_next_goes_to_a_clean_segment():
     got = list(records(log, 0))
     assert [tl.decode(r)["seq"] for r in got] == [1, 2, 3, 4]
     tl.verify_chain(tl.genesis(RID), got, prev_seq=0)
+    dev.close()
+
+
+def _damage(dev, log, seq, at=30):
+    """Flip one bit of record `seq` on flash (flash wear after the write)."""
+    for k in range(len(log._segs)):
+        for off, n, s in log._records(k):
+            if s == seq:
+                a = (log._seg0 + log._segs[k][0]) * dev.block_size + off + at
+                dev._file.seek(a)
+                byte = dev._file.read(1)[0]
+                dev._file.seek(a)
+                dev._file.write(bytes([byte ^ 0x10]))
+                return
+    raise AssertionError("record %d not on flash" % seq)
+
+
+def test_ack_needs_only_the_acknowledged_record():
+    dev = _dev()
+    log = tl.TripLog(dev, RID)
+    for s in range(1, 81):
+        log.append(gen(s))
+    assert len(log._segs) >= 5
+    first2 = log._segs[1][2]  # the first record of the second segment
+    mid3 = log._segs[2][2] + 2  # a record in the middle of the third segment
+    last4 = log._segs[4][2] - 1  # the last record of the fourth segment
+    links = chain_table(81)
+    for s in (first2, mid3 + 1, last4):
+        _damage(dev, log, s)
+    free = log.free_bytes
+    # the record after the acknowledged one is unreadable: the link comes from the record itself
+    log.ack(first2 - 1)
+    assert log.ack_seq == first2 - 1 and log._ack_link == links[first2 - 1]
+    assert log.free_bytes == free + 4096 - tl.SEG_HEADER  # the first segment is reclaimed
+    log.ack(mid3)
+    assert log._ack_link == links[mid3] and log.free_bytes == free + 2 * (4096 - tl.SEG_HEADER)
+    # records mid3 + 1 and mid3 + 2 both unreadable: nothing to compute the link from
+    try:
+        log.ack(mid3 + 1)
+        raise AssertionError("acknowledged without the link")
+    except tl.LogError:
+        pass
+    assert log.ack_seq == mid3
+    # record last4 itself is unreadable: the next record carries the link after it
+    log.ack(last4)
+    assert log._ack_link == links[last4]
+    dev = dev.revive()
+    log = tl.TripLog(dev, RID)
+    assert (log.ack_seq, log.last_seq) == (last4, 80) and log._ack_link == links[last4]
+    got = list(records(log, 0))
+    assert [tl.decode(r)["seq"] for r in got] == list(range(last4 + 1, 81))
+    tl.verify_chain(links[last4], got, prev_seq=last4)
+    assert log.append(gen(81)) == 81
+    tl.verify_chain(links[80], log.read(81, 2000), prev_seq=80)
     dev.close()
