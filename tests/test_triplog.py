@@ -180,16 +180,26 @@ class LogMachine(RuleBasedStateMachine):
         self.stored[seq] = self.log.read(seq, 1)[0]
 
     @precondition(lambda self: self.log.last_seq > self.log.ack_seq)
-    @rule(frac=st.floats(0, 1), erase=st.booleans())
-    def ack(self, frac, erase):
+    @rule(frac=st.floats(0, 1))
+    def ack(self, frac):
         upto = self.log.ack_seq + max(1, int(frac * (self.log.last_seq - self.log.ack_seq)))
         self.ack_in_flight = upto
         try:
-            self.log.ack(upto, erase=erase)
+            self.log.ack(upto)
         except OSError:
             self._reboot()
             return
         self.acked = upto
+
+    @rule(max_erases=st.integers(1, 3))
+    def housekeeping(self, max_erases):
+        erases = self.dev.erases
+        try:
+            left = self.log.housekeeping(max_erases)
+        except OSError:
+            self._reboot()
+            return
+        assert self.dev.erases - erases <= max_erases and left >= 0
 
     @rule(after=st.integers(0, 3), torn=st.booleans())
     def power_cut_soon(self, after, torn):

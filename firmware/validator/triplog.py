@@ -44,6 +44,11 @@ ACK_FMT = ">BBHII16s"  # mark, version, reserved, ack_seq, reader_id, link
 ACK_SIZE = 32  # 28 + CRC
 META_BLOCKS = 2
 
+# what a segment holds, one byte each in TripLog._state
+FREE = 0   # no data seen: checked (and erased if need be) when opened
+DIRTY = 1  # free, but holds reclaimed records or garbage: to be erased before reuse
+LIVE = 2   # holds records not yet reclaimed
+
 _GENESIS_LABEL = b"FVTL genesis"
 _CHUNK = 256
 _FF = b"\xff" * _CHUNK
@@ -226,7 +231,8 @@ class TripLog:
         self._seg0 = first_block + META_BLOCKS
         self._nseg = blocks - META_BLOCKS
         self._buf = bytearray(MAX_RECORD)  # scratch for one record; never handed out
-        self._live = bytearray(self._nseg)  # 1 where a segment holds records not yet reclaimed
+        self._state = bytearray(self._nseg)  # FREE, DIRTY or LIVE per segment
+        self._ndirty = 0
         self.capacity = self._nseg * (bs - SEG_HEADER)
         self.warn_free = self.capacity // 5 if warn_free is None else warn_free
         self._recover()
@@ -279,6 +285,8 @@ class TripLog:
         top = 0
         for i in range(self._nseg):
             mv = self._read(self._seg0 + i, 0, SEG_HEADER)
+            if mv != _FF[:SEG_HEADER]:
+                self._state[i] = DIRTY  # until it turns out LIVE below
             if binascii.crc32(mv[:SEG_HEADER - 4]) != struct.unpack_from(">I", mv, SEG_HEADER - 4)[0]:
                 continue
             magic, ver, _, _, counter, rid, first = struct.unpack_from(SEG_FMT, mv, 0)
@@ -298,7 +306,8 @@ class TripLog:
             if k + 1 < len(heads) and heads[k + 1][2] - 1 <= self.ack_seq:
                 continue
             self._segs.append([i, counter, first])
-            self._live[i] = 1
+            self._state[i] = LIVE
+        self._ndirty = sum(1 for st in self._state if st == DIRTY)
         self.last_seq, self._last_link = self.ack_seq, self._ack_link
         self._tail_ok = False
         self._tail_off = self._bs
@@ -405,8 +414,8 @@ class TripLog:
         if i < 0:
             raise LogFull("trip log full: %d records not acknowledged" % self.pending)
         blk = self._seg0 + i
-        if not self._erased(blk, 0):
-            self._dev.ioctl(6, blk)
+        if self._state[i] == DIRTY or not self._erased(blk, 0):
+            self._erase_segment(i)
         self._counter += 1
         hdr = bytearray(SEG_HEADER)
         struct.pack_into(SEG_FMT, hdr, 0, SEG_MAGIC, VERSION, 0, 0, self._counter, self.reader_id,
@@ -415,7 +424,7 @@ class TripLog:
         self._tail_ok = False
         self._dev.writeblocks(blk, hdr, 0)
         self._segs.append([i, self._counter, first_seq])
-        self._live[i] = 1
+        self._state[i] = LIVE
         self._tail_off = SEG_HEADER
         self._tail_ok = True
 
@@ -424,7 +433,7 @@ class TripLog:
         start = self._segs[-1][0] + 1 if self._segs else 0
         for j in range(self._nseg):
             i = (start + j) % self._nseg
-            if not self._live[i]:
+            if self._state[i] != LIVE:
                 return i
         return -1
 
@@ -447,10 +456,11 @@ class TripLog:
                 total += n
         return out
 
-    def ack(self, upto_seq, erase=True):
+    def ack(self, upto_seq, erase=False):
         """The depot holds every record up to `upto_seq`: store the watermark (atomically: one
-        CRC-checked entry) and free the segments it covers, erasing them now unless erase=False
-        (allocation then erases on demand). Acks at or below the watermark are ignored."""
+        CRC-checked entry) and free the segments it covers. Their erasing is left to
+        housekeeping() (or to the append that reaches one first); erase=True does it all now,
+        without a bound (tests and benchmarks only). Acks at or below the watermark are ignored."""
         if upto_seq <= self.ack_seq:
             return
         if upto_seq > self.last_seq:
@@ -470,10 +480,34 @@ class TripLog:
         self._meta_blk, self._meta_off, self._meta_ok = b, off + ACK_SIZE, True
         self.ack_seq, self._ack_link = upto_seq, lnk
         while len(self._segs) > 1 and self._segs[1][2] - 1 <= upto_seq:
-            i = self._segs.pop(0)[0]
-            self._live[i] = 0
-            if erase:
-                self._dev.ioctl(6, self._seg0 + i)
+            self._state[self._segs.pop(0)[0]] = DIRTY
+            self._ndirty += 1
+        if erase:
+            self.housekeeping(self._nseg)
+
+    def housekeeping(self, max_erases=1):
+        """Erase at most `max_erases` reclaimed segments, the next to be reused first, so that
+        appends find erased flash. Call it from an idle loop; each erase blocks for one 4 KiB
+        flash erase (45 ms typical, 400 ms worst case on the ESP32). Returns how many segments
+        still wait for an erase (0: nothing to do until the next ack)."""
+        if not self._ndirty:
+            return 0
+        start = self._segs[-1][0] + 1 if self._segs else 0
+        done = 0
+        for j in range(self._nseg):
+            if done >= max_erases:
+                break
+            i = (start + j) % self._nseg
+            if self._state[i] == DIRTY:
+                self._erase_segment(i)
+                done += 1
+        return self._ndirty
+
+    def _erase_segment(self, i):
+        self._dev.ioctl(6, self._seg0 + i)
+        if self._state[i] == DIRTY:
+            self._ndirty -= 1
+        self._state[i] = FREE
 
     def _link_after(self, seq):
         """The chain value after record `seq`: computed from the record itself, so that a damaged

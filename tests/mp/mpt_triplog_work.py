@@ -50,8 +50,10 @@ def fresh(path, blocks=BLOCKS):
 
 
 def workload(dev, progress, taps=TAPS, reopen_at=REOPEN_AT, ack_every=37):
-    """Taps with an ack now and then (half erase at ack, half leave it to allocation) and one reboot.
-    progress = [last seq whose append returned, last ack that returned, ack in flight]."""
+    """Taps with an ack now and then and one reboot. After every other ack, housekeeping erases
+    the reclaimed segments two at a time; after the others, the appends erase them on demand.
+    progress = [last seq whose append returned, last ack that returned, ack in flight,
+    1 while housekeeping runs]."""
     log = tl.TripLog(dev, RID)
     for i in range(taps):
         if i == reopen_at:
@@ -61,15 +63,20 @@ def workload(dev, progress, taps=TAPS, reopen_at=REOPEN_AT, ack_every=37):
         progress[0] = seq
         if i % ack_every == ack_every - 1:
             progress[2] = seq - 12
-            log.ack(seq - 12, erase=(i % (2 * ack_every) == ack_every - 1))
+            log.ack(seq - 12)
             progress[1] = seq - 12
+            if i % (2 * ack_every) == ack_every - 1:
+                progress[3] = 1
+                while log.housekeeping(2):
+                    pass
+                progress[3] = 0
     return log
 
 
 def check_recovered(dev, progress, links, extra_rec):
     """After a cut: everything that returned is there, byte for byte; the chain holds; the next record
     takes the next number and survives another reboot."""
-    appended, acked, in_flight = progress
+    appended, acked, in_flight = progress[:3]
     log = tl.TripLog(dev, RID)
     assert acked <= log.ack_seq <= max(acked, in_flight), (log.ack_seq, progress)
     assert appended <= log.last_seq <= appended + 1, (log.last_seq, progress)
