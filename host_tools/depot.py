@@ -109,13 +109,16 @@ class ReaderSync:
         self.stored = 0         # the depot holds (committed) every record up to this one
         self.chain = None       # the chain link after record `stored`
         self.acked = 0          # the reader's ack watermark as last seen
-        self.key = None         # the chain key (None: unkeyed chain), known from the first record
-        self.key_known = False
+        self.key = None         # the reader's chain key, from its sync secret
 
     def run(self):
         info = self.link.hello()
         rid = info["id"]
         self.res.reader_id = rid
+        # The verifier, not the record, decides the chain's mode (docs/triplog.md): a reader whose
+        # sync secret the depot holds (hello() checked it) is always checked with its keyed chain,
+        # so unkeyed records appended by someone who can write the flash never pass.
+        self.key = log_key(self.keys[rid])
         self.db.set_reader_info(rid, info, int(self.now()), tl.genesis(rid))
         self.stored, self.chain, _ = self.db.reader_state(rid)
         self.head = (self.stored, self.chain)
@@ -164,9 +167,6 @@ class ReaderSync:
     def _take(self, rid, recs):
         """Check one answer's records against the chain and queue them for the next commit."""
         nxt = self.head[0] + 1
-        if not self.key_known:
-            self.key = self._chain_key(rid, recs[0])
-            self.key_known = True
         good, broken = recs, None
         try:
             link, seq = tl.verify_chain(self.head[1], recs, self.key, prev_seq=nxt - 1)
@@ -191,13 +191,6 @@ class ReaderSync:
             self._commit(rid)
             self._ack(rid, self.stored)
             self.uncommitted = 0
-
-    def _chain_key(self, rid, raw):
-        try:
-            keyed = tl.decode(raw)["keyed"]
-        except tl.RecordError:
-            return None  # verify_chain reports the bad record
-        return log_key(self.keys[rid]) if keyed else None
 
     def _commit(self, rid):
         """Store the verified records and the chain head in one committed transaction."""

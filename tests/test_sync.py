@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 
 from sync_bench import NOW, Bench, open_session, opkey, req, seal  # noqa: F401 (opkey: fixture)
 from host_tools import cli, depot, depotdb, ecsign, synclink
-from sync_testreader import KEY, RID, gen
+from sync_testreader import KEY, RID, gen, log_key
 from sync_loopback import Link, LoopbackPort
 from validator import framing, hmac256, sync
 from validator import signedfile as fmt
 from validator import syncproto as P
 from validator import triplog as tl
 
+LOG_KEY = log_key(KEY)  # the test reader's chain is keyed, as the application's is
 
 # -- framing ---------------------------------------------------------------------------------------
 
@@ -280,7 +281,7 @@ def test_ack_bounds_and_get_logs_paging(tmp_path, opkey):
     st_, res, _ = req(srv, 4, P.GET_LOGS, {"from": 1, "max": 100000})
     reply = srv.handle(P.encode_message(P.REQUEST, [4, P.GET_LOGS, {"from": 1, "max": 100000}]))
     assert len(reply) <= srv.max_payload
-    assert tl.verify_chain(tl.genesis(RID), res[1], prev_seq=0)[1] == len(res[1])
+    assert tl.verify_chain(tl.genesis(RID), res[1], LOG_KEY, prev_seq=0)[1] == len(res[1])
     assert req(srv, 5, P.ACK, {"seq": 30}, s)[0] == P.OK
     st_, res, _ = req(srv, 6, P.GET_LOGS, {"from": 1, "max": 1000})
     assert res[0] == 31  # acknowledged records are gone; the answer says where it starts
@@ -299,7 +300,8 @@ def test_get_logs_streams_several_answers_for_one_request(tmp_path, opkey):
     for first, recs in answers:
         assert first == seq and 0 < sum(map(len, recs)) <= 1000
         seq += len(recs)
-    assert tl.verify_chain(tl.genesis(RID), [r for _, rs in answers for r in rs], prev_seq=0)[1] == seq - 1
+    assert tl.verify_chain(tl.genesis(RID), [r for _, rs in answers for r in rs], LOG_KEY,
+                           prev_seq=0)[1] == seq - 1
     # the stream ends early at the end of the log
     answers = link.get_logs(190, 4000, frames=16)
     assert answers[-1][0] + len(answers[-1][1]) == 201 and len(answers) < 16
@@ -405,9 +407,10 @@ def test_reboot_happens_after_the_answer_is_out(tmp_path, opkey):
 class TamperedLog:
     """Serves the real log's records but with record `bad` altered (CRC recomputed, chain not)."""
 
-    def __init__(self, log, bad):
+    def __init__(self, log, bad, key=LOG_KEY):
         self.log = log
         self.bad = bad
+        self.key = key
 
     def __getattr__(self, name):
         return getattr(self.log, name)
@@ -418,7 +421,7 @@ class TamperedLog:
             d = tl.decode(raw)
             if d["seq"] == self.bad:
                 d["fare"] += 1000
-                raw = tl.encode(d, d["seq"], d["reader_id"], d["prev_link"])
+                raw = tl.encode(d, d["seq"], d["reader_id"], d["prev_link"], self.key)
             out.append(raw)
         return out
 
@@ -432,6 +435,30 @@ def test_a_broken_chain_is_reported_and_never_acknowledged_past(tmp_path, opkey)
     assert [i[1] for i in b.db().incidents()] == ["chain"]
     res = b.sync()  # nothing moves past the break, however often it is tried
     assert res.status == "chain" and b.reader.log.ack_seq == 71 and b.db().count(RID) == 71
+
+
+def test_unkeyed_records_appended_to_a_keyed_log_are_a_broken_chain(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=5)
+    assert b.sync().status == "ok" and b.reader.log.ack_seq == 5
+    # Someone who can write the flash but has no sync secret appends unkeyed records (plain
+    # SHA-256 links, which anyone can compute) that commit to the link after record 5: it is on
+    # the flash, in the ack entry. Then the reader restarts and serves them as its own.
+    log = b.reader.log
+    prev = log._ack_link
+    assert prev == b.db().reader_state(RID)[1]
+    blk, off = log._seg0 + log._segs[-1][0], log._tail_off
+    for seq in range(6, 9):
+        raw = tl.encode(dict(gen(seq), fare=1), seq, RID, prev)  # no key: an unkeyed record
+        b.dev.writeblocks(blk, raw, off)
+        off += len(raw)
+        prev = tl.link(raw)
+    b.reader.log = tl.TripLog(b.dev, RID, key=LOG_KEY)
+    assert b.reader.log.last_seq == 8
+    for _ in range(2):  # however often it is tried
+        res = b.sync()
+        assert res.status == "chain" and "broken at record 6" in res.message
+        assert b.reader.log.ack_seq == 5 and b.db().seqs(RID) == [1, 2, 3, 4, 5]
+    assert [i[1] for i in b.db().incidents()] == ["chain", "chain"]
 
 
 def test_a_gap_stops_the_sync_unless_the_operator_accepts_it(tmp_path, opkey):

@@ -12,6 +12,7 @@ import pytest
 import serial
 
 from host_tools import cli, depotdb, ecsign, signedfile
+from host_tools.depot import log_key
 from ptyrelay import PtyRelay
 from sync_mpreader import MpReader
 from validator import framing
@@ -97,7 +98,8 @@ def test_sync_several_hundred_records_push_files_set_time(site):
     db = site.depot()
     assert db.seqs(RID) == list(range(1, 401))
     raws = [row[0] for row in db.conn.execute("SELECT raw FROM trips ORDER BY seq")]
-    assert tl.verify_chain(tl.genesis(RID), raws, prev_seq=0)[1] == 400
+    # the reader's chain is keyed under its sync secret, as the application's is
+    assert tl.verify_chain(tl.genesis(RID), raws, log_key(KEY), prev_seq=0)[1] == 400
     assert db.reader_state(RID)[0] == 400
     db.close()
     # taps of the next day; the files are already there; then reboot the reader

@@ -77,7 +77,7 @@ def case_whole_session_through_poll():
     def check(item, signed, tag):
         assert item[0] == got[3] and item[1] == "OK" and sess.check(signed, tag)
         assert item[2][0] == got[0] + 1 and item[2][3] == got[2]
-        got[1], got[0] = tl.verify_chain(got[1], item[2][1], prev_seq=got[0])
+        got[1], got[0] = tl.verify_chain(got[1], item[2][1], r.log_key, prev_seq=got[0])
         got[2] += 1
         assert not item[2][2] or got[0] < 120  # `more` only while records are left
     while got[0] < 120:

@@ -6,7 +6,7 @@
 import os
 import struct
 
-from validator import clock
+from validator import clock, hmac256
 from validator import triplog as tl
 
 RID = 7001
@@ -41,6 +41,11 @@ def gen_bench(seq, rid=RID):
             "raw": _RAW360[:360] if ok else b""}
 
 
+def log_key(sync_key):
+    """The trip log's chain key (docs/triplog.md): HMAC-SHA256(sync secret, "triplog")."""
+    return hmac256.hmac_sha256(sync_key, b"triplog")
+
+
 class FakeTime:
     """The board's time source, moved only by the test (or by SET_TIME through the clock)."""
 
@@ -56,13 +61,15 @@ class SyncTestReader:
     staging and installed files; `logdev`: a block device (FlashDev) holding the trip log."""
 
     def __init__(self, root, logdev, reader_id=RID, sync_key=KEY, operator_keys=None,
-                 time_source=None, log_key=None):
+                 time_source=None):
         self.root = root
         self.reader_id = reader_id
         self.sync_key = sync_key
         self.operator_keys = operator_keys or {}
         self.staging_dir = root
-        self.log = tl.TripLog(logdev, reader_id, key=log_key)
+        # a keyed chain, its key derived from the sync secret, as the application's reader does
+        self.log_key = log_key(sync_key)
+        self.log = tl.TripLog(logdev, reader_id, key=self.log_key)
         self.time_source = time_source or FakeTime(0)
         self.clock = clock.Clock(self.time_source, root)
         self.reboots = 0
