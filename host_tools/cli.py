@@ -7,7 +7,7 @@ import sys
 # Each module adds its own subcommands with `add_commands(subparsers)`; order is the help order.
 COMMAND_MODULES = (
     "issuer", "wallet", "denylist_build", "config_build", "depot", "emulators",
-    "deploy", "sim", "scenario",
+    "deploy", "sim", "scenario", "p256tables",
 )
 
 

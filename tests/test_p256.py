@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from ecdsa import NIST256p, SigningKey, VerifyingKey
-from ecdsa.ellipticcurve import INFINITY
+from ecdsa.ellipticcurve import INFINITY, Point
 from ecdsa.keys import BadSignatureError, MalformedPointError
 from ecdsa.util import sigdecode_string
 from hypothesis import HealthCheck, given, settings
@@ -244,7 +244,6 @@ def test_recid_with_r_plus_n():
             continue
         # a signature with R = (x, y): choose u1, u2 freely, Q = (R - u1 G) / u2
         u1, u2 = rng.randrange(1, N), rng.randrange(1, N)
-        from ecdsa.ellipticcurve import Point
         R = Point(NIST256p.curve, x, y)
         Q = (R + (G * (N - u1))) * pow(u2, -1, N)
         r = x - N
@@ -427,6 +426,21 @@ def test_tampered_tables_are_refused(tmp_path):
             p256.FixedBase(pub, t)
 
 
+def recover_public_key(digest, sig, recid):
+    """(x, y) of Q = r^-1 (s R - e G), with R the point the recovery id names: x = r (+ n if
+    bit 1), y of the parity of bit 0 (python-ecdsa arithmetic)."""
+    curve = NIST256p.curve
+    r = int.from_bytes(sig[:32], "big")
+    s = int.from_bytes(sig[32:], "big")
+    e = int.from_bytes(digest, "big")
+    x = r + (N if recid & 2 else 0)
+    y = pow((x ** 3 + curve.a() * x + curve.b()) % P, (P + 1) // 4, P)
+    if y & 1 != recid & 1:
+        y = P - y
+    q = (Point(curve, x, y) * s + NIST256p.generator * (-e % N)) * pow(r, -1, N)
+    return q.x(), q.y()
+
+
 def test_ecsign_recid_matches_recovered_point():
     rng = random.Random(3)
     for _ in range(20):
@@ -434,7 +448,10 @@ def test_ecsign_recid_matches_recovered_point():
         digest = i2b(rng.randrange(2 ** 256))
         sig, recid = ecsign.sign_digest(sk, digest)
         assert recid == true_recid(ecsign.public_bytes(sk), digest, sig)
-        assert INFINITY != NIST256p.generator
+        # the recovery id, used as its definition says, leads back to the signer's key
+        q = sk.get_verifying_key().pubkey.point
+        assert recover_public_key(digest, sig, recid) == (q.x(), q.y())
+        assert recover_public_key(digest, sig, recid ^ 1) != (q.x(), q.y())
 
 
 def test_decoded_point_as_key():
@@ -508,6 +525,21 @@ def test_p256tables_command_line(tmp_path):
         p256tables.table_bytes(b"\x02" + i2b(1))
     with pytest.raises(ValueError):
         p256tables.table_bytes(pub, 3, 8)
+
+
+def test_fare_p256_tables_command(tmp_path, capsys):
+    from host_tools import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(["p256-tables", "--help"])
+    assert e.value.code == 0
+    helptext = capsys.readouterr().out
+    assert helptext.startswith("usage: fare p256-tables")
+    assert all(action in helptext for action in ("gtable", "issuer", "table"))
+    pub = ecsign.public_bytes(key_from(4242))
+    out = tmp_path / "k.p2t"
+    assert cli.main(["p256-tables", "table", pub.hex(), "-o", str(out), "--teeth", "2",
+                     "--width", "4"]) == 0
+    assert out.read_bytes() == p256tables.table_bytes(pub, 2, 4)
 
 
 def _affine(jac):
