@@ -2,7 +2,8 @@
 
 Two ways in:
 - `run_mp(code, ...)` runs a snippet and returns its stdout; a MicroPython exception becomes a
-  pytest failure that shows the MicroPython traceback.
+  pytest failure (MicroPythonError) that shows the MicroPython traceback (the unix port prints
+  it on stdout).
 - MicroPython test modules `tests/mp/mpt_*.py` are collected by conftest.py: every `test_*`
   function there is a pytest item, run in a fresh interpreter once per heap size in the module's
   HEAPS (default: the ESP32 heap, 110k, and a roomy 4m heap).
@@ -41,10 +42,33 @@ def run_mp(code, heap=ESP32_HEAP, args=(), cwd=None, timeout=DEFAULT_TIMEOUT, en
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=mp_env(env, path))
     if check and proc.returncode != 0:
-        raise MicroPythonError(
-            "MicroPython exited %d\n--- stdout ---\n%s\n--- stderr (MicroPython traceback) ---\n%s"
-            % (proc.returncode, proc.stdout[-4000:], proc.stderr[-6000:]))
+        raise MicroPythonError(failure_message(proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout if check else proc
+
+
+def failure_message(returncode, stdout, stderr):
+    """The report of a failed MicroPython run. The unix port prints tracebacks on stdout (an
+    uncaught exception as well as sys.print_exception), so the traceback is in stdout's tail;
+    stderr has only what the program itself wrote there. The first line names the exception,
+    for pytest's one-line summary."""
+    head = "MicroPython exited %d" % returncode
+    exc = exception_line(stdout)
+    if exc:
+        head += ": " + exc
+    return ("%s\n--- stdout, last 6000 characters (the MicroPython traceback is here) ---\n%s\n"
+            "--- stderr ---\n%s" % (head, stdout[-6000:], stderr[-4000:] or "(empty)"))
+
+
+def exception_line(stdout):
+    """The "Name: message" line of the last traceback in `stdout`, or None."""
+    lines = stdout.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Traceback (most recent call last):"):
+            for line in lines[i + 1:]:
+                if line and not line[0].isspace():
+                    return line
+            return None
+    return None
 
 
 def run_mp_test(module, func, heap, cwd=None, timeout=DEFAULT_TIMEOUT):
