@@ -173,14 +173,32 @@ class IssuerStore:
         raise KeyError("no issuer key %d" % key_id)
 
     def issuer(self, key_id=None, now=None):
-        """The Issuer for `key_id`, or the newest active key valid at `now`."""
+        """The Issuer for `key_id`, or the newest active key valid at `now`. `now` is when
+        readers are to start accepting what it signs (the CLI passes the credential's
+        valid_from; default: the current time). Raises LookupError if the key does not exist,
+        is retired, or is not valid at `now`: readers refuse every credential such a key signs
+        (KEY_RETIRED), so the issuer does not sign one."""
         now = int(time.time()) if now is None else now
+        keys = self._load_ring()["keys"]
         if key_id is None:
-            live = [e for e in self._load_ring()["keys"]
+            live = [e for e in keys
                     if e["status"] == ACTIVE and e["valid_from"] <= now <= e["valid_until"]]
             if not live:
-                raise LookupError("no active issuer key valid now")
+                raise LookupError("no active issuer key valid at %d" % now)
             key_id = max(live, key=lambda e: e["valid_from"])["key_id"]
+        else:
+            entry = next((e for e in keys if e["key_id"] == key_id), None)
+            if entry is None:
+                raise LookupError("no issuer key %d" % key_id)
+            if entry["status"] != ACTIVE:
+                raise LookupError("issuer key %d is retired: readers refuse what it signs"
+                                  % key_id)
+            if now > entry["valid_until"]:
+                raise LookupError("issuer key %d expired at %d (the credential would start at %d)"
+                                  % (key_id, entry["valid_until"], now))
+            if now < entry["valid_from"]:
+                raise LookupError("issuer key %d is not valid before %d (the credential would "
+                                  "start at %d)" % (key_id, entry["valid_from"], now))
         return Issuer(read_private_key(self.keys_dir / ("%d.pem" % key_id)), key_id)
 
     def export_keyring(self, path=None, version=None, created=None, tables_dir=None,
@@ -253,22 +271,39 @@ def _cmd_export(args):
 
 def _cmd_issue(args):
     if args.rider_key:
-        rider_pub = bytes.fromhex(args.rider_key)
+        try:
+            rider_pub = bytes.fromhex(args.rider_key)
+        except ValueError:
+            raise SystemExit("--rider-key is not hex: %r" % args.rider_key) from None
     else:
         from host_tools.wallet import Wallet
-        rider_pub = Wallet.load(args.wallet).public_key
-    now = int(time.time())
-    vf = now if args.valid_from is None else args.valid_from
-    vu = vf + args.days * DAY if args.valid_until is None else args.valid_until
-    try:
-        iss = _store(args).issuer(args.key_id, now=vf)
-    except (LookupError, FileNotFoundError) as e:
-        raise SystemExit("no issuer key to sign with: %s" % e)
-    blob = iss.issue(args.account, rider_pub, vf, vu, args.max_rides, args.max_amount,
-                     args.product)
+        try:
+            rider_pub = Wallet.load(args.wallet).public_key
+        except FileNotFoundError as e:
+            raise SystemExit("no wallet in %s: %s" % (args.wallet, e)) from None
+    iss, blob = issue_from_store(_store(args), args, rider_pub)
     Path(args.out).write_bytes(blob)
     print("credential for account %d signed by key %d written to %s"
           % (args.account, iss.key_id, args.out))
+
+
+def issue_from_store(store, args, rider_pub):
+    """(Issuer, credential blob) for `rider_pub` and the credential options of `args`
+    (add_credential_options), signed by a key of `store`. A key or a field that readers would
+    refuse ends the command with a message (SystemExit), not a traceback."""
+    valid_from = int(time.time()) if args.valid_from is None else args.valid_from
+    valid_until = (valid_from + args.days * DAY if args.valid_until is None
+                   else args.valid_until)
+    try:
+        iss = store.issuer(args.key_id, now=valid_from)
+    except (LookupError, FileNotFoundError) as e:
+        raise SystemExit("no issuer key to sign with: %s" % e) from None
+    try:
+        blob = iss.issue(args.account, rider_pub, valid_from, valid_until, args.max_rides,
+                         args.max_amount, args.product)
+    except ValueError as e:
+        raise SystemExit("cannot issue this credential: %s" % e) from None
+    return iss, blob
 
 
 def add_credential_options(p):

@@ -10,7 +10,7 @@ import struct
 import cbor2
 
 from host_tools.fw import validator  # noqa: F401  (puts firmware/ on sys.path)
-from validator import base45
+from validator import base45, p256
 from validator import keyring as fw_keyring
 from validator import tokens as fw
 
@@ -22,18 +22,47 @@ def encode(obj):
     return cbor2.dumps(obj, canonical=True)
 
 
+# The field bounds of the reader's parse_credential (firmware/validator/credential.py): a credential
+# outside them is refused as MALFORMED by every reader, so the issuer must not sign one.
+U32 = 1 << 32
+U64 = 1 << 64
+
+
+def _check_uint(name, value, limit):
+    # type() and not isinstance(): a bool would be encoded as a CBOR simple value, not an integer
+    if type(value) is not int or not 0 <= value < limit:
+        raise ValueError("%s must be an integer from 0 to %d, not %r" % (name, limit - 1, value))
+
+
 def credential_bytes(key_id, cred_id, account, rider_pub, valid_from, valid_until,
                      max_rides, max_amount, product, version=fw.VERSION):
-    if len(cred_id) != 16:
+    """The credential's canonical CBOR. Raises ValueError for a field the reader would refuse:
+    out of its range, a rider key that is not a compressed P-256 point, or valid_until before
+    valid_from. (`version` is left free so that tests can make other versions.)"""
+    _check_uint("issuer key id", key_id, U32)
+    if type(cred_id) not in (bytes, bytearray) or len(cred_id) != 16:
         raise ValueError("credential id must be 16 bytes")
-    if len(rider_pub) != 33:
+    _check_uint("account", account, U64)
+    if (type(rider_pub) not in (bytes, bytearray) or len(rider_pub) != 33
+            or rider_pub[0] not in (2, 3)):
         raise ValueError("rider key must be a 33-byte compressed SEC1 point")
-    return encode({
+    if p256.decode_point(bytes(rider_pub)) is None:
+        raise ValueError("rider key is not a point on P-256")
+    _check_uint("valid_from", valid_from, U64)
+    _check_uint("valid_until", valid_until, U64)
+    if valid_until < valid_from:
+        raise ValueError("valid_until (%d) is before valid_from (%d)" % (valid_until, valid_from))
+    _check_uint("max rides", max_rides, U32)
+    _check_uint("max amount", max_amount, U64)
+    _check_uint("product", product, U32)
+    cred = encode({
         fw.C_VERSION: version, fw.C_KEY_ID: key_id, fw.C_ID: bytes(cred_id),
         fw.C_ACCOUNT: account, fw.C_RIDER_KEY: bytes(rider_pub),
         fw.C_VALID_FROM: valid_from, fw.C_VALID_UNTIL: valid_until,
         fw.C_MAX_RIDES: max_rides, fw.C_MAX_AMOUNT: max_amount, fw.C_PRODUCT: product,
     })
+    assert len(cred) <= fw.MAX_CRED  # every field at its largest makes 115 bytes
+    return cred
 
 
 def sign_credential(issuer_key, cred):

@@ -21,8 +21,8 @@ import segno
 
 from host_tools import ecsign, tokenformat
 from host_tools.fw import validator  # noqa: F401
-from host_tools.issuer import (IssuerStore, add_credential_options, read_private_key,
-                               write_private_key, DAY)
+from host_tools.issuer import (IssuerStore, add_credential_options, issue_from_store,
+                               read_private_key, write_private_key)
 from validator import tokens as fw
 
 QR_ERROR = "m"
@@ -188,13 +188,11 @@ def _cmd_new(args):
 
 
 def _cmd_enroll(args):
-    w = Wallet.load(args.dir)
-    now = int(time.time())
-    vf = now if args.valid_from is None else args.valid_from
-    vu = vf + args.days * DAY if args.valid_until is None else args.valid_until
-    iss = IssuerStore(args.issuer).issuer(args.key_id, now=vf)
-    w.credential = iss.issue(args.account, w.public_key, vf, vu, args.max_rides,
-                             args.max_amount, args.product)
+    try:
+        w = Wallet.load(args.dir)
+    except FileNotFoundError as e:
+        raise SystemExit("no wallet in %s (fare wallet new): %s" % (args.dir, e)) from None
+    iss, w.credential = issue_from_store(IssuerStore(args.issuer), args, w.public_key)
     w.save()
     print("credential for account %d (issuer key %d) stored in %s"
           % (args.account, iss.key_id, args.dir))
