@@ -205,7 +205,8 @@ class IssuerStore:
                        tables_module=None):
         """Write (and return) the signed key ring envelope; the version goes up by one each time
         unless given. `tables_dir`: also write table files for the readers' table directory;
-        `tables_module`: also write a table module for a frozen firmware build."""
+        `tables_module`: also write a table module for a frozen firmware build (no board
+        freezes one yet: readers use the table files)."""
         ring = self._load_ring()
         version = ring["version"] + 1 if version is None else version
         op, op_kid = self.operator()
@@ -367,7 +368,8 @@ def add_commands(sub):
                    "SHA-256")
     q.add_argument("--tables-module", metavar="FILE",
                    help="also write the active keys' tables as a Python module of constants "
-                   "(TABLES = {key id: blob}) for a frozen firmware build")
+                   "(TABLES = {key id: blob}) for a frozen firmware build; no board freezes "
+                   "one yet, readers use the --tables files (docs/tokens.md)")
     q.set_defaults(func=_cmd_export)
 
     q = s.add_parser("issue", help="issue a credential to a rider key",

@@ -6,7 +6,8 @@ points are computed here with python-ecdsa, independently of the firmware's arit
 
 - `table_bytes(public_key, teeth, width)`: one blob (e.g. to write as a table file on flash).
 - `issuer_table_module(keys)`: Python source of a module of constants, `TABLES = {key_id: blob}`,
-  for a frozen firmware build (constants of frozen modules stay in flash, not in RAM).
+  for a frozen firmware build (constants of frozen modules stay in flash, not in RAM). No board
+  freezes one yet and the reader does not import one: it reads table files (docs/tokens.md).
 - `gtable_module()`, `gtable_bytes()`: the generator's table as a module for frozen builds
   (firmware/validator/p256_gtable.py) and as a table file for file-system installs
   (firmware/validator/p256_gtable.bin, read by offset: no RAM). p256 prefers the file.
