@@ -319,6 +319,33 @@ def test_get_logs_streams_several_answers_for_one_request(tmp_path, opkey):
         assert req(srv, 9002, P.GET_LOGS, {"from": 1, "max": 500, "n": n})[0] == P.MALFORMED
 
 
+def test_a_request_arriving_in_pieces_during_a_stream_is_answered(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=200)
+    srv, u = b.server, b.server.uart
+    u.rx += framing.encode(P.encode_message(P.REQUEST, [1, P.GET_LOGS,
+                                                        {"from": 1, "max": 1000, "n": 16}]))
+    while srv._out_n == 0:  # the request is handled, its first answer framed...
+        srv.poll()
+    while srv._out_n:       # ...and sent
+        srv.poll()
+    hn = os.urandom(16)
+    info = framing.encode(P.encode_message(P.REQUEST, [2, P.INFO, {"hn": hn}]))
+    u.rx += info[:20]       # half of a new request arrives
+    srv.poll()
+    srv.poll()              # nothing more yet: the stream must not frame its next answer now
+    while srv._out_n:
+        srv.poll()
+    u.rx += info[20:]       # the rest of the request
+    while srv.poll():
+        pass
+    answers = [P.decode_item(P.split_message(p)[1], 4096)
+               for p in framing.FrameDecoder(1 << 16).feed(bytes(u.tx))]
+    assert srv.decoder.bad == 0
+    assert [a[0] for a in answers] == [1, 2]  # the stream's first answer, then the INFO's
+    assert answers[1][1] == P.OK and answers[1][2]["hn"] == hn
+    assert srv._stream is None
+
+
 def test_push_refusals(tmp_path, opkey):
     b = Bench(tmp_path, opkey)
     link = b.link()

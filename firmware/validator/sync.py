@@ -81,6 +81,11 @@ class SyncServer:
                     return True
             elif self._stream is None:
                 return False
+        if payload is None and (self.decoder.n or self.decoder.skipping):
+            # Part of a new request is held in _frame, where the next answer would be framed:
+            # the request ends the stream (the depot asks again from where the stream stopped).
+            self._stream = None
+            return False
         if payload is not None:
             self._stream = None  # a new request ends a GET_LOGS stream
             reply = self.handle(payload)
