@@ -366,6 +366,52 @@ def test_random_fault_sequences_end_in_a_working_reader(faults):
     assert r.exchange(SELECT) == b"\x90\x00"
 
 
+class RepeatingLink:
+    """A chip that keeps talking: after the host's first write, `first` and then `stream` again
+    and again for ever, each piece 1 ms on the wire (on the test's clock)."""
+
+    def __init__(self, clock, stream, first):
+        self.clock = clock
+        self.stream = stream
+        self.pending = first
+        self.started = False
+
+    def write(self, data):
+        self.started = True
+        return len(data)
+
+    def any(self):
+        if not self.started:
+            return 0
+        if not self.pending:
+            self.pending = self.stream
+            self.clock.t += 1
+        return len(self.pending)
+
+    def readinto(self, buf):
+        n = min(len(buf), self.any())
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=40), st.sampled_from([b"", pn532.ACK, pn532.NACK]),
+       st.integers(0, 600))
+def test_a_chip_that_repeats_anything_for_ever_cannot_hold_a_command(stream, first, deadline):
+    clock = Clock()
+    r = pn532.PN532(RepeatingLink(clock, stream, first), clock_ms=clock, idle=clock.idle,
+                    command_deadline_ms=deadline)
+    try:
+        r.command(0x40, b"\x01\x00", timeout_ms=200)
+    except NfcError as e:
+        assert e.kind in (pn532.NO_ACK, pn532.TIMEOUT, pn532.CHECKSUM, pn532.PROTOCOL,
+                          pn532.DEADLINE)
+    limit = max(deadline, 200 + (r.retries + 1) * r.ack_timeout_ms)
+    # past the deadline: at most the drain before a resend (16 reads) and the read under way
+    assert clock.t <= limit + 16 + 1
+
+
 # --- QR scanner ---
 
 class FakeUart:

@@ -4,12 +4,15 @@
 #
 #   reader = PN532(uart)              # uart: read/readinto/write/any, like machine.UART
 #   reader.begin()                    # wake-up, SAMConfiguration, firmware check, retry limits
+#   reader.ready, reader.error        # True after begin() worked; else why it did not
 #   target = reader.poll()            # a Target, or None when no card or phone is in the field
 #   resp = reader.exchange(apdu)      # response bytes (data + SW1 SW2), or NfcError
 #
 # Every failure (no answer, checksum errors past the retries, the phone gone, a status error) is
 # one NfcError; the validator maps it to reasons.NFC_FAILED. Input is parsed in a bounded buffer
-# and never grows it; garbage before a frame is skipped.
+# and never grows it; garbage before a frame is skipped. Every wait is bounded on the injected
+# clock: a write the link does not accept (write_timeout_ms), and each command as a whole
+# (command_deadline_ms), whatever the chip keeps sending.
 from drivers.ticks import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff, sleep_ms as _sleep_ms
 
 TFI_HOST = 0xD4     # frame from the host controller to the PN532
@@ -77,7 +80,10 @@ CHECKSUM = "checksum"      # responses kept failing their checksums (after the N
 PROTOCOL = "protocol"      # syntax-error frame, malformed or oversized response
 CARD = "card"              # the PN532 reported a status error from the target (see .status)
 NO_TARGET = "no_target"    # exchange() without a target in the field
-IO = "io"                  # the UART itself failed
+IO = "io"                  # the UART itself failed, or did not take a write in time
+DEADLINE = "deadline"      # the command's overall deadline passed (a chip that keeps talking
+                           # without answering: stale frames, ACKs, noise)
+# NO_ACK, IO and DEADLINE say the chip itself is unreachable or confused: `ready` turns False
 
 
 class NfcError(Exception):
@@ -279,19 +285,27 @@ class PN532:
 
     def __init__(self, uart, clock_ms=None, idle=None, ack_timeout_ms=50,
                  response_timeout_ms=1000, poll_timeout_ms=300, retries=2, passive_retries=1,
-                 max_response=1024):
+                 max_response=1024, write_timeout_ms=100, command_deadline_ms=1500):
         self.uart = uart
         self.clock_ms = clock_ms or _ticks_ms
         self.idle = idle or _default_idle
         self.ack_timeout_ms = ack_timeout_ms
         self.response_timeout_ms = response_timeout_ms   # InDataExchange: the phone computes
         self.poll_timeout_ms = poll_timeout_ms
+        # the most one write may wait for the link to take bytes (an I2C chip that does not
+        # acknowledge its address takes none)
+        self.write_timeout_ms = write_timeout_ms
+        # the most one command() may take from its first write, resends and NACKs included;
+        # raised to the command's own response timeout + (retries + 1) ACK waits when lower
+        self.command_deadline_ms = command_deadline_ms
         self.retries = retries                 # resends of a command, NACKs for a response
         self.passive_retries = passive_retries  # MxRtyPassiveActivation: how long a poll looks
         self.max_response = max_response       # bytes of one APDU response, chained parts included
         self.parser = FrameParser()
         self.target = None
         self.firmware = None
+        self.ready = False     # begin() succeeded and no command found the chip gone since
+        self.error = None      # the exception of the last failed begin() (None after a good one)
         # counters for diagnostics (the reader reports them; tests check them)
         self.resends = 0
         self.nacks_sent = 0
@@ -301,6 +315,7 @@ class PN532:
     # --- transport ---
 
     def _write(self, data):
+        start = self.clock_ms()
         try:
             mv = memoryview(data)
             off = 0
@@ -310,8 +325,11 @@ class PN532:
                     n = 0
                 off += n
                 if n == 0:
+                    if _ticks_diff(self.clock_ms(), start) >= self.write_timeout_ms:
+                        raise OSError(110)     # ETIMEDOUT: the link takes no bytes
                     self.idle()
         except OSError as e:
+            self.ready = False
             raise NfcError(IO, "write: %s" % e)
 
     def _fill(self):
@@ -326,6 +344,7 @@ class PN532:
                 return 0
             n = self.uart.readinto(p.space(min(room, avail)))
         except OSError as e:
+            self.ready = False
             raise NfcError(IO, "read: %s" % e)
         if not n:
             return 0
@@ -342,16 +361,19 @@ class PN532:
 
     def _wait(self, timeout_ms):
         """Next parser event within timeout_ms, or None."""
+        # the clock is read after every read too: bytes that never make a frame cannot hold it
         start = self.clock_ms()
         while True:
             ev = self.parser.next()
             if ev is not None:
                 return ev
-            if self._fill():
-                continue
-            if _ticks_diff(self.clock_ms(), start) >= timeout_ms:
+            if timeout_ms <= 0:
                 return None
-            self.idle()
+            n = self._fill()
+            if _ticks_diff(self.clock_ms(), start) >= timeout_ms:
+                timeout_ms = 0        # parse what was just read, then give up
+            elif not n:
+                self.idle()
 
     def wakeup(self):
         self._write(WAKEUP)
@@ -370,26 +392,32 @@ class PN532:
             timeout_ms = self.response_timeout_ms
         frame = encode_command(cmd, params)
         want = cmd + 1
+        # one deadline for the whole call (see __init__): ignored frames, ACKs and NACKs do not
+        # start fresh waits past it
+        start = self.clock_ms()
+        deadline = max(self.command_deadline_ms,
+                       timeout_ms + (self.retries + 1) * self.ack_timeout_ms)
         ev = None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.resends += 1
             self._drain()
             self._write(frame)
-            ev = self._wait(self.ack_timeout_ms)
+            ev = self._wait(self._left(cmd, start, deadline, self.ack_timeout_ms))
             while ev is not None and ev[0] == EV_FRAME and not self._answers(ev[1], want):
                 self.ignored += 1                     # stale frame of an earlier command
-                ev = self._wait(self.ack_timeout_ms)
+                ev = self._wait(self._left(cmd, start, deadline, self.ack_timeout_ms))
             if ev is not None and (ev[0] == EV_ACK or ev[0] == EV_FRAME):
                 break
         else:
+            self.ready = False
             raise NfcError(NO_ACK, "command 0x%02x" % cmd)
         if ev[0] == EV_ACK:
             ev = None          # the response is still to come
         nacks = 0
         while True:
             if ev is None:
-                ev = self._wait(timeout_ms)
+                ev = self._wait(self._left(cmd, start, deadline, timeout_ms))
             if ev is None:
                 self.abort()
                 raise NfcError(TIMEOUT, "command 0x%02x" % cmd)
@@ -409,6 +437,15 @@ class PN532:
                 self._write(NACK)                     # the PN532 sends its response again
             # ACK or NACK frames while waiting for the response: ignore
 
+    def _left(self, cmd, start, deadline, timeout_ms):
+        """timeout_ms, or less when the command's deadline comes first; NfcError once past it."""
+        n = deadline - _ticks_diff(self.clock_ms(), start)
+        if n <= 0:
+            self.ready = False
+            self.abort()          # whatever the chip is doing for this command: stop it
+            raise NfcError(DEADLINE, "command 0x%02x" % cmd)
+        return min(timeout_ms, n)
+
     @staticmethod
     def _answers(body, want):
         return (len(body) >= 2 and body[0] == TFI_PN532 and body[1] == want) or body[0] == TFI_ERROR
@@ -416,13 +453,24 @@ class PN532:
     def begin(self):
         """Wake the PN532 (HSU), put it in normal mode, check it is a PN532 and limit how long
         InListPassiveTarget looks for a card. Returns (IC, version, revision, support)."""
-        self.wakeup()
-        self.command(CMD_SAM_CONFIGURATION, b"\x01\x14\x01", self.poll_timeout_ms)  # normal mode
-        fw = self.firmware_version()
-        if fw[0] != 0x32:
-            raise NfcError(PROTOCOL, "not a PN532 (IC 0x%02x)" % fw[0])
-        self.set_passive_retries(self.passive_retries)
+        # Sets `ready`; a failure leaves it False, keeps the exception in `error` and raises it
+        # (an NfcError for anything the chip or link does). Call it again at any time: a chip
+        # that was absent or confused is started from scratch.
+        self.ready = False
+        self.target = None
+        try:
+            self.wakeup()
+            self.command(CMD_SAM_CONFIGURATION, b"\x01\x14\x01", self.poll_timeout_ms)  # normal
+            fw = self.firmware_version()
+            if fw[0] != 0x32:
+                raise NfcError(PROTOCOL, "not a PN532 (IC 0x%02x)" % fw[0])
+            self.set_passive_retries(self.passive_retries)
+        except Exception as e:
+            self.error = e
+            raise
         self.firmware = fw
+        self.error = None
+        self.ready = True
         return fw
 
     def firmware_version(self):

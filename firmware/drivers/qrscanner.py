@@ -4,6 +4,7 @@
 #   scanner = QrScanner(uart)
 #   text = scanner.poll()        # one complete line (str), or None
 #   scanner.dropped, scanner.drops, scanner.last_drop
+#   scanner.use_fast_baud(set_baud, 9600)   # at start-up: find the module, move it to 115200
 #
 # Lines are bounded (max_len): an oversize line is dropped whole and the reader resyncs on the
 # next terminator. A line with bytes outside printable ASCII is dropped ("binary": line noise, a
@@ -18,6 +19,8 @@
 # Only a minimal, documented set is used: trigger a scan (zone 0x0002 = 01), the read mode (bits
 # 1..0 of zone 0x0000), the baud rate (zones 0x002A-0x002B), save. Run them at start-up, before
 # codes are scanned: bytes that are not the answer are discarded while waiting for it.
+# use_fast_baud() builds on them: the GM65 ships at 9600 baud, where a ride code alone takes
+# about half a second on the wire (docs/performance.md).
 from drivers.ticks import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff, sleep_ms as _sleep_ms
 
 MAX_LINE = 1024
@@ -40,6 +43,15 @@ MODE_COMMAND = 1          # scans only when triggered by the host
 MODE_CONTINUOUS = 2
 MODE_INDUCTION = 3
 BAUD_DIVISORS = {9600: 0x0139, 115200: 0x001A}   # the two rates documented with their values
+FAST_BAUD = 115200
+FACTORY_BAUD = 9600
+
+# use_fast_baud() outcomes
+BAUD_FAST = "fast"            # the module answered at 115200 already: nothing changed
+BAUD_SWITCHED = "switched"    # it answered at 9600; now at 115200, saved to its flash
+BAUD_SLOW = "slow"            # it answered at 9600 but did not move: the link stays at 9600
+BAUD_NO_ANSWER = "no_answer"  # no answer at either speed: the link is left as configured
+BAUD_ERROR = "error"          # setting the host UART's speed raised: left as configured
 
 
 def crc16_xmodem(data, crc=0):
@@ -95,6 +107,8 @@ class QrScanner:
         self._line = bytearray()
         self._over = False        # the current line already passed max_len: discarding
         self._last = 0            # clock when the current partial line last grew
+        self.baud = None          # host UART speed after use_fast_baud() (None: not run)
+        self.baud_state = None    # its BAUD_* outcome
         self.lines = 0
         self.dropped = 0
         self.drops = {}
@@ -242,6 +256,56 @@ class QrScanner:
     def save(self, timeout_ms=500):
         """Keep the zone bits over power cycles (the module's flash)."""
         return self.command(T_SAVE, 0x0000, b"\x00", timeout_ms) is not None
+
+    def use_fast_baud(self, set_baud, configured, fast=FAST_BAUD, slow=FACTORY_BAUD,
+                      timeout_ms=200):
+        """Start-up step: find the module at `fast`, then at `slow` (it answers a zone-bit
+        read only at its own speed); one found at `slow` is set to `fast` and saved. `set_baud(b)`
+        sets the host UART's speed in place (esp32 port: `lambda b: uart.init(baudrate=b)`);
+        `configured` is the speed it was opened at. Returns one of the BAUD_* outcomes, also
+        kept in `baud_state`, with the host's speed afterwards in `baud`. Never raises; bounded
+        by at most five command timeouts. Run it before codes are scanned."""
+        self.baud = configured
+        try:
+            state = self._find_and_switch(set_baud, fast, slow, timeout_ms)
+        except Exception:  # noqa: BLE001 -- a UART that refuses the speed: keep the start going
+            state = BAUD_ERROR
+        if state in (BAUD_NO_ANSWER, BAUD_ERROR):
+            try:
+                self._host_baud(set_baud, configured)
+            except Exception:  # noqa: BLE001
+                pass
+        self.baud_state = state
+        self.reset()
+        return state
+
+    def _host_baud(self, set_baud, baud):
+        if baud != self.baud:
+            set_baud(baud)
+            self.baud = baud
+
+    def _answers_at(self, set_baud, baud, timeout_ms):
+        self._host_baud(set_baud, baud)
+        return self.read_zone(ZONE_BAUD, 2, timeout_ms) is not None
+
+    def _find_and_switch(self, set_baud, fast, slow, timeout_ms):
+        if self._answers_at(set_baud, fast, timeout_ms):
+            return BAUD_FAST
+        if not self._answers_at(set_baud, slow, timeout_ms):
+            return BAUD_NO_ANSWER
+        # GM65-class modules answer a speed change at the old speed, then switch; saving at
+        # the new speed proves the switch. A module that switches only once saved answers the
+        # save at the old speed instead, and is checked at the new one after.
+        self.set_baud(fast, timeout_ms)
+        self._host_baud(set_baud, fast)
+        if self.save(timeout_ms):
+            return BAUD_SWITCHED
+        self._host_baud(set_baud, slow)
+        if self.save(timeout_ms) and self._answers_at(set_baud, fast, timeout_ms):
+            return BAUD_SWITCHED
+        if self._answers_at(set_baud, slow, timeout_ms):
+            return BAUD_SLOW
+        return BAUD_NO_ANSWER
 
 
 def _default_idle():
