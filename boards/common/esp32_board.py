@@ -251,6 +251,15 @@ class Esp32Board(DriversOnLinks):
             self._links[role] = self._open_link(role)
         return self._links[role]
 
+    def link_speed(self, role):
+        """(set_baud, opened_at) for a UART link: the QR driver moves a GM65 from its factory
+        9600 baud to 115200 at start-up (drivers/links.py, QrScanner.use_fast_baud)."""
+        spec = getattr(self.pins, role.upper() + "_UART", None)
+        u = self.uart(role)
+        if spec is None or u is None:
+            return None
+        return (lambda b: u.init(baudrate=b)), spec[3]
+
     def _open_link(self, role):
         spec = getattr(self.pins, role.upper() + "_UART", None)
         if spec is not None:

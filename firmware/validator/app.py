@@ -399,7 +399,12 @@ async def _qr_task(reader, scanner):
 async def _nfc_task(reader, nfc):
     import asyncio
     present = None  # the target we already answered: wait until it leaves the field
-    down = False    # the front end failed to start: retried every NFC_RETRY_MS, reported once
+    # a front end that failed to start (drivers/links.py: the driver's `ready` is False, its
+    # `error` says why) is retried every NFC_RETRY_MS and reported once
+    down = not getattr(nfc, "ready", True)
+    if down:
+        reader.counters["errors"] += 1
+        reader.board.report({"ev": "fault", "where": "nfc", "error": repr(nfc.error)})
     failed = None   # the target whose exchange broke off last: "tap again" is shown once
     while True:
         await asyncio.sleep_ms(NFC_RETRY_MS if down else NFC_POLL_MS)

@@ -63,6 +63,10 @@ class UART:
                    "txbuf": txbuf}
         record("UART", uart_id, self.kw)
 
+    def init(self, baudrate=None):
+        self.kw["baudrate"] = baudrate
+        record("UART.init", self.id, baudrate)
+
 
 class RTC:
     def __init__(self):

@@ -40,6 +40,18 @@ def test_devkitc_wires_each_role_to_its_pins():
     assert os.stat(ROOT)[0] & 0x4000
 
 
+def test_the_qr_link_speed_can_be_changed_in_place_for_the_gm65():
+    eb, b = _board()
+    set_baud, opened_at = b.link_speed("qr")
+    assert opened_at == 9600                  # the GM65's factory speed, from pins.py
+    set_baud(115200)
+    assert hw.find("UART.init") == [("UART.init", 2, 115200)]
+    assert b.uart("qr").kw["baudrate"] == 115200 and b.uart("qr").kw["tx"] == 17
+    assert b.link_speed("gps") is None
+    hw.I2C.last.targets[0x24] = hw.FakePn532I2C()
+    assert b.link_speed("nfc") is None        # the PN532 is on I2C: no UART speed to change
+
+
 def test_s3_uses_the_onboard_pixel_and_its_own_pins():
     eb, b = _board("esp32_s3")
     assert b.name == "esp32_s3"
