@@ -111,23 +111,32 @@ class SyncLink:
         frame = framing.encode(P.encode_message(P.REQUEST, [rid, cmd, args],
                                                 self.session if auth else None))
         bad_tags = 0
+        foreign = 0       # frames (damaged or not) that were no answer of ours
+        answered = 0      # tries after which bytes came back
         got = []
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats["resends"] += 1
             self._send(frame)
             deadline = self.clock() + self.timeout + self._wire_time(self.max_payload)
+            heard = False
             while self.clock() < deadline:
                 data = self._read_some()
                 if not data:
                     continue
+                heard = True
                 bad_before = self.decoder.bad
                 payloads = self.decoder.feed(data)
                 self.stats["bad_frames"] += self.decoder.bad - bad_before
+                foreign += self.decoder.bad - bad_before
                 for payload in payloads:
                     self.stats["frames_in"] += 1
                     ans = self._accept(payload, rid, cmd)
-                    if ans == "bad_tag":
+                    if ans is None:
+                        foreign += 1
+                    elif ans == "stale":
+                        pass
+                    elif ans == "bad_tag":
                         bad_tags += 1
                     elif ans == "session_lost":
                         if got:
@@ -142,13 +151,26 @@ class SyncLink:
                         deadline = self.clock() + self.timeout + self._wire_time(self.max_payload)
             if got:
                 return got  # the stream broke off: the caller asks again from where it got to
+            answered += heard
         what = what or P.COMMAND_NAMES.get(cmd, str(cmd))
         if bad_tags:
             raise LinkError("bad_auth", "%s: answers carry a wrong tag: the depot's sync secret "
                                         "for reader %s does not match the reader's" % (what, self.reader_id))
+        # Whether something other than a reader is on the port: only INFO can tell, as inside a
+        # session the reader has shown itself and stray bytes are the line's. Frames that are not
+        # our answer (an echo of our request, another protocol, a wrong baud rate), or bytes after
+        # more than one try (a REPL's banner and prompt), are a device; half a frame once and
+        # then silence is a cable pulled during the answer.
+        if cmd == P.INFO and (foreign or answered > 1):
+            raise LinkError("wrong_device", "%s: the device on the port answers, but not as a fare "
+                                            "reader (%d frame(s) not ours, bytes after %d of %d tries); "
+                                            "another device, a REPL, or a wrong baud rate?"
+                            % (what, foreign, answered, self.retries + 1))
         raise LinkError("no_answer", "%s: no answer after %d tries" % (what, self.retries + 1))
 
     def _accept(self, payload, rid, cmd):
+        """(status, result) of our answer ((status, result, signed, tag) for INFO), "bad_tag",
+        "session_lost", "stale" (a reader's answer to an earlier INFO), or None: not our answer."""
         parts = P.split_message(payload)
         if parts is None or parts[0] != P.REPLY:
             self.stats["stale"] += 1
@@ -163,7 +185,7 @@ class SyncLink:
             if isinstance(result, dict) and result.get("proto") == P.PROTO \
                     and result.get("hn") != self._hn:
                 self.stats["stale"] += 1  # an answer to an INFO of an earlier connection
-                return None
+                return "stale"            # (from a reader all the same)
             return status, result, signed, tag  # the tag is checked by hello()
         if tag is None:
             # An untagged answer to our request id inside a session: the reader has no session

@@ -170,8 +170,48 @@ def test_host_refuses_wrong_or_missing_key_and_garbage_answers(tmp_path, opkey):
     m = Mute(rid_reply)
     with pytest.raises(synclink.LinkError) as e:
         synclink.SyncLink(m, {}.get, timeout=0.2, retries=1, clock=lambda: m.t).hello()
-    assert e.value.kind in ("wrong_device", "no_answer")
+    assert e.value.kind == "wrong_device"
     assert b.reader.log.ack_seq == 0
+
+
+class Talker:
+    """A port whose device answers every write with `answer(bytes written)`."""
+    timeout = 0.05
+    baudrate = 115200
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.pending = b""
+        self.t = 0.0
+
+    def write(self, b):
+        self.pending += self.answer(bytes(b))
+        return len(b)
+
+    def read(self, n):
+        a, self.pending = self.pending[:n], self.pending[n:]
+        if not a:
+            self.t += 0.05
+        return a
+
+
+REPL = (b"\r\nMicroPython v1.24.1 on 2024-11-29; ESP32 module with ESP32\r\n"
+        b"Type \"help()\" for more information.\r\n>>> ")
+
+
+@pytest.mark.parametrize("device", ["echo", "repl", "half_frame_then_silence"])
+def test_a_device_that_answers_but_not_as_a_reader_is_a_wrong_device(device):
+    if device == "echo":  # a loopback plug, or a modem echoing: our own request comes back
+        port = Talker(lambda b: b)
+    elif device == "repl":  # a board at its MicroPython prompt: banner, echoed garbage, prompt
+        port = Talker(lambda b: REPL + b.replace(b"\x00", b"") + b"\r\n>>> ")
+    else:  # a reader whose cable is pulled while its answer is on the way: not a wrong device
+        answers = [framing.encode(b"\x21" + cbor2.dumps([1, "OK", {"proto": 1}] * 10))[:40]]
+        port = Talker(lambda b: answers.pop() if answers else b"")
+    with pytest.raises(synclink.LinkError) as e:
+        synclink.SyncLink(port, {}.get, timeout=0.2, retries=2, clock=lambda: port.t).hello()
+    assert e.value.kind == ("no_answer" if device == "half_frame_then_silence" else "wrong_device")
+    assert e.value.kind != "wrong_device" or "not as a fare reader" in str(e.value)
 
 
 def test_requests_encoded_by_another_cbor_implementation_are_understood(tmp_path, opkey):
