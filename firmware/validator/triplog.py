@@ -2,15 +2,17 @@
 #
 # Why raw flash and not a littlefs file: a flushed littlefs append rewrites the file's last block,
 # about one 4 KiB erase per tap (45 ms typical, 400 ms worst case on the ESP32's SPI flash); here a
-# tap costs one program of the record's own bytes and an erase every ~10 taps at most, done ahead of
-# time when the depot acknowledges. Figures in docs/performance.md, byte layout in docs/triplog.md.
+# tap costs one program of the record's own bytes; the erases are done ahead of time, a few at a time
+# by housekeeping() while the reader is idle. Figures in docs/performance.md, layout in docs/triplog.md.
 #
 # Layout of the region (blocks of 4 KiB):
 #   blocks 0, 1   ack watermark: append-only 32-byte entries, the two blocks used in turn
 #   blocks 2..    segments: a 24-byte header, then records back to back in erased flash
 # Every byte is programmed once after an erase and never rewritten, so a record is valid exactly when
-# its CRC and its expected sequence number check; a torn write fails the CRC and is dropped on boot,
-# and an unclean tail is never written over (the next record starts a fresh segment).
+# its CRC and its expected sequence number check; a torn write fails the CRC and is dropped on boot.
+# After a boot nothing is programmed into a block that has not been erased since that boot: a write
+# or erase cut by the power may leave cells that read 0xFF now and flip later, so neither the old
+# tail segment nor the ack block in use is written again, and free segments are erased before use.
 import binascii
 import hashlib
 import struct
@@ -45,13 +47,14 @@ ACK_SIZE = 32  # 28 + CRC
 META_BLOCKS = 2
 
 # what a segment holds, one byte each in TripLog._state
-FREE = 0   # no data seen: checked (and erased if need be) when opened
-DIRTY = 1  # free, but holds reclaimed records or garbage: to be erased before reuse
-LIVE = 2   # holds records not yet reclaimed
+FREE = 0   # looks blank, but not erased since this boot: erased when the ring comes near it
+DIRTY = 1  # free, but holds reclaimed records or garbage: erased by housekeeping
+READY = 2  # erased since this boot, nothing written: the only state a segment is opened from
+LIVE = 3   # holds records not yet reclaimed
+READY_AHEAD = 2  # segments that housekeeping keeps READY for the next appends
 
 _GENESIS_LABEL = b"FVTL genesis"
-_CHUNK = 256
-_FF = b"\xff" * _CHUNK
+_BLANK_HEADER = b"\xff" * SEG_HEADER
 
 
 class RecordError(ValueError):
@@ -268,16 +271,6 @@ class TripLog:
         self._dev.readblocks(blk, mv, off)
         return mv
 
-    def _erased(self, blk, off):
-        """Whether block `blk` is all 0xFF from `off` to its end."""
-        bs = self._bs
-        while off < bs:
-            n = min(_CHUNK, bs - off)
-            if self._read(blk, off, n) != (_FF if n == _CHUNK else _FF[:n]):
-                return False
-            off += n
-        return True
-
     # -- recovery --
     def _recover(self):
         self._recover_ack()
@@ -285,7 +278,7 @@ class TripLog:
         top = 0
         for i in range(self._nseg):
             mv = self._read(self._seg0 + i, 0, SEG_HEADER)
-            if mv != _FF[:SEG_HEADER]:
+            if mv != _BLANK_HEADER:
                 self._state[i] = DIRTY  # until it turns out LIVE below
             if binascii.crc32(mv[:SEG_HEADER - 4]) != struct.unpack_from(">I", mv, SEG_HEADER - 4)[0]:
                 continue
@@ -309,6 +302,9 @@ class TripLog:
             self._state[i] = LIVE
         self._ndirty = sum(1 for st in self._state if st == DIRTY)
         self.last_seq, self._last_link = self.ack_seq, self._ack_link
+        # The tail is never appended to after a boot: a record write cut by the power may have
+        # left cells after the last good record that read 0xFF now and 0 later. The next record
+        # opens a fresh segment, whose first_seq also hides a torn record that later reads whole.
         self._tail_ok = False
         self._tail_off = self._bs
         if not self._segs:
@@ -316,9 +312,6 @@ class TripLog:
         # The last good record: the end of the tail segment, or of an older one if the tail is empty.
         for k in range(len(self._segs) - 1, -1, -1):
             end, seq, lnk = self._scan_end(k)
-            if k == len(self._segs) - 1:
-                self._tail_off = end
-                self._tail_ok = self._erased(self._seg0 + self._segs[k][0], end)
             if seq:
                 if seq > self.last_seq:
                     self.last_seq, self._last_link = seq, lnk
@@ -347,7 +340,10 @@ class TripLog:
         if best is None:
             best = (0, 0, 0, genesis(self.reader_id))
         self.ack_seq, self._meta_blk, self._meta_off, self._ack_link = best
-        self._meta_ok = self._erased(self._meta0 + self._meta_blk, self._meta_off)
+        # Like the tail: the next entry goes to the other block, erased first (a cut entry write
+        # may have left weak cells after the last good entry).
+        self._meta_ok = False
+        self._spare_ready = False  # the other ack block, erased since this boot
 
     def _records(self, k, start=0):
         """Yield (offset, length, seq) of the valid records of live segment k with seq >= start, the
@@ -414,8 +410,8 @@ class TripLog:
         if i < 0:
             raise LogFull("trip log full: %d records not acknowledged" % self.pending)
         blk = self._seg0 + i
-        if self._state[i] == DIRTY or not self._erased(blk, 0):
-            self._erase_segment(i)
+        if self._state[i] != READY:
+            self._erase_segment(i)  # one erase in this tap: housekeeping had not got here
         self._counter += 1
         hdr = bytearray(SEG_HEADER)
         struct.pack_into(SEG_FMT, hdr, 0, SEG_MAGIC, VERSION, 0, 0, self._counter, self.reader_id,
@@ -474,7 +470,9 @@ class TripLog:
         else:
             # Switch to the other block; the current one keeps the latest entry until this lands.
             b, off = 1 - self._meta_blk, 0
-            self._dev.ioctl(6, self._meta0 + b)
+            if not self._spare_ready:
+                self._dev.ioctl(6, self._meta0 + b)
+            self._spare_ready = False  # from now on the block just left
         self._meta_ok = False
         self._dev.writeblocks(self._meta0 + b, entry, off)
         self._meta_blk, self._meta_off, self._meta_ok = b, off + ACK_SIZE, True
@@ -483,31 +481,56 @@ class TripLog:
             self._state[self._segs.pop(0)[0]] = DIRTY
             self._ndirty += 1
         if erase:
-            self.housekeeping(self._nseg)
+            self.housekeeping(self._nseg + META_BLOCKS)
 
     def housekeeping(self, max_erases=1):
-        """Erase at most `max_erases` reclaimed segments, the next to be reused first, so that
-        appends find erased flash. Call it from an idle loop; each erase blocks for one 4 KiB
-        flash erase (45 ms typical, 400 ms worst case on the ESP32). Returns how many segments
-        still wait for an erase (0: nothing to do until the next ack)."""
-        if not self._ndirty:
-            return 0
-        start = self._segs[-1][0] + 1 if self._segs else 0
+        """Erase at most `max_erases` blocks ahead of need, so that appends and acks find erased
+        flash: first the next READY_AHEAD segments the appends will open, then the spare ack
+        block, then every reclaimed segment. Call it from an idle loop; each erase blocks for one
+        4 KiB flash erase (45 ms typical, 400 ms worst case on the ESP32). Returns how many blocks
+        still wait for an erase (0: nothing to do, and no flash access, until the next ack, the
+        next segment opened, or the next boot)."""
         done = 0
-        for j in range(self._nseg):
-            if done >= max_erases:
-                break
-            i = (start + j) % self._nseg
-            if self._state[i] == DIRTY:
+        for i in self._ahead():
+            if self._state[i] != READY and done < max_erases:
                 self._erase_segment(i)
                 done += 1
-        return self._ndirty
+        if not self._spare_ready and done < max_erases:
+            self._dev.ioctl(6, self._meta0 + 1 - self._meta_blk)
+            self._spare_ready = True
+            done += 1
+        if self._ndirty and done < max_erases:
+            start = self._segs[-1][0] + 1 if self._segs else 0
+            for j in range(self._nseg):
+                i = (start + j) % self._nseg
+                if self._state[i] == DIRTY:
+                    if done == max_erases:
+                        break
+                    self._erase_segment(i)
+                    done += 1
+        left = self._ndirty + (0 if self._spare_ready else 1)
+        for i in self._ahead():
+            if self._state[i] == FREE:
+                left += 1
+        return left
+
+    def _ahead(self):
+        """The next READY_AHEAD segments that appends will open, in order."""
+        out = []
+        start = self._segs[-1][0] + 1 if self._segs else 0
+        for j in range(self._nseg):
+            i = (start + j) % self._nseg
+            if self._state[i] != LIVE:
+                out.append(i)
+                if len(out) == READY_AHEAD:
+                    break
+        return out
 
     def _erase_segment(self, i):
         self._dev.ioctl(6, self._seg0 + i)
         if self._state[i] == DIRTY:
             self._ndirty -= 1
-        self._state[i] = FREE
+        self._state[i] = READY
 
     def _link_after(self, seq):
         """The chain value after record `seq`: computed from the record itself, so that a damaged

@@ -1,10 +1,12 @@
 # The trip log on the simulated flash: records, reading, the ack watermark, reclaiming, the full log,
 # reboots, tampering, keyed chains and flash that was never erased.
+# (the trip log first: compiling it from source needs the largest blocks of a 110 KB heap)
+from validator import triplog as tl
+
 import os
 
 import flashdev
-from validator import triplog as tl
-from mpt_triplog_work import RID, chain_table, gen, records
+from mpt_triplog_work import RID, gen, records
 
 KEY = b"per-reader log key 32 bytes long"
 
@@ -36,15 +38,18 @@ def test_append_then_read_returns_the_same_fields():
     dev.close()
 
 
-def test_one_program_per_tap_and_no_erase_on_fresh_flash():
+def test_one_program_per_tap_and_no_erase_in_the_tap():
     dev = _dev()
     log = tl.TripLog(dev, RID)
-    dev.reset_counters()
+    tap_erases = 0
     for s in range(1, 41):
+        log.housekeeping(1)  # the reader's idle loop, between taps
+        e, p = dev.erases, dev.programs
         log.append(gen(s))
-    # one program per record plus one per segment header; erased flash needs no erase
-    assert dev.erases == 0
-    assert 40 < dev.programs <= 40 + 6
+        tap_erases += dev.erases - e
+        # one program per record, plus one for the header when the record opens a segment
+        assert 1 <= dev.programs - p <= 2
+    assert tap_erases == 0 and dev.erases >= 3
     dev.close()
 
 
@@ -171,7 +176,7 @@ def test_sequence_continues_over_many_reboots_and_full_reclaim():
             s = log.append(gen(seq + 1))
             assert s == seq + 1
             seq = s
-        if boot % 10 == 9:
+        if boot % 3 == 2:  # each boot's first record opens a segment: 4 hold three boots' records
             for r in records(log, 0):
                 prev, _ = tl.verify_chain(prev, [r], prev_seq=tl.decode(r)["seq"] - 1)
             log.ack(seq)  # everything acknowledged: only the watermark remembers the sequence
@@ -362,114 +367,3 @@ def test_torn_record_is_dropped_and_the_next_goes_to_a_clean_segment():
     tl.verify_chain(tl.genesis(RID), got, prev_seq=0)
     dev.close()
 
-
-def _damage(dev, log, seq, at=30):
-    """Flip one bit of record `seq` on flash (flash wear after the write)."""
-    for k in range(len(log._segs)):
-        for off, n, s in log._records(k):
-            if s == seq:
-                a = (log._seg0 + log._segs[k][0]) * dev.block_size + off + at
-                dev._file.seek(a)
-                byte = dev._file.read(1)[0]
-                dev._file.seek(a)
-                dev._file.write(bytes([byte ^ 0x10]))
-                return
-    raise AssertionError("record %d not on flash" % seq)
-
-
-def test_ack_needs_only_the_acknowledged_record():
-    dev = _dev()
-    log = tl.TripLog(dev, RID)
-    for s in range(1, 81):
-        log.append(gen(s))
-    assert len(log._segs) >= 5
-    first2 = log._segs[1][2]  # the first record of the second segment
-    mid3 = log._segs[2][2] + 2  # a record in the middle of the third segment
-    last4 = log._segs[4][2] - 1  # the last record of the fourth segment
-    links = chain_table(81)
-    for s in (first2, mid3 + 1, last4):
-        _damage(dev, log, s)
-    free = log.free_bytes
-    # the record after the acknowledged one is unreadable: the link comes from the record itself
-    log.ack(first2 - 1)
-    assert log.ack_seq == first2 - 1 and log._ack_link == links[first2 - 1]
-    assert log.free_bytes == free + 4096 - tl.SEG_HEADER  # the first segment is reclaimed
-    log.ack(mid3)
-    assert log._ack_link == links[mid3] and log.free_bytes == free + 2 * (4096 - tl.SEG_HEADER)
-    # records mid3 + 1 and mid3 + 2 both unreadable: nothing to compute the link from
-    try:
-        log.ack(mid3 + 1)
-        raise AssertionError("acknowledged without the link")
-    except tl.LogError:
-        pass
-    assert log.ack_seq == mid3
-    # record last4 itself is unreadable: the next record carries the link after it
-    log.ack(last4)
-    assert log._ack_link == links[last4]
-    dev = dev.revive()
-    log = tl.TripLog(dev, RID)
-    assert (log.ack_seq, log.last_seq) == (last4, 80) and log._ack_link == links[last4]
-    got = list(records(log, 0))
-    assert [tl.decode(r)["seq"] for r in got] == list(range(last4 + 1, 81))
-    tl.verify_chain(links[last4], got, prev_seq=last4)
-    assert log.append(gen(81)) == 81
-    tl.verify_chain(links[80], log.read(81, 2000), prev_seq=80)
-    dev.close()
-
-
-def _blank(dev, block):
-    buf = bytearray(256)
-    for off in range(0, dev.block_size, 256):
-        dev.readblocks(block, buf, off)
-        if buf != b"\xff" * 256:
-            return False
-    return True
-
-
-def test_ack_erases_nothing_and_housekeeping_erases_a_bounded_number():
-    dev = _dev(64)  # 256 KiB: 62 segments
-    log = tl.TripLog(dev, RID)
-    s = 0
-    while log.state != "full":
-        s += 1
-        log.append(gen(s))
-    assert len(log._segs) == 62
-    e = dev.erases
-    log.ack(s - 1)  # everything but the tail segment is reclaimed
-    assert dev.erases == e and log.state == "ok" and len(log._segs) == 1
-    left = 61
-    calls = 0
-    while left:
-        e = dev.erases
-        now = log.housekeeping(max_erases=4)
-        assert dev.erases - e == min(4, left) and now == left - min(4, left)
-        left = now
-        calls += 1
-    assert calls == 16
-    e = dev.erases
-    assert log.housekeeping(4) == 0 and dev.erases == e  # nothing left: no flash access
-    for i in range(log._nseg):
-        if i != log._segs[0][0]:
-            assert _blank(dev, log._seg0 + i), i
-    # the next 61 segments open without an erase in the tap
-    e = dev.erases
-    while len(log._segs) < 62:
-        s += 1
-        log.append(gen(s))
-    assert dev.erases == e
-    # reclaimed but not yet erased: the append that reaches the segment erases it itself
-    acked = s - 1
-    log.ack(acked)
-    assert log.housekeeping(1) == 60
-    while len(log._segs) < 3:
-        e = dev.erases
-        s += 1
-        log.append(gen(s))
-        assert dev.erases - e <= 1
-    # a reboot between the watermark and the erases: the reclaimed segments are still reclaimed
-    dev = dev.revive()
-    log = tl.TripLog(dev, RID)
-    assert log.ack_seq == acked and len(log._segs) == 3
-    assert log.housekeeping(100) == 0 and dev.erases == 59
-    assert [tl.decode(r)["seq"] for r in records(log, 0)] == list(range(log.ack_seq + 1, s + 1))
-    dev.close()
