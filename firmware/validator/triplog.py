@@ -100,8 +100,9 @@ def _bytes_field(v, top, name):
 
 def _link(body, keyed, key):
     if keyed:
-        from validator.hmac256 import hmac_sha256
-        return hmac_sha256(key, body)[:LINK_SIZE]
+        from validator.hmac256 import Hmac
+        key = key if isinstance(key, Hmac) else Hmac(key)
+        return key.tag(body)[:LINK_SIZE]
     return hashlib.sha256(body).digest()[:LINK_SIZE]
 
 
@@ -224,6 +225,11 @@ class TripLog:
         self._dev = dev
         self.reader_id = _check(reader_id, _U32, "reader_id")
         self._key = key
+        if key is not None:
+            from validator.hmac256 import Hmac
+            self._mac = Hmac(key)  # the key pads once, not per record
+        else:
+            self._mac = None
         bs = dev.ioctl(5, 0)
         if blocks is None:
             blocks = dev.ioctl(4, 0) - first_block
@@ -384,7 +390,7 @@ class TripLog:
         keyed = bool(rec[19] & FLAG_KEYED)
         if keyed and self._key is None:
             raise LogError("keyed trip log opened without its key")
-        return _link(rec[:len(rec) - CRC_SIZE], keyed, self._key)
+        return _link(rec[:len(rec) - CRC_SIZE], keyed, self._mac)
 
     # -- append --
     def append(self, rec):
@@ -394,7 +400,7 @@ class TripLog:
         seq = self.last_seq + 1
         data = _encode(rec, seq, self.reader_id, self._last_link, self._key)
         n = len(data)
-        nxt = _link(memoryview(data)[:n - CRC_SIZE], self._key is not None, self._key)
+        nxt = _link(memoryview(data)[:n - CRC_SIZE], self._mac is not None, self._mac)
         if not self._tail_ok or self._tail_off + n > self._bs:
             self._open_segment(seq)
         blk = self._seg0 + self._segs[-1][0]
