@@ -147,24 +147,30 @@ def test_records_from_micropython_decode_and_chain_on_cpython(key):
 
 
 class LogMachine(RuleBasedStateMachine):
-    """Random appends, acks, clean reboots and power cuts (torn or not) on a 4-block region; after
-    every reboot the log must hold exactly the records whose append returned and that are not
-    acknowledged, byte for byte."""
+    """Random appends, acks, housekeeping, clean reboots and power cuts (torn at random lengths or
+    not) on a 6-block region; after every reboot the log must hold exactly the records whose append
+    returned and that are not acknowledged, byte for byte, chained from the link that the ack
+    watermark stored."""
+
+    KEY = None
 
     def __init__(self):
         super().__init__()
-        self.dev = flashdev.FlashDev(4)
-        self.log = tl.TripLog(self.dev, 77)
+        self.dev = flashdev.FlashDev(6)
+        self.log = tl.TripLog(self.dev, 77, key=self.KEY)
         self.stored = {}  # seq -> bytes of every record whose append returned
         self.acked = 0
         self.ack_in_flight = 0
-        self.next_fail = None
 
     def teardown(self):
         self.dev.close()
 
     def _rec(self, n):
         return {"time": n, "decision": 1, "reason": 0, "kind": "qr", "raw": bytes([n % 256]) * n}
+
+    def _link_after(self, seq):
+        """The chain value after record seq, from the records the model knows."""
+        return tl.genesis(77) if seq == 0 else tl.link(self.stored[seq], self.KEY)
 
     @rule(n=st.integers(0, tl.MAX_RAW))
     def append(self, n):
@@ -178,6 +184,7 @@ class LogMachine(RuleBasedStateMachine):
             return
         assert seq == self.log.last_seq and seq > max(self.stored, default=0) and seq > self.acked
         self.stored[seq] = self.log.read(seq, 1)[0]
+        assert tl.decode(self.stored[seq])["prev_link"] == self._link_after(seq - 1)
 
     @precondition(lambda self: self.log.last_seq > self.log.ack_seq)
     @rule(frac=st.floats(0, 1))
@@ -201,10 +208,11 @@ class LogMachine(RuleBasedStateMachine):
             return
         assert self.dev.erases - erases <= max_erases and left >= 0
 
-    @rule(after=st.integers(0, 3), torn=st.booleans())
-    def power_cut_soon(self, after, torn):
+    @rule(after=st.integers(0, 3), torn=st.booleans(), torn_bytes=st.sampled_from([None, 1, 4, -4, -1]))
+    def power_cut_soon(self, after, torn, torn_bytes):
         self.dev.cut_after = self.dev.ops + after
         self.dev.torn = torn
+        self.dev.torn_bytes = torn_bytes
 
     @rule()
     def reboot(self):
@@ -212,7 +220,7 @@ class LogMachine(RuleBasedStateMachine):
 
     def _reboot(self):
         self.dev = self.dev.revive()
-        self.log = tl.TripLog(self.dev, 77)
+        self.log = tl.TripLog(self.dev, 77, key=self.KEY)
         assert self.acked <= self.log.ack_seq <= max(self.acked, self.ack_in_flight)
         self.acked = self.log.ack_seq
         self.ack_in_flight = self.acked
@@ -231,9 +239,9 @@ class LogMachine(RuleBasedStateMachine):
             if s in self.stored:
                 assert self.stored[s] == r
             self.stored[s] = r  # present after a cut although its append did not return: now it counts
-        if got:
-            prev = tl.decode(got[0])["prev_link"]
-            tl.verify_chain(prev, got, prev_seq=self.acked)
+        # the chain runs on from what the watermark stored, through every record left
+        assert self.log._ack_link == self._link_after(self.acked)
+        tl.verify_chain(self._link_after(self.acked), got, self.KEY, prev_seq=self.acked)
 
     @invariant()
     def state_is_consistent(self):
@@ -242,6 +250,15 @@ class LogMachine(RuleBasedStateMachine):
         assert self.log.ack_seq <= self.log.last_seq
 
 
+class KeyedLogMachine(LogMachine):
+    """The same with the reader's keyed chain (HMAC links), as the app opens its log."""
+
+    KEY = hmac256.hmac_sha256(b"sync secret of reader 77", b"triplog")
+
+
+MACHINE_SETTINGS = settings(max_examples=60, stateful_step_count=50, deadline=None,
+                            suppress_health_check=[HealthCheck.too_slow])
 TestLogMachine = LogMachine.TestCase
-TestLogMachine.settings = settings(max_examples=60, stateful_step_count=50, deadline=None,
-                                   suppress_health_check=[HealthCheck.too_slow])
+TestLogMachine.settings = MACHINE_SETTINGS
+TestKeyedLogMachine = KeyedLogMachine.TestCase
+TestKeyedLogMachine.settings = MACHINE_SETTINGS

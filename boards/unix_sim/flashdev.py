@@ -4,7 +4,8 @@
 # clear bits (new = old AND data), reads return what is there. It counts operations so tests and
 # benchmarks can report erases, programs and bytes per tap, and it can cut the power: after
 # `cut_after` program/erase operations every later operation raises OSError(EIO), and with
-# `torn=True` the interrupted program writes only its first half.
+# `torn=True` the interrupted program writes only its first half (or, for tests, its first
+# `torn_bytes` bytes; a negative count means all but that many at the end).
 import errno
 import os
 
@@ -34,6 +35,7 @@ class FlashDev:
         self._file = open(path, "r+b")
         self.cut_after = -1  # program/erase operations allowed before the power fails; -1 = never
         self.torn = False
+        self.torn_bytes = None  # None: half of the interrupted program lands
         self.dead = False
         self.reset_counters()
 
@@ -69,11 +71,17 @@ class FlashDev:
         n = len(buf)
         if not self._tick():
             if self.torn:
-                self._program(a, memoryview(buf)[:n // 2])
+                self._program(a, memoryview(buf)[:self._torn_length(n)])
             raise PowerCut(errno.EIO)
         self._program(a, buf)
         self.programs += 1
         self.bytes_programmed += n
+
+    def _torn_length(self, n):
+        k = self.torn_bytes
+        if k is None:
+            return n // 2
+        return max(0, n + k) if k < 0 else min(k, n)
 
     def _program(self, a, buf):
         # NOR flash: programming only clears bits.

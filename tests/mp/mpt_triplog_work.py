@@ -25,22 +25,27 @@ def gen(seq):
             "stop": seq % 17, "raw": _PAT[seq & 255:(seq & 255) + (seq * 53) % 421] if ok else b""}
 
 
+KEY = b"per-reader log key 32 bytes long"  # a keyed chain, as the reader app keeps it
+
+
 class Links:
     """links[s] = the chain value after record s of the workload (links[0] = genesis), kept in one
-    bytearray: a list of small bytes objects would fragment the 110 KB heap."""
+    bytearray: a list of small bytes objects would fragment the 110 KB heap. `key` is the log's
+    chain key (None: a plain hash chain); the checks take it from here."""
 
-    def __init__(self, n):
+    def __init__(self, n, key=None):
+        self.key = key
         self.t = bytearray(16 * (n + 1))
         self.t[0:16] = tl.genesis(RID)
         for s in range(1, n + 1):
-            self.t[16 * s:16 * s + 16] = tl.link(tl.encode(gen(s), s, RID, self[s - 1]))
+            self.t[16 * s:16 * s + 16] = tl.link(tl.encode(gen(s), s, RID, self[s - 1], key), key)
 
     def __getitem__(self, s):
         return bytes(self.t[16 * s:16 * s + 16])
 
 
-def chain_table(n):
-    return Links(n)
+def chain_table(n, key=None):
+    return Links(n, key)
 
 
 def fresh(path, blocks=BLOCKS):
@@ -51,19 +56,19 @@ def fresh(path, blocks=BLOCKS):
     return flashdev.FlashDev(blocks, path=path)
 
 
-def workload(dev, progress, taps=TAPS, reopen_at=REOPEN_AT, ack_every=37):
+def workload(dev, progress, taps=TAPS, reopen_at=REOPEN_AT, ack_every=37, key=None):
     """Taps with an ack now and then and one reboot. After every other ack, housekeeping erases
     the reclaimed segments two at a time; after the others, the appends erase them on demand.
     progress = [last seq whose append returned, last ack that returned, ack in flight,
     1 while housekeeping runs]."""
-    log = tl.TripLog(dev, RID)
+    log = tl.TripLog(dev, RID, key=key)
     for i in range(taps):
         if i == reopen_at:
-            log = tl.TripLog(dev, RID)
+            log = tl.TripLog(dev, RID, key=key)
         seq = log.append(gen(log.last_seq + 1))
         assert seq == progress[0] + 1
         progress[0] = seq
-        if i % ack_every == ack_every - 1:
+        if i % ack_every == ack_every - 1 and seq > 12:
             progress[2] = seq - 12
             log.ack(seq - 12)
             progress[1] = seq - 12
@@ -79,7 +84,8 @@ def check_recovered(dev, progress, links, extra_rec):
     """After a cut: everything that returned is there, byte for byte; the chain holds; the next record
     takes the next number and survives another reboot."""
     appended, acked, in_flight = progress[:3]
-    log = tl.TripLog(dev, RID)
+    key = links.key
+    log = tl.TripLog(dev, RID, key=key)
     assert acked <= log.ack_seq <= max(acked, in_flight), (log.ack_seq, progress)
     assert appended <= log.last_seq <= appended + 1, (log.last_seq, progress)
     check_contents(log, links)
@@ -90,12 +96,12 @@ def check_recovered(dev, progress, links, extra_rec):
         log.ack(log.ack_seq + 1)  # the first watermark entry after the boot
     if hasattr(dev, "settle"):
         dev.settle()  # cells left weak by the cut flip now: nothing written since may change
-    log2 = tl.TripLog(dev, RID)
+    log2 = tl.TripLog(dev, RID, key=key)
     # (an ack entry whose write was cut may show up whole once its cells flip: that ack is done)
     assert log2.last_seq == new and log2.ack_seq in (log.ack_seq, max(log.ack_seq, in_flight)), (
         log2.last_seq, log2.ack_seq, new, log.ack_seq, progress)
     last = check_contents(log2, links, upto=new - 1)
-    d = tl.decode(last)
+    d = tl.decode(last, key)
     assert d["seq"] == new and d["raw"] == extra_rec["raw"] and d["prev_link"] == links[new - 1]
     return log2
 
@@ -119,13 +125,15 @@ def check_contents(log, links, upto=None):
     `upto`; later ones only need to chain), in order, chained. Returns the last record."""
     if upto is None:
         upto = log.last_seq
+    key = links.key
     expect = log.ack_seq + 1
+    assert log._ack_link == links[log.ack_seq]  # what the watermark stored, or genesis
     prev = links[log.ack_seq]
     r = None
     for r in records(log, 0):
         if expect <= upto:
-            assert r == tl.encode(gen(expect), expect, RID, links[expect - 1]), "record %d differs" % expect
-        prev, seq = tl.verify_chain(prev, [r], prev_seq=expect - 1)
+            assert r == tl.encode(gen(expect), expect, RID, links[expect - 1], key), "record %d differs" % expect
+        prev, seq = tl.verify_chain(prev, [r], key, prev_seq=expect - 1)
         expect += 1
     assert expect == log.last_seq + 1, (expect, log.last_seq)
     return r
