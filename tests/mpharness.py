@@ -81,3 +81,19 @@ def compiled_tree():
     (host_tools.mpybuild), with the test helpers of tests/mp after it."""
     from host_tools import mpybuild
     return [mpybuild.build("unix_sim"), ROOT / "tests" / "mp"]
+
+
+_code_sizes = {}
+
+
+def device_heap(modules):
+    """A heap for running `modules` of the compiled firmware as a device would: the ESP32's
+    110 KB for data plus the modules' own bytecode (in the heap on the unix port, frozen in
+    flash on a device) plus what loading them leaves as holes. For tests whose subject is not
+    the heap but that should still fail if the data outgrows a device."""
+    key = tuple(modules)
+    if key not in _code_sizes:
+        code = "import gc\n%s\ngc.collect()\nprint(gc.mem_alloc())\n" % "\n".join(
+            "import " + m for m in modules)
+        _code_sizes[key] = int(run_mp(code, heap="4m", path=compiled_tree()).split()[-1])
+    return "%dk" % ((_code_sizes[key] + (110 + 16) * 1024 + 1023) // 1024)
