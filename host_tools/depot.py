@@ -4,8 +4,10 @@ readers what they need; `fare report` and `fare export` read the depot database.
 Exactly once: each reader's records are checked against the hash chain the depot already holds
 (validator.triplog), stored with a unique (reader_id, seq), committed, and only then acknowledged,
 so the reader deletes nothing the depot has not got on disk. A retry or a second run fetches from
-the first record the depot does not hold. A gap or a broken chain stops the reader's sync before
-the damage, is recorded as an incident and is never acknowledged past."""
+the first record the depot does not hold. A gap, a broken chain, or a log that is not the one the
+depot holds (a reader wiped or replaced under the same id) stops the reader's sync before the
+damage, is recorded as an incident and is never acknowledged past; --accept-gaps and
+--accept-reset are the operator's ways on, each recorded as an incident too."""
 import csv
 import json
 import sys
@@ -81,16 +83,54 @@ class Result:
         return self.status == "ok"
 
 
-class ChainProblem(Exception):
-    pass
+class SyncProblem(Exception):
+    """A reader's sync that did not do what was asked, for a reason the operator must see;
+    `kind` is its status in the summary and in sync_runs."""
+    kind = "problem"
+
+
+class ChainProblem(SyncProblem):
+    """A gap, a broken chain, or a log that is not the one the depot holds: recorded as an
+    incident; nothing past it is stored or acknowledged."""
+    kind = "chain"
+
+
+def _seq_of(raw):
+    """The sequence number in a stored record's header, or None if it is no record at all."""
+    if len(raw) < tl.MIN_RECORD or raw[0] != tl.REC_MARK:
+        return None
+    return int.from_bytes(raw[4:8], "big")
+
+
+def _prev_link(raw):
+    """The chain link a record commits to, or None if it is not a well-formed record."""
+    try:
+        return tl.decode(raw)["prev_link"]
+    except tl.RecordError:
+        return None
+
+
+def _runs(recs):
+    """An answer's records as runs of consecutive sequence numbers, by their own headers:
+    [(first seq, [record, ...])]. A record without a readable header stays in its run, for
+    verify_chain to report."""
+    runs = []
+    prev = None
+    for raw in recs:
+        seq = _seq_of(raw)
+        if not runs or (seq is not None and prev is not None and seq != prev + 1):
+            runs.append((seq, []))
+        runs[-1][1].append(raw)
+        prev = seq
+    return runs
 
 
 class ReaderSync:
     """Syncs one reader over an open SyncLink into a DepotDB."""
 
     def __init__(self, link, db, result, keys, pushes=(), set_time=False, allow_back=False,
-                 reboot=False, accept_gaps=False, ack_every=ACK_EVERY, frames=FRAMES, progress=None,
-                 now=time.time):
+                 reboot=False, accept_gaps=False, accept_reset=False, ack_every=ACK_EVERY,
+                 frames=FRAMES, progress=None, now=time.time):
         self.link = link
         self.db = db
         self.res = result
@@ -100,6 +140,7 @@ class ReaderSync:
         self.allow_back = allow_back
         self.reboot = reboot
         self.accept_gaps = accept_gaps
+        self.accept_reset = accept_reset
         self.ack_every = ack_every
         self.frames = frames
         self.progress = progress or (lambda **kw: None)
@@ -110,6 +151,7 @@ class ReaderSync:
         self.chain = None       # the chain link after record `stored`
         self.acked = 0          # the reader's ack watermark as last seen
         self.key = None         # the reader's chain key, from its sync secret
+        self.confirmed = True   # the reader's log is known to hold the depot's records
 
     def run(self):
         info = self.link.hello()
@@ -123,7 +165,6 @@ class ReaderSync:
         self.stored, self.chain, _ = self.db.reader_state(rid)
         self.head = (self.stored, self.chain)
         self.acked = info["ack"]
-        self.progress(total=max(info["last"] - self.stored, 0), status="logs")
         try:
             self._pull(rid, info)
         finally:
@@ -139,33 +180,87 @@ class ReaderSync:
             self.link.reboot()
 
     def _pull(self, rid, info):
-        if self.stored > info["last"]:
-            self._incident(rid, "behind", info["last"] + 1, self.stored,
-                           "the reader's log ends at %d but the depot holds records up to %d "
-                           "(reader wiped or replaced?)" % (info["last"], self.stored))
+        self._check_same_log(rid, info)
+        self.progress(total=max(info["last"] - self.stored, 0), completed=0, unit="records",
+                      status="logs")
         if self.stored > self.acked:  # the depot has them; the last ACK did not arrive
             self._ack(rid, self.stored)
         elif self.acked > self.stored:
-            self._gap(rid, self.stored + 1, self.acked)
+            self._gap(rid, self.stored + 1, self.acked, self._ack_link(info),
+                      "they are gone from the reader (acknowledged elsewhere, or the depot "
+                      "database was replaced)")
         self.uncommitted = 0
         while True:
-            nxt = self.head[0] + 1
-            answers = self.link.get_logs(nxt, frames=self.frames)
+            answers = self.link.get_logs(self.head[0] + 1, frames=self.frames)
             if not answers or not answers[0][1]:
                 break  # nothing more to fetch
-            for start, recs in answers:
+            for _, recs in answers:
                 if not recs:
                     break
-                if start != self.head[0] + 1:
-                    self._commit(rid)
-                    self._gap(rid, self.head[0] + 1, start - 1)
-                    break  # ask again from after the gap
-                self._take(rid, recs)
+                for first, run in _runs(recs):
+                    if first is not None and first > self.head[0] + 1:
+                        # the reader skipped records it cannot read
+                        self._gap(rid, self.head[0] + 1, first - 1, _prev_link(run[0]),
+                                  "the reader cannot read them (damaged flash?)")
+                    self._take(rid, run)
+        if self.head[0] < info["last"]:
+            # the reader counts records up to `last` but served none past head: unreadable, and
+            # nothing after them to anchor the chain on yet
+            self._stop(rid, "gap", self.head[0] + 1, info["last"],
+                       "records %d..%d are counted by the reader but it cannot read them "
+                       "(damaged flash?); they can be skipped (--accept-gaps) once the reader "
+                       "has records after them" % (self.head[0] + 1, info["last"]))
         self._commit(rid)
         self._ack(rid, self.stored)
 
+    def _check_same_log(self, rid, info):
+        """Whether the reader's log still holds the records that the depot has from it. A reader
+        wiped or replaced under the same id numbers its records from 1 again: acknowledging the
+        depot's watermark would make it delete records that the depot never had."""
+        if self.stored == 0:
+            return
+        why = None
+        if info["last"] < self.stored:
+            why = "the reader's log ends at %d but the depot holds records up to %d" % (
+                info["last"], self.stored)
+        elif self.acked < self.stored:
+            # the reader still has record `stored`: it must be the depot's
+            answers = self.link.get_logs(self.stored, 1, frames=1)
+            recs = answers[0][1] if answers else []
+            if recs and _seq_of(recs[0]) == self.stored:
+                try:
+                    same = tl.link(recs[0], self.key) == self.chain
+                except tl.RecordError:
+                    same = False
+                if not same:
+                    why = "the reader's record %d is not the one the depot holds" % self.stored
+            else:
+                self.confirmed = False  # unreadable there: acknowledge only what chains on
+        elif self.acked == self.stored and self._ack_link(info) not in (None, self.chain):
+            why = "the reader's chain after record %d is not the depot's" % self.stored
+        if why is None:
+            return
+        if not self.accept_reset:
+            self._stop(rid, "reset", 1, self.stored,
+                       "%s (reader wiped or replaced under the same id?); run with --accept-reset "
+                       "to put the depot's records of it aside and sync it as a new log" % why,
+                       ack=False)
+        old = self.stored
+        moved = self.db.reset_reader(rid, tl.genesis(rid), int(self.now()))
+        self.db.add_incident(rid, "reset_accepted", 1, old,
+                             "%s: accepted by the operator as a new log; the depot's %d records "
+                             "of the old one are kept in trips_replaced" % (why, moved))
+        self.stored, self.chain = 0, tl.genesis(rid)
+        self.head = (self.stored, self.chain)
+
+    @staticmethod
+    def _ack_link(info):
+        """The chain link after the reader's watermark, as its INFO reports it (None if not)."""
+        a = info.get("alink")
+        return a if isinstance(a, bytes) and len(a) == tl.LINK_SIZE else None
+
     def _take(self, rid, recs):
-        """Check one answer's records against the chain and queue them for the next commit."""
+        """Check one run of records against the chain and queue them for the next commit."""
         nxt = self.head[0] + 1
         good, broken = recs, None
         try:
@@ -179,14 +274,14 @@ class ReaderSync:
             self.rows.append(depotdb.trip_row(rid, tl.decode(raw, self.key), raw, t))
             self.uncommitted += len(raw)
         self.head = (seq, link)
+        if good:
+            self.confirmed = True  # they chain on from the depot's records
         self.res.records_total += len(good)
         self.progress(advance=len(good), bytes=self.link.stats["bytes_in"])
         if broken is not None:
-            self._commit(rid)
-            self._ack(rid, self.stored)
-            self._incident(rid, "chain", seq + 1, seq + 1,
-                           "hash chain broken at record %d (%s): it and the records after it "
-                           "are not stored and not acknowledged" % (seq + 1, broken))
+            self._stop(rid, "chain", seq + 1, seq + 1,
+                       "hash chain broken at record %d (%s): it and the records after it "
+                       "are not stored and not acknowledged" % (seq + 1, broken))
         if self.uncommitted >= self.ack_every:
             self._commit(rid)
             self._ack(rid, self.stored)
@@ -203,33 +298,43 @@ class ReaderSync:
 
     def _ack(self, rid, seq):
         """Acknowledge up to `seq`: only ever records committed in the depot database."""
-        if seq <= self.acked or seq > self.stored:
+        if seq <= self.acked or seq > self.stored or not self.confirmed:
             return
         res = self.link.ack(seq)
         self.acked = res.get("ack", seq) if isinstance(res, dict) else seq
         self.res.acked = self.acked
         self.db.set_acked(rid, self.acked)
 
-    def _gap(self, rid, first, last):
+    def _gap(self, rid, first, last, anchor, why):
+        """Records first..last are missing: stop, or with --accept-gaps record the loss and go on
+        with the chain from `anchor`, the link that the record after the gap commits to."""
+        self._commit(rid)
         if not self.accept_gaps:
-            self._incident(rid, "gap", first, last,
-                           "records %d..%d are gone from the reader but not in the depot "
-                           "(acknowledged elsewhere, or the depot database was replaced); "
-                           "run with --accept-gaps to record the loss and go on" % (first, last))
+            self._stop(rid, "gap", first, last,
+                       "records %d..%d are missing: %s; they are not in the depot; run with "
+                       "--accept-gaps to record the loss and go on" % (first, last, why))
+        if anchor is None:
+            self._stop(rid, "gap", first, last,
+                       "records %d..%d are missing: %s; the reader reports no chain link to go on "
+                       "from" % (first, last, why))
         self.db.add_incident(rid, "gap_accepted", first, last,
-                             "records %d..%d accepted as lost by the operator" % (first, last))
-        # The chain cannot be checked across the gap: it restarts from what the next record
-        # commits to, and the gap stays on record as an incident.
-        answers = self.link.get_logs(last + 1, 1)
-        recs = answers[0][1] if answers else []
-        link = tl.decode(recs[0])["prev_link"] if recs else self.head[1]
-        self.rows = []
-        self.head = (last, link)
-        self.db.store_batch(rid, [], last, link, self.acked)
-        self.stored, self.chain = last, link
+                             "records %d..%d accepted as lost by the operator (%s)" % (first, last, why))
+        # The chain cannot be checked across the gap: it goes on from the link the reader reports
+        # after it (what its next record commits to), and the gap stays on record as an incident.
+        self.head = (last, anchor)
+        self.db.store_batch(rid, [], last, anchor, self.acked)
+        self.stored, self.chain = last, anchor
 
-    def _incident(self, rid, kind, first, last, detail):
+    def _stop(self, rid, kind, first, last, detail, ack=True):
+        """Stop this reader's sync: keep the verified records, record the incident (first, so
+        that it is on record whatever fails next), acknowledge what the depot holds before it."""
+        self._commit(rid)
         self.db.add_incident(rid, kind, first, last, detail)
+        if ack:
+            try:
+                self._ack(rid, self.stored)
+            except LinkError as e:
+                detail += "; acknowledging up to %d failed: %s" % (self.stored, e)
         raise ChainProblem("reader %d: %s" % (rid, detail))
 
 
@@ -248,7 +353,8 @@ def sync_port(path, keys, db_url, opts, progress=None, opener=open_serial):
             try:
                 ReaderSync(link, db, res, keys, pushes=opts.pushes, set_time=opts.set_time,
                            allow_back=opts.allow_time_backwards, reboot=opts.reboot,
-                           accept_gaps=opts.accept_gaps, progress=progress,
+                           accept_gaps=opts.accept_gaps,
+                           accept_reset=getattr(opts, "accept_reset", False), progress=progress,
                            now=getattr(opts, "now", time.time)).run()
                 break
             except LinkError as e:
@@ -257,8 +363,8 @@ def sync_port(path, keys, db_url, opts, progress=None, opener=open_serial):
                 if e.kind != "session_lost" or attempt == 2:
                     raise
         res.status = "ok"
-    except (LinkError, ChainProblem) as e:
-        res.status = getattr(e, "kind", "chain")
+    except (LinkError, SyncProblem) as e:
+        res.status = e.kind
         res.message = str(e)
     except OSError as e:  # serial.SerialException too: the port went away under us
         res.status = "port"
@@ -321,19 +427,25 @@ def cmd_sync(args):
     console = Console(stderr=True)
     results = [None] * len(ports)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("records"), TextColumn("{task.fields[kbytes]:.1f} KiB"),
+                  TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[kbytes]:.1f} KiB in"),
                   TextColumn("{task.fields[status]}"), console=console,
                   disable=args.no_progress) as bar:
 
         def worker(i, path):
-            task = bar.add_task(path, total=None, kbytes=0.0, status="connecting")
+            task = bar.add_task(path, total=None, kbytes=0.0, unit="records", status="connecting")
 
-            def progress(total=None, advance=None, bytes=None, status=None):
+            def progress(total=None, completed=None, advance=None, bytes=None, unit=None,
+                         status=None):
+                # records while the log comes in, then the bytes of each push
                 kw = {}
                 if total is not None:
                     kw["total"] = total
+                if completed is not None:
+                    kw["completed"] = completed
                 if advance:
                     kw["advance"] = advance
+                if unit is not None:
+                    kw["unit"] = unit
                 if bytes is not None:
                     kw["kbytes"] = bytes / 1024
                 if status is not None:
@@ -432,6 +544,10 @@ def add_commands(sub):
     p.add_argument("--reboot", action="store_true", help="reboot each reader at the end")
     p.add_argument("--accept-gaps", action="store_true",
                    help="record missing records as lost (incident) and go on past them")
+    p.add_argument("--accept-reset", action="store_true",
+                   help="a reader whose log is not the one the depot holds (wiped, or replaced "
+                        "under the same id): put the depot's records of it aside (incident) and "
+                        "sync it as a new log")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
     p.add_argument("--retries", type=int, default=5)

@@ -5,7 +5,8 @@ anything). The SQL is standard (ON CONFLICT ... DO NOTHING/UPDATE works in SQLit
 PostgreSQL >= 9.5); the few dialect differences (blob type, generated ids, placeholders) are the
 `Dialect` below, so a central PostgreSQL can replace SQLite by adding a connect function.
 
-One row per trip record, unique on (reader_id, seq). Accounts and counters are unsigned 64-bit,
+One row per trip record, unique on (reader_id, seq) (the records of a reader's replaced log are
+moved to trips_replaced). Accounts and counters are unsigned 64-bit,
 beyond SQL's signed BIGINT, so they are stored as decimal text."""
 import datetime
 import sqlite3
@@ -64,6 +65,27 @@ SCHEMA = [
         bytes_in     BIGINT NOT NULL,
         message      VARCHAR(1000)
     )""",
+    # the records of a reader's earlier log, put aside when the operator accepted that the reader
+    # was wiped or replaced under the same id (fare sync --accept-reset): its new log numbers its
+    # records from 1 again
+    """CREATE TABLE IF NOT EXISTS trips_replaced (
+        reset_at    BIGINT NOT NULL,
+        reader_id   BIGINT NOT NULL,
+        seq         BIGINT NOT NULL,
+        time        BIGINT NOT NULL,
+        day         CHAR(10) NOT NULL,
+        decision    SMALLINT NOT NULL,
+        reason      SMALLINT NOT NULL,
+        kind        VARCHAR(8) NOT NULL,
+        account     VARCHAR(20) NOT NULL,
+        counter     VARCHAR(20) NOT NULL,
+        cred_id     VARCHAR(32) NOT NULL,
+        fare        BIGINT NOT NULL,
+        line        BIGINT NOT NULL,
+        stop        BIGINT NOT NULL,
+        raw         {blob} NOT NULL,
+        received_at BIGINT NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS incidents (
         id         {serial_pk},
         reader_id  BIGINT NOT NULL,
@@ -98,19 +120,31 @@ INSERT_RUN = ("INSERT INTO sync_runs (reader_id, port, started, finished, status
               "bytes_in, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 INSERT_INCIDENT = ("INSERT INTO incidents (reader_id, kind, seq_from, seq_to, detail, at) "
                    "VALUES (?, ?, ?, ?, ?, ?)")
+_ALL_COLUMNS = ("reader_id, seq, time, day, decision, reason, kind, account, counter, cred_id, fare, "
+                "line, stop, raw, received_at")
+REPLACE_TRIPS = ("INSERT INTO trips_replaced (reset_at, %s) SELECT ?, %s FROM trips WHERE reader_id = ?"
+                 % (_ALL_COLUMNS, _ALL_COLUMNS))
+DELETE_TRIPS = "DELETE FROM trips WHERE reader_id = ?"
+RESET_READER = "UPDATE readers SET stored_seq = 0, chain_link = ?, acked_seq = 0 WHERE reader_id = ?"
 COUNT_TRIPS = "SELECT COUNT(*) FROM trips WHERE reader_id = ?"
 SEQS = "SELECT seq FROM trips WHERE reader_id = ? ORDER BY seq"
 INCIDENTS = "SELECT reader_id, kind, seq_from, seq_to, detail, at FROM incidents ORDER BY id"
 
 # reports: filters are added as "AND col = ?" in this fixed order
 _FILTERS = ("day", "line", "reader_id")
+# reports and exports cover every trip, also those of a reader's replaced log: a reset changes
+# neither
+_EVERY_TRIP = ("(SELECT {cols} FROM trips UNION ALL SELECT {cols} FROM trips_replaced) AS t")
+_EXPORT_COLUMNS = ("reader_id, seq, time, day, decision, reason, kind, account, counter, cred_id, "
+                   "fare, line, stop")
 REPORT = ("SELECT day, line, reader_id, COUNT(*), "
           "SUM(CASE WHEN decision = 1 THEN 1 ELSE 0 END), "
           "SUM(CASE WHEN decision = 1 THEN 0 ELSE 1 END), "
           "SUM(CASE WHEN decision = 1 THEN fare ELSE 0 END) "
-          "FROM trips WHERE 1 = 1{where} GROUP BY day, line, reader_id ORDER BY day, line, reader_id")
-EXPORT = ("SELECT reader_id, seq, time, day, decision, reason, kind, account, counter, cred_id, "
-          "fare, line, stop FROM trips WHERE 1 = 1{where} ORDER BY day, line, reader_id, seq")
+          "FROM " + _EVERY_TRIP.format(cols="day, line, reader_id, decision, fare")
+          + " WHERE 1 = 1{where} GROUP BY day, line, reader_id ORDER BY day, line, reader_id")
+EXPORT = ("SELECT " + _EXPORT_COLUMNS + " FROM " + _EVERY_TRIP.format(cols=_EXPORT_COLUMNS)
+          + " WHERE 1 = 1{where} ORDER BY day, line, reader_id, seq")
 
 
 def day_of(t):
@@ -168,6 +202,22 @@ class DepotDB:
             self.conn.rollback()
             raise
         return new
+
+    def reset_reader(self, reader_id, genesis, now):
+        """The reader's log was replaced (wiped, or another board under the same id): move its
+        trips to trips_replaced (kept, and still in reports and exports) and start its chain
+        again at `genesis`, in one transaction. Returns how many trips were moved."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(self._q(REPLACE_TRIPS), (now, reader_id))
+            moved = max(cur.rowcount, 0)
+            cur.execute(self._q(DELETE_TRIPS), (reader_id,))
+            cur.execute(self._q(RESET_READER), (genesis, reader_id))
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return moved
 
     def set_acked(self, reader_id, seq):
         self._exec(SET_ACKED, (seq, reader_id, seq))

@@ -72,8 +72,8 @@ class Bench:
             depot.ReaderSync(link or self.link(keys), db, res, keys or self.keys,
                              now=lambda: NOW, **kw).run()
             res.status = "ok"
-        except (synclink.LinkError, depot.ChainProblem) as e:
-            res.status = getattr(e, "kind", "chain")
+        except (synclink.LinkError, depot.SyncProblem) as e:
+            res.status = e.kind
             res.message = str(e)
         finally:
             db.close()

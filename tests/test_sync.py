@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync_bench import NOW, Bench, open_session, opkey, req, seal  # noqa: F401 (opkey: fixture)
+from sync_bench import NOW, Bench, flashdev, open_session, opkey, req, seal  # noqa: F401 (opkey: fixture)
 from host_tools import cli, depot, depotdb, ecsign, synclink
 from sync_testreader import KEY, RID, gen, log_key
 from sync_loopback import Link, LoopbackPort
@@ -540,6 +540,111 @@ def test_a_gap_stops_the_sync_unless_the_operator_accepts_it(tmp_path, opkey):
     assert [i[1] for i in b.db().incidents()] == ["gap", "gap_accepted"]
     b.reader.add_records(5)
     assert b.sync().records_new == 5  # and the chain goes on from there
+
+
+def seq_of(raw):
+    return tl.decode(raw)["seq"]
+
+
+def damage_record(b, seq):
+    """Flip one byte in the middle of record `seq` on the reader's flash, then restart the reader's
+    log on it (as after a reboot)."""
+    bs = 4096
+    b.dev.close()
+    path = b.dir / "log.img"
+    data = bytearray(path.read_bytes())
+    for blk in range(tl.META_BLOCKS, len(data) // bs):
+        off = blk * bs
+        if data[off:off + 4] != tl.SEG_MAGIC:
+            continue
+        off += tl.SEG_HEADER
+        while data[off] == tl.REC_MARK:
+            n = (data[off + 2] << 8) | data[off + 3]
+            if int.from_bytes(data[off + 4:off + 8], "big") == seq:
+                data[off + n // 2] ^= 0x10
+                path.write_bytes(bytes(data))
+                b.dev = flashdev.FlashDev(len(data) // bs, path=str(path))
+                b.reader.log = tl.TripLog(b.dev, RID, key=LOG_KEY)
+                return
+            off += n
+    raise AssertionError("record %d not found" % seq)
+
+
+def test_an_unreadable_record_is_a_gap_reported_and_never_acknowledged_past(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=60)
+    damage_record(b, 3)
+    log = b.reader.log
+    # the log skips the damaged record and the rest of its segment
+    after = seq_of(log.read(3, 10 ** 6)[0])
+    assert log.last_seq == 60 and 3 < after < 60
+    # the reader labels its answers from the records' own headers, and ends one at a jump
+    st_, res, _ = req(b.server, 1, P.GET_LOGS, {"from": 1, "max": 100000})
+    assert st_ == P.OK and res[0] == 1 and [seq_of(r) for r in res[1]] == [1, 2]
+    st_, res, _ = req(b.server, 2, P.GET_LOGS, {"from": 3, "max": 100000})
+    assert res[0] == after == seq_of(res[1][0])
+    gap = "records 3..%d are missing" % (after - 1)
+    for _ in range(2):  # however often it is tried without --accept-gaps
+        res = b.sync()
+        assert res.status == "chain" and gap in res.message and "cannot read" in res.message
+        # the records before the gap are stored and acknowledged, nothing past it
+        assert b.db().seqs(RID) == [1, 2] and log.ack_seq == 2
+    assert [i[1:4] for i in b.db().incidents()] == [("gap", 3, after - 1)] * 2
+    res = b.sync(accept_gaps=True)
+    assert res.status == "ok", res.message
+    assert b.db().seqs(RID) == [1, 2] + list(range(after, 61)) and log.ack_seq == 60
+    assert b.db().incidents()[-1][1:4] == ("gap_accepted", 3, after - 1)
+    b.reader.add_records(5)
+    res = b.sync()  # the chain goes on from there
+    assert res.status == "ok" and res.records_new == 5 and log.ack_seq == 65
+
+
+def test_a_gap_accepted_on_a_fully_acknowledged_reader_does_not_jam_later_syncs(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=10)
+    b.reader.log.ack(10)  # another depot (or a lost database) took everything
+    assert b.sync().status == "chain"
+    res = b.sync(accept_gaps=True)  # no record after the gap: the reader's ack link anchors it
+    assert res.status == "ok", res.message
+    assert b.db().reader_state(RID)[:2] == (10, b.reader.log._ack_link)
+    assert b.sync().status == "ok"  # nothing new
+    for night in range(2):
+        b.reader.add_records(5)
+        res = b.sync()
+        assert res.status == "ok" and res.records_new == 5, res.message
+    assert b.db().seqs(RID) == list(range(11, 21)) and b.reader.log.ack_seq == 20
+    assert [i[1] for i in b.db().incidents()] == ["gap", "gap_accepted"]
+
+
+def replace_board(b, records):
+    """Another board (or the same one wiped) under the same reader id and secret: a new log."""
+    b.dev.close()
+    b.dev = flashdev.FlashDev(40, path=str(b.dir / ("new%d.img" % records)))
+    b.reader.log = tl.TripLog(b.dev, RID, key=LOG_KEY)
+    b.reader.add_records(records, lambda seq, rid: dict(gen(seq, rid), time=NOW + seq))  # new taps
+
+
+@pytest.mark.parametrize("records", [5, 40])  # fewer than the depot holds, and more
+def test_a_reader_replaced_under_the_same_id_needs_accept_reset(tmp_path, opkey, records):
+    b = Bench(tmp_path, opkey, records=30)
+    assert b.sync().status == "ok" and b.db().seqs(RID) == list(range(1, 31))
+    replace_board(b, records)
+    for _ in range(2):
+        res = b.sync()
+        assert res.status == "chain" and "--accept-reset" in res.message
+        # nothing acknowledged: its records are not the depot's records 1..30
+        assert b.reader.log.ack_seq == 0 and b.db().seqs(RID) == list(range(1, 31))
+    assert [i[1] for i in b.db().incidents()] == ["reset", "reset"]
+    res = b.sync(accept_reset=True)
+    assert res.status == "ok", res.message
+    assert b.db().seqs(RID) == list(range(1, records + 1)) and b.reader.log.ack_seq == records
+    assert b.db().incidents()[-1][1] == "reset_accepted"
+    db = b.db()
+    # the old log's records are kept, and reports and exports still count them
+    assert db.conn.execute("SELECT COUNT(*) FROM trips_replaced").fetchone()[0] == 30
+    assert sum(r[3] for r in db.report(reader_id=RID)) == 30 + records
+    assert len(db.export(reader_id=RID)) == 30 + records
+    b.reader.add_records(3)
+    res = b.sync()
+    assert res.status == "ok" and res.records_new == 3
 
 
 def test_lost_ack_is_sent_again_without_fetching_twice(tmp_path, opkey):

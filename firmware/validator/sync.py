@@ -208,6 +208,7 @@ class SyncServer:
             "proto": P.PROTO, "id": r.reader_id, "nonce": rn, "hn": hn, "max": self.max_payload,
             "fw": info.get("firmware", ""), "time": info.get("time"),
             "first": log.first_seq, "last": log.last_seq, "ack": log.ack_seq,
+            "alink": log._ack_link,  # the chain link after record `ack`: a gap is anchored on it
             "free": log.free_bytes, "log_state": log.state,
             "deny": info.get("deny_version", 0), "keyring": info.get("keyring_version", 0),
             "config": info.get("config_version", 0),
@@ -244,7 +245,10 @@ class SyncServer:
         self._stream_rid = rid
         log = self.reader.log
         recs = log.read(start, min(want, self.max_payload - _REPLY_ROOM))
-        first = max(start, log.first_seq)
+        # The records say where they are: the log skips a record it cannot read (and the rest
+        # of its segment), so `first` comes from the first record's own header, and an answer
+        # ends before a jump in sequence; the depot sees the jump as a gap.
+        first = _seq_of(recs[0]) if recs else max(start, log.first_seq)
         buf = self._pbuf
         s = self._session
         buf[0] = P.REPLY | (P.TAGGED if s is not None else 0)
@@ -257,7 +261,7 @@ class SyncServer:
         total = pos + 3  # the count's head: at most 3 bytes
         n = 0
         for r in recs:
-            if total + 3 + len(r) > room:
+            if total + 3 + len(r) > room or _seq_of(r) != first + n:
                 break
             total += 3 + len(r)
             n += 1
@@ -380,6 +384,11 @@ class SyncServer:
         if reason != "OK":
             return P.REFUSED, {"reason": reason}
         return P.OK, {"time": self.reader.info().get("time")}
+
+
+def _seq_of(rec):
+    """The sequence number in a stored trip record's header (validator.triplog: bytes 4-7)."""
+    return (rec[4] << 24) | (rec[5] << 16) | (rec[6] << 8) | rec[7]
 
 
 def _fields(args, allowed):
