@@ -2,6 +2,7 @@
 counters and policy, against a reference model written here from docs/decisions.md: on CPython with
 hypothesis, and on MicroPython (simulated flash, reboots from the flash image) for sequences
 generated here."""
+import hashlib
 import json
 import random
 import sys
@@ -32,7 +33,9 @@ class Draw:
         return seq[self.randint(0, len(seq) - 1)]
 
 
-def scenario(rnd, n_events):
+def scenario(rnd, n_events, busy=False):
+    """busy: a reader in service (no stale-data limits) and riders with credit, so that most
+    taps are rides and the counters' tables fill."""
     c = rnd.choice
     cfg = {"max_code_age": c([30, 60]), "clock_skew": c([0, 30]), "repeat_window": c([0, 5]),
            "passback_window": c([0, 120, 600]), "transfer_window": c([0, 300, 1800]),
@@ -40,12 +43,18 @@ def scenario(rnd, n_events):
            "degraded": c(["reject", "limit"]), "degraded_max_rides": c([1, 2]),
            "degraded_max_amount": c([0, 300]),
            "fares": [[0, 1, 200], [0, 2, 100], [0, 4, 0], [7, 1, 999]]}
-    n = rnd.randint(2, 5)
+    n = rnd.randint(2, 8 if busy else 6)
+    # the counters' tables: often smaller than the riders, so that full tables drop entries
+    caps = [c([1, 2, 3, 64]), c([1, 2, 64])]
     riders = []
     for i in range(n):
         riders.append([("%032x" % (0xC0FFEE00 + i * 7919)), 1000 + rnd.randint(0, n - 2),
                        T0 + c([-86400, 0, 600]), T0 + c([3000, 86400]), c([0, 2, 4, 100]),
                        c([0, 150, 400, 10 ** 6]), c([1, 1, 2, 4, 9]), c(["qr", "qr", "nfc"])])
+        if busy:
+            riders[-1][2:6] = [T0 - 86400, T0 + c([3000, 86400, 86400]), 100, 10 ** 6]
+    if busy:
+        cfg["sync_window"] = cfg["deny_max_age"] = 0
     deny = {"built_at": T0 - c([0, 3000, 350000]),
             "accounts": [a for a in range(1000, 1000 + n) if rnd.randint(0, 9) == 0],
             "creds": [r[0] for r in riders if rnd.randint(0, 9) == 0]}
@@ -55,7 +64,7 @@ def scenario(rnd, n_events):
         if w:
             steps += [w - 1, w, w + 1]
     t = T0
-    events = [["sync", t]] if rnd.randint(0, 7) else []
+    events = [["sync", t]] if busy or rnd.randint(0, 7) else []
     phone = [rnd.randint(0, 3) for _ in range(n)]
     shown = [None] * n
     last = 0
@@ -64,6 +73,8 @@ def scenario(rnd, n_events):
         k = rnd.randint(0, 19)
         if k < 2:
             events.append(["reboot", t])
+            if busy:  # the depot sets the clock again at once
+                events.append(["sync", t])
         elif k < 4:
             events.append(["sync", t])
         else:
@@ -79,15 +90,36 @@ def scenario(rnd, n_events):
                 counter, code_time = phone[i], t - age
                 shown[i] = (counter, code_time)
             events.append(["tap", t, i, max(counter, 0), code_time])
-    return {"config": cfg, "riders": riders, "deny": deny, "events": events}
+    return {"config": cfg, "caps": caps, "riders": riders, "deny": deny, "events": events}
 
 
 # ---- the reference model --------------------------------------------------------------------
 
 
-def model(sc):
-    """Expected [accepted, reason, fare, record] per tap, from the rules as documented."""
+def make_room(table, cap, t, needed_until, last, key):
+    """A new entry for a table of `cap` entries (docs/decisions.md, "Bounds"): if it is full,
+    drop the entries no longer needed; if there is none, the one used least recently (ties: the
+    lowest key). Returns how many entries still needed were dropped."""
+    if len(table) < cap:
+        return 0
+    gone = [k for k in table if needed_until(k) < t]
+    if gone:
+        for k in gone:
+            del table[k]
+        return 0
+    del table[min(table, key=lambda k: (last(k), key(k)))]
+    return 1
+
+
+def model(sc, stats=None):
+    """Expected [accepted, reason, fare, record] per tap, from the rules as documented.
+    `stats`: a dict that gets the number of entries dropped while still needed."""
     cfg = sc["config"]
+    cred_cap, account_cap = sc.get("caps", [64, 64])
+    account_keep = max(cfg["passback_window"], cfg["transfer_window"], cfg["repeat_window"]) + 600
+    cred_keep = 3600
+    until = {r[0]: r[3] for r in sc["riders"]}
+    evicted_live = 0
     fares = {(line, p): a for line, p, a in cfg["fares"]}
     deny = sc["deny"]
     creds = {}        # cred -> [counter, last accepted, rides, amount]
@@ -157,8 +189,18 @@ def model(sc):
                 rejects = (rejects + [(cid, counter, reason, t)])[-4:]
             continue
         out.append([1, R.OK, fare, 1])
+        if c is None:
+            evicted_live += make_room(
+                creds, cred_cap, t, lambda k: until[k] + cred_keep, lambda k: creds[k][1],
+                lambda k: hashlib.sha256(bytes.fromhex(k)).digest()[:8])
         creds[cid] = [counter, t, rides + 1, amount + fare]
+        if a is None:
+            evicted_live += make_room(
+                accounts, account_cap, t, lambda k: accounts[k][0] + account_keep,
+                lambda k: accounts[k][0], lambda k: k.to_bytes(8, "big"))
         accounts[acct] = [t, t if fare > 0 else (a[1] if a else 0)]
+    if stats is not None:
+        stats["evicted_live"] = evicted_live
     return out
 
 
@@ -188,6 +230,46 @@ def test_model_sanity():
     assert policy_replay.run(sc, _fresh_dir()) == model(sc)
 
 
+def test_model_sanity_full_tables():
+    # hand-checked: what a full table forgets, and that entries past their keep time go first
+    cfg = {"max_code_age": 60, "clock_skew": 0, "repeat_window": 5, "passback_window": 600,
+           "transfer_window": 1800, "sync_window": 0, "deny_max_age": 0, "degraded": "reject",
+           "degraded_max_rides": 1, "degraded_max_amount": 0, "fares": [[0, 1, 200]]}
+    riders = [["%032x" % i, 5 + i, T0 - 10, T0 + 86400, 100, 10 ** 6, 1, "qr"] for i in range(3)]
+    deny = {"built_at": T0, "accounts": [], "creds": []}
+    ok = [1, R.OK, 200, 1]
+    # accounts (keep: 1800 + 600 s) in a table of 2
+    sc = {"config": cfg, "caps": [64, 2], "riders": riders, "deny": deny,
+          "events": [["sync", T0], ["tap", T0, 0, 1, T0], ["tap", T0 + 10, 1, 1, T0 + 10],
+                     ["tap", T0 + 20, 2, 1, T0 + 20],        # pushes out account 5
+                     ["tap", T0 + 30, 0, 2, T0 + 30],        # no pass-back, no transfer
+                     ["tap", T0 + 40, 2, 2, T0 + 40],
+                     ["tap", T0 + 2500, 1, 2, T0 + 2500],    # 5 and 7 are past their keep
+                     ["tap", T0 + 2510, 0, 3, T0 + 2510]]}
+    stats = {}
+    assert model(sc, stats) == [ok, ok, ok, ok, [0, R.PASSBACK, 0, 1], ok, ok]
+    assert stats["evicted_live"] == 2
+    assert check(sc, _fresh_dir()) == 2
+    # credentials in a table of 1: an evicted one gets its max_rides (1) again
+    riders[0][4] = 1
+    sc = {"config": cfg, "caps": [1, 64], "riders": riders, "deny": deny,
+          "events": [["sync", T0], ["tap", T0, 0, 1, T0], ["tap", T0 + 700, 0, 2, T0 + 700],
+                     ["tap", T0 + 710, 1, 1, T0 + 710], ["tap", T0 + 1400, 0, 3, T0 + 1400]]}
+    assert model(sc, stats) == [ok, [0, R.QUOTA_RIDES, 0, 1], ok, [1, R.OK, 0, 1]]  # transfer
+    assert stats["evicted_live"] == 2
+    assert check(sc, _fresh_dir()) == 2
+
+
+def check(sc, directory):
+    """Run the scenario through the firmware; the decisions and the number of entries dropped
+    while still needed must be the model's. Returns that number."""
+    got_stats, want_stats = {}, {}
+    got = policy_replay.run(sc, directory, stats=got_stats)
+    assert got == model(sc, want_stats)
+    assert got_stats["evicted_live"] == want_stats["evicted_live"]
+    return want_stats["evicted_live"]
+
+
 _dirs = []
 
 
@@ -201,35 +283,59 @@ def _fresh_dir():
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_tap_sequences_match_the_model(data):
-    sc = scenario(Draw(data), data.draw(st.integers(1, 60)))
-    got = policy_replay.run(sc, _fresh_dir())
-    assert got == model(sc)
+    sc = scenario(Draw(data), data.draw(st.integers(1, 60)), busy=data.draw(st.booleans()))
+    event("tables too small: %s" % ("yes" if check(sc, _fresh_dir()) else "no"))
 
 
 def test_many_seeded_sequences_match_the_model(tmp_path):
+    evicting = 0
     for seed in range(1000):
         sc = scenario(random.Random(1000 + seed), 40)
         state = tmp_path / ("s%d" % seed)
         state.mkdir()
-        assert policy_replay.run(sc, str(state)) == model(sc), "seed %d" % (1000 + seed)
+        try:
+            evicting += check(sc, str(state)) > 0
+        except AssertionError:
+            raise AssertionError("seed %d" % (1000 + seed))
+    assert evicting >= 30  # (43) sequences where a full table dropped an entry still needed
+
+
+def test_busy_readers_with_small_tables_match_the_model(tmp_path):
+    evicting = 0
+    for seed in range(150):
+        sc = scenario(random.Random(5000 + seed), 60, busy=True)
+        state = tmp_path / ("s%d" % seed)
+        state.mkdir()
+        try:
+            evicting += check(sc, str(state)) > 0
+        except AssertionError:
+            raise AssertionError("seed %d" % (5000 + seed))
+    assert evicting >= 50  # (68 of these 150)
 
 
 def test_generated_sequences_on_micropython_match_the_model(tmp_path):
     reasons_seen = set()
-    for seed in range(4):
-        sc = scenario(random.Random(seed), 150)
-        want = model(sc)
+    evicted = 0
+    for seed in range(6):
+        sc = scenario(random.Random(seed), 150, busy=seed >= 4)
+        want_stats = {}
+        want = model(sc, want_stats)
         reasons_seen |= {w[1] for w in want}
         path = tmp_path / ("scenario%d.json" % seed)
         path.write_text(json.dumps(sc))
         out = run_mp("import policy_replay\npolicy_replay.main(%r)\n" % str(path), heap="110k")
-        got = [[int(x) for x in line.split()] for line in out.split("\n") if line.strip()]
+        lines = [line.split() for line in out.split("\n") if line.strip()]
+        assert lines[-1][0] == "evicted_live"
+        assert int(lines[-1][1]) == want_stats["evicted_live"], "seed %d" % seed
+        got = [[int(x) for x in line] for line in lines[:-1]]
         assert got == want, "seed %d" % seed
+        evicted += want_stats["evicted_live"]
         # and the CPython run agrees too
         state = tmp_path / ("state%d" % seed)
         state.mkdir()
-        assert policy_replay.run(sc, str(state)) == want
+        assert check(sc, str(state)) == want_stats["evicted_live"]
     assert len(reasons_seen) >= 8, sorted(R.name(r) for r in reasons_seen)
+    assert evicted > 0
 
 
 U64 = (1 << 64) - 1
@@ -255,7 +361,7 @@ def test_any_token_field_values_decide_and_commit_without_error(taps):
     src = Source(T0)
     clk = clock.Clock(src, d)
     clk.set(T0)
-    state = riderstate.RiderState(d, 16, 16, 4)
+    state = riderstate.RiderState(d, 4, 4, 4)  # small: full tables drop entries
     pol = policy.Policy(cfg, state, DenyList(), clk)
     known = set(R.MESSAGES)
     accepted = []
@@ -272,7 +378,7 @@ def test_any_token_field_values_decide_and_commit_without_error(taps):
         accepted.append(dec.reason == R.OK)
     before = (bytes(state.creds.mv[:state.creds.n * state.creds.r]),
               bytes(state.accounts.mv[:state.accounts.n * state.accounts.r]))
-    again = riderstate.RiderState(d, 16, 16, 4)
+    again = riderstate.RiderState(d, 4, 4, 4)
     assert (bytes(again.creds.mv[:again.creds.n * again.creds.r]),
             bytes(again.accounts.mv[:again.accounts.n * again.accounts.r])) == before
     event("accepted taps: %s" % ("some" if any(accepted) else "none"))

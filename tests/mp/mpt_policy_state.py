@@ -9,14 +9,17 @@ from policy_fakes import Token, Rig, T0, cred, make_config
 HEAPS = ("110k",)
 
 
-def script(n=40):
+def script(n=40, gaps=(37,), until=None):
     """(token, time) for a morning on one reader: 6 riders (two sharing an account), taps every
-    37 s, each rider's counter going up; some would break the limits."""
+    37 s (or `gaps` in turn), each rider's counter going up; some would break the limits.
+    `until`: {rider: valid_until} for credentials that expire on the way."""
+    t = T0
     for i in range(n):
         k = i % 6
-        t = T0 + 37 * i
+        vu = until.get(k, T0 + 7 * 86400) if until else T0 + 7 * 86400
         yield (Token(cred_id=cred(k), account=100 + min(k, 4), counter=i, time=t,
-                     max_rides=5, max_amount=900, product=k % 3), t)
+                     valid_until=vu, max_rides=5, max_amount=900, product=k % 3), t)
+        t += gaps[i % len(gaps)]
 
 
 def run(rig, taps, reboot_every=0, limit=1 << 30):
@@ -52,11 +55,52 @@ def test_reboot_between_every_tap_loses_no_counter():
     r.close()
 
 
+def test_reboot_between_every_tap_with_tables_smaller_than_the_riders():
+    # 6 credentials in a table of 4, 5 accounts in 3: rides push out entries still needed, and
+    # the replay of the journal must push out the same ones
+    # (the gaps and credential 2's early expiry make entries past their keep time as well)
+    cfg = make_config(passback_window=100)
+    caps = dict(max_credentials=4, max_accounts=3, journal_slots=8)
+
+    def taps():  # (a generator: 60 tokens at once take too much of the test's heap)
+        return script(60, gaps=(37, 37, 37, 37, 800), until={2: T0 + 600})
+
+    ref = Rig(cfg, **caps)
+    want = run(ref, taps())
+    want_tables = tables(ref)
+    want_stats = ref.state.stats()
+    ref.close()
+    assert want_stats["evicted_live"] >= 10
+    assert want_stats["evictions"] - want_stats["evicted_live"] >= 10
+    r = Rig(cfg, **caps)
+    got = run(r, taps(), reboot_every=1)
+    assert got == want
+    assert tables(r) == want_tables
+    st = r.state.stats()
+    assert (st["evictions"], st["evicted_live"]) == (want_stats["evictions"],
+                                                     want_stats["evicted_live"])
+    r.close()
+
+
 def test_power_cut_at_every_flash_operation_of_a_commit():
+    power_cut_sweep(64, 32)
+
+
+def test_power_cut_at_every_flash_operation_of_a_commit_that_evicts():
+    # 5 accounts in a table of 3, all inside their keep time: every new one pushes one out
+    evicted = power_cut_sweep(6, 3)
+    assert evicted >= 5
+
+
+def power_cut_sweep(max_credentials, max_accounts):
+    """Cut the power at every flash operation of a snapshot commit and of a slot commit; after
+    the reboot and recover(), the tables must be those of a run without a cut. Returns the
+    reference run's evicted_live."""
     cfg = make_config(passback_window=100)
     taps = list(script(15))
+    caps = dict(max_credentials=max_credentials, max_accounts=max_accounts, journal_slots=4)
     # the reference run; find a tap whose commit writes a snapshot (the journal slots are full)
-    ref = Rig(cfg, journal_slots=4)
+    ref = Rig(cfg, **caps)
     want = []
     k = None
     for i, (tok, t) in enumerate(taps):
@@ -67,12 +111,13 @@ def test_power_cut_at_every_flash_operation_of_a_commit():
             k = i
         if i == 13:
             want_tables = tables(ref)
+    evicted = ref.state.stats()["evicted_live"]
     ref.close()
     assert k is not None and k < 14
     for at in (k, 13):  # a snapshot commit, and a slot commit (the last tap)
         cut = 0
         while True:
-            r = Rig(cfg, journal_slots=4)
+            r = Rig(cfg, **caps)
             run(r, taps, limit=at)
             r.dev.cut_after = r.dev.ops + cut  # the power fails inside this tap's commit
             d = r.tap(*taps[at])
@@ -89,6 +134,7 @@ def test_power_cut_at_every_flash_operation_of_a_commit():
                 break
             cut += 1
         assert cut >= 1  # the commit wrote, and every prefix of it was tried
+    return evicted
 
 
 def test_snapshot_power_cut_sweep_keeps_old_or_new_state():
@@ -134,21 +180,118 @@ def test_flash_cost_per_tap_is_a_small_inline_write():
     r.close()
 
 
-def test_full_table_drops_the_least_recently_used_quarter_and_replays_the_same():
+def test_full_table_drops_expired_entries_and_keeps_a_credential_at_its_limit():
     r = Rig(make_config(passback_window=0), max_credentials=8, max_accounts=8, journal_slots=32)
-    for i in range(8):
-        assert r.tap(Token(cred_id=cred(i), account=i, time=T0 + i), T0 + i).reason == R.OK
-    assert r.state.creds.n == 8 and r.state.evictions == 0
-    assert r.tap(Token(cred_id=cred(8), account=8, time=T0 + 8), T0 + 8).reason == R.OK
+    # cred 0 uses up its 2 offline rides first, so it is the least recently used from then on
+    for i, t in ((1, T0), (2, T0 + 10)):
+        tok = Token(cred_id=cred(0), account=100, counter=i, time=t, max_rides=2)
+        assert r.tap(tok, t).reason == R.OK
+    for i in range(1, 8):  # creds 1-4 expire at T0 + 30, 5-7 are valid for a week
+        until = T0 + 30 if i <= 4 else T0 + 7 * 86400
+        tok = Token(cred_id=cred(i), account=100 + i, time=T0 + 20 + i, valid_until=until)
+        assert r.tap(tok, T0 + 20 + i).reason == R.OK
     st = r.state
-    assert st.creds.n == 7 and st.accounts.n == 7 and st.evictions == 4  # 2 + 2
-    assert st.credential(cred(0)) is None and st.credential(cred(1)) is None
-    assert st.credential(cred(2)) is not None and st.credential(cred(8)) is not None
+    assert st.creds.n == 8 and st.accounts.n == 8 and st.evictions == 0
+    # an hour after creds 1-4 expired (and every account is past its windows): a new rider
+    now = T0 + 30 + st.cred_keep + 1
+    assert r.tap(Token(cred_id=cred(8), account=108, time=now), now).reason == R.OK
+    assert [i for i in range(9) if st.credential(cred(i)) is not None] == [0, 5, 6, 7, 8]
+    assert st.accounts.n == 1  # the 8 accounts were past their keep time: all dropped
+    assert st.stats()["evictions"] == 4 + 8 and st.stats()["evicted_live"] == 0
+    # cred 0 still has its two rides on this reader
+    tok = Token(cred_id=cred(0), account=100, counter=3, time=now + 5, max_rides=2)
+    assert r.tap(tok, now + 5).reason == R.QUOTA_RIDES
+    before = tables(r)
+    r.reboot()  # the drops are replayed from the journal: the same tables
+    assert tables(r) == before
+    assert r.state.stats()["evictions"] == 12 and r.state.stats()["evicted_live"] == 0
+    r.close()
+
+
+def test_full_table_of_needed_entries_drops_one_least_recently_used_and_counts_it():
+    r = Rig(make_config(passback_window=600), max_credentials=4, max_accounts=4, journal_slots=32)
+    for i in range(4):  # four riders at the same second: the lowest key goes first
+        assert r.tap(Token(cred_id=cred(i), account=i, time=T0), T0).reason == R.OK
+    assert r.tap(Token(cred_id=cred(4), account=4, time=T0 + 1), T0 + 1).reason == R.OK
+    st = r.state
+    lowest = min(range(4), key=lambda i: riderstate.cred_key(cred(i)))
+    assert [i for i in range(5) if st.credential(cred(i)) is None] == [lowest]
+    assert [a for a in range(5) if st.account(a) is None] == [0]
+    assert st.stats()["evictions"] == 2 and st.stats()["evicted_live"] == 2
+    # the bound, as documented: account 0's pass-back window is forgotten (a new credential:
+    # this one pushes out another credential, account 0 pushes out account 1)
+    assert r.tap(Token(cred_id=cred(10), account=0, time=T0 + 100), T0 + 100).reason == R.OK
+    assert st.stats()["evictions"] == 4 and st.stats()["evicted_live"] == 4
+    assert st.account(1) is None and st.account(0) is not None
     before = tables(r)
     r.reboot()
-    assert tables(r) == before and r.state.evictions == 4
-    # an evicted credential starts again from zero: its old code is still refused by its age
-    assert r.tap(Token(cred_id=cred(0), account=0, time=T0), T0 + 100).reason == R.CODE_EXPIRED
+    assert tables(r) == before and r.state.stats()["evicted_live"] == 4
+    r.policy.checkpoint()  # and through a snapshot
+    r.reboot()
+    assert tables(r) == before
+    assert r.state.stats()["evictions"] == 4 and r.state.stats()["evicted_live"] == 4
+    r.close()
+
+
+def test_200_accounts_riding_out_of_their_windows_keep_an_account_inside_its_passback():
+    # The reader's default account cap. 10 early accounts, then account 1, then 199 others
+    # within 4 minutes: the early ones are past their keep time when the table is full.
+    # (One credential for all, a counter per tap: this is about the accounts' table, and 200
+    # credentials' table would not fit the test's heap next to the compiled sources.)
+    cfg = make_config(passback_window=600, transfer_window=0, repeat_window=5)
+    r = Rig(cfg, max_accounts=200, journal_slots=32)
+    keep = r.state.account_keep
+    assert keep == 1200  # max(passback, transfer, repeat) + 600
+    n = 0
+
+    def token(account, t):
+        nonlocal n
+        n += 1
+        return Token(account=account, counter=n, time=t, max_rides=10 ** 6, max_amount=10 ** 9)
+
+    def ride(account, t):
+        assert r.tap(token(account, t), t).reason == R.OK
+
+    for i in range(10):
+        ride(5000 + i, T0 + i)
+    ride(1, T0 + 1000)
+    for i in range(189):
+        ride(6000 + i, T0 + 1001 + i)
+    assert r.state.accounts.n == 200 and r.state.evictions == 0
+    t = T0 + 9 + keep + 6          # the early accounts are past their keep time
+    for i in range(189, 199):
+        ride(6000 + i, t + i - 189)
+    st = r.state
+    assert st.accounts.n == 200 and st.account(1) is not None
+    assert st.stats()["evictions"] == 10 and st.stats()["evicted_live"] == 0
+    assert r.tap(token(1, T0 + 1230), T0 + 1230).reason == R.PASSBACK
+    r.log = []  # every ride is counted: give the trip log stand-in's heap to the reboot
+    r.reboot()
+    assert r.state.account(1) is not None and r.state.stats()["evicted_live"] == 0
+    assert r.tap(token(1, T0 + 1231), T0 + 1231).reason == R.PASSBACK
+    r.close()
+
+
+def test_a_snapshot_of_the_previous_format_loads():
+    import hashlib
+    import struct
+    r = Rig(make_config(passback_window=0), journal_slots=32)
+    for i in range(3):
+        r.tap(Token(cred_id=cred(i), account=i, time=T0 + i), T0 + i)
+    r.policy.checkpoint()
+    before = tables(r)
+    with open(r.mnt + "/riders.snap", "rb") as f:
+        snap = f.read()
+    magic, gen, seq, nc, na, ev, live = struct.unpack_from(riderstate.SNAP_HEAD, snap)
+    assert magic == b"FRS2"
+    head = struct.pack("<4sIIIII", b"FRS1", gen, seq, nc, na, 7)
+    body = snap[struct.calcsize(riderstate.SNAP_HEAD):-8]
+    with open(r.mnt + "/riders.snap", "wb") as f:
+        f.write(head + body + hashlib.sha256(head + body).digest()[:8])
+    r.reboot()
+    st = r.state
+    assert st.load_status == "ok" and tables(r) == before and st.gen == gen
+    assert st.evictions == 7 and st.evicted_live == 0
     r.close()
 
 
@@ -184,9 +327,11 @@ def test_damaged_journal_slot_ends_the_replay_and_a_damaged_snapshot_starts_empt
     assert r.policy.recover(r.records()) == 2       # the trip log gives back taps 4 and 5
     assert r.state.creds.n == 5
     r.policy.checkpoint()
-    with open(r.mnt + "/riders.snap", "r+b") as f:
+    with open(r.mnt + "/riders.snap", "r+b") as f:  # flip a bit in the first record
         f.seek(40)
-        f.write(b"\0\0\0\0")
+        b = f.read(1)
+        f.seek(40)
+        f.write(bytes([b[0] ^ 1]))
     r.reboot()
     assert r.state.load_status == "corrupt" and r.state.creds.n == 0
     assert r.policy.recover(r.records()) == 5       # the app rebuilds from the trip log at boot
@@ -220,8 +365,9 @@ def test_lower_cap_after_an_update_keeps_the_most_recent_riders():
     r.caps = (8, 32, 32)
     r.reboot()
     st = r.state
-    assert st.creds.n <= 8
+    assert st.creds.n == 8
     assert st.credential(cred(19)) is not None and st.credential(cred(0)) is None
+    assert st.stats()["evictions"] == 12 and st.stats()["evicted_live"] == 12
     r.close()
 
 

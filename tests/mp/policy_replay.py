@@ -3,6 +3,7 @@
 # returns one (accepted, reason, fare, record) per tap. Reboots rebuild everything from storage.
 #
 # scenario = {"config": {setting: value, "fares": [[line, product, amount], ...]},
+#             "caps": [max_credentials, max_accounts] (optional: 64 each),
 #             "riders": [[cred_hex, account, valid_from, valid_until, max_rides, max_amount,
 #                         product, kind], ...],
 #             "deny": {"built_at": t, "accounts": [...], "creds": [cred_hex, ...]},
@@ -10,7 +11,7 @@
 import gc
 import sys
 
-from validator import clock, config, policy, riderstate
+from validator import riderstate, clock, config, policy  # riderstate first: see policy_fakes
 from policy_fakes import DenyList, Source, Token
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -40,7 +41,8 @@ class Reader:
         self.start()
 
     def start(self):
-        self.state = riderstate.RiderState(self.dir, 64, 64, 8)
+        caps = self.sc.get("caps", [64, 64])
+        self.state = riderstate.RiderState(self.dir, caps[0], caps[1], 8)
         self.clock = clock.Clock(self.src, self.dir)
         self.policy = policy.Policy(self.cfg, self.state, self.dl, self.clock)
 
@@ -71,13 +73,17 @@ class Reader:
         return [1 if d.accepted else 0, d.reason, d.fare, 1 if d.record else 0]
 
 
-def run(sc, directory, remount=None):
+def run(sc, directory, remount=None, stats=None):
+    """One [accepted, reason, fare, record] per tap; `stats` (a dict) gets the counters' stats()
+    at the end."""
     rd = Reader(sc, directory, remount)
     out = []
     for ev in sc["events"]:
         o = rd.event(ev)
         if o is not None:
             out.append(o)
+    if stats is not None:
+        stats.update(rd.state.stats())
     return out
 
 
@@ -95,7 +101,9 @@ def main(path):
         box[0] = box[0].revive()
         flashdev.mount(box[0], "/s", format_if_needed=False)
 
-    for o in run(sc, "/s", remount):
+    stats = {}
+    for o in run(sc, "/s", remount, stats):
         print("%d %d %d %d" % tuple(o))
+    print("evicted_live %d" % stats["evicted_live"])
     flashdev.umount("/s")
     box[0].close()
