@@ -58,7 +58,7 @@ for step in args["steps"]:
     elif step[0] == "info":
         i = r.info()
         out["info"] = {k: i[k] for k in ("log_last", "ack", "deny_version", "time",
-                                         "log_state", "log_error", "counters")}
+                                         "log_state", "log_error", "counters", "riders")}
 out["warnings"] = [e["warning"] for e in b.events if e.get("ev") == "service"]
 print(json.dumps(out))
 """
@@ -109,6 +109,9 @@ def test_taps_decide_log_and_count(tmp_path, world):
     assert r[4][:2] == [False, 27]              # QUOTA_RIDES
     assert r[5][:2] == [False, 10]              # MALFORMED, logged
     assert out["info"]["log_last"] == 5
+    # the counters' tables, for the depot: two riders counted, nothing dropped
+    riders = out["info"]["riders"]
+    assert (riders["credentials"], riders["accounts"], riders["evicted_live"]) == (2, 2, 0)
 
 
 def test_clock_never_set_refuses_without_a_record(tmp_path, world):

@@ -297,7 +297,7 @@ class Reader:
                 "keyring_version": self.keyring.version,
                 "config_version": self.config.version,
                 "status": reasons.name(status), "degraded": degraded,
-                "counters": self.counters, "heap": self.heap()}
+                "counters": self.counters, "riders": self.state.stats(), "heap": self.heap()}
 
     def heap(self):
         """Live heap of the reader's data after a collection: what is allocated less the code's
