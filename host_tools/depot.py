@@ -19,6 +19,7 @@ from host_tools import depotdb
 from host_tools.fw import validator  # noqa: F401
 from host_tools.synclink import LinkError, SyncLink, open_serial
 from validator import hmac256
+from validator.syncproto import VERSION_FIELD
 from validator import triplog as tl
 
 PUSH_OPTIONS = (("push_denylist", "denylist"), ("push_denylist_delta", "denylist_delta"),
@@ -95,6 +96,11 @@ class ChainProblem(SyncProblem):
     kind = "chain"
 
 
+class NotApplied(SyncProblem):
+    """A push that the reader did not take because it holds a newer version."""
+    kind = "not_applied"
+
+
 def _seq_of(raw):
     """The sequence number in a stored record's header, or None if it is no record at all."""
     if len(raw) < tl.MIN_RECORD or raw[0] != tl.REC_MARK:
@@ -169,15 +175,26 @@ class ReaderSync:
             self._pull(rid, info)
         finally:
             self._commit(rid)  # what arrived verified is kept, even if the link broke
+        not_applied = []
         for kind, data in self.pushes:
-            self.progress(status="push " + kind)
-            self.res.pushes.append((kind, self.link.push(kind, data)))
+            self.progress(total=len(data), completed=0, unit="bytes", status="push " + kind)
+
+            def pushed(sent, total, kind=kind):
+                self.progress(completed=sent, status="push " + kind)
+            outcome = self.link.push(kind, data, progress=pushed)
+            self.res.pushes.append((kind, outcome))
+            if outcome == "newer_installed":
+                not_applied.append("%s (the reader holds version %s)"
+                                   % (kind, self.link.info.get(VERSION_FIELD[kind])))
         if self.set_time:
             self.progress(status="time")
             res = self.link.set_time(int(self.now()), self.allow_back)
             self.res.time_set = res.get("time") if isinstance(res, dict) else None
         if self.reboot:
             self.link.reboot()
+        if not_applied:
+            raise NotApplied("reader %d: push not applied, the file is older than the reader's: %s"
+                             % (rid, ", ".join(not_applied)))
 
     def _pull(self, rid, info):
         self._check_same_log(rid, info)

@@ -16,6 +16,11 @@ from validator import framing
 from validator import signedfile as sf
 from validator import syncproto as P
 
+# How long the reader may take to install a pushed file, per MiB, before it answers COMMIT: the
+# ESP32 estimate of a full deny list install (docs/performance.md: 112-114 ms for 3.94 MiB on the
+# unix port, x175-260, is 5-7.5 s per MiB; rounded up). The depot's wait for COMMIT grows by this.
+COMMIT_S_PER_MIB = 8.0
+
 
 class LinkError(Exception):
     """A sync that cannot go on. `kind`: no_answer, wrong_device, bad_auth, no_key,
@@ -94,9 +99,10 @@ class SyncLink:
             self.stats["bytes_in"] += len(data)
         return data
 
-    def request(self, cmd, args, auth=None, what=None, more=None):
+    def request(self, cmd, args, auth=None, what=None, more=None, wait=0.0):
         """Send one request and return (status, result). `auth` defaults to: commands that change
         the reader are tagged. Raises LinkError when no valid answer comes after all retries.
+        `wait`: seconds the reader may need on top of `timeout` before it answers (COMMIT).
 
         `more(status, result) -> bool`: the request has several answers (a GET_LOGS stream);
         answers are collected while it says True, and the list of (status, result) is returned,
@@ -118,7 +124,7 @@ class SyncLink:
             if attempt:
                 self.stats["resends"] += 1
             self._send(frame)
-            deadline = self.clock() + self.timeout + self._wire_time(self.max_payload)
+            deadline = self.clock() + self.timeout + wait + self._wire_time(self.max_payload)
             heard = False
             while self.clock() < deadline:
                 data = self._read_some()
@@ -227,8 +233,8 @@ class SyncLink:
             self.max_payload = info["max"]
         return info
 
-    def _ok(self, cmd, args, what=None):
-        status, result = self.request(cmd, args, what=what)
+    def _ok(self, cmd, args, what=None, wait=0.0):
+        status, result = self.request(cmd, args, what=what, wait=wait)
         if status != P.OK:
             raise Refused(status, result, what or P.COMMAND_NAMES[cmd])
         return result
@@ -280,8 +286,9 @@ class SyncLink:
 
     def push(self, kind, data, progress=None):
         """Send a signed envelope (`kind` one of syncproto.KINDS) in chunks and commit it.
-        Returns "installed" or "already" (the reader has this version). Resumes a half-done upload
-        of the same file. `progress(sent, total)` is called after each chunk."""
+        Returns "installed", "already" (the reader has this version) or "newer_installed" (not
+        sent: the reader has a newer one). Resumes a half-done upload of the same file.
+        `progress(sent, total)` is called after each chunk."""
         h = sf.parse_header(bytes(data[:sf.HEADER_SIZE]))
         if h is None:
             raise LinkError("protocol", "%s: not a signed file" % kind)
@@ -305,5 +312,7 @@ class SyncLink:
             have = res["have"]
             if progress:
                 progress(have, len(data))
-        res = self._ok(P.COMMIT, {"kind": kind, "ver": h.version, "sha": sha}, what)
+        # the reader installs inside its answer to COMMIT: wait for it in proportion to the file
+        res = self._ok(P.COMMIT, {"kind": kind, "ver": h.version, "sha": sha}, what,
+                       wait=COMMIT_S_PER_MIB * len(data) / (1 << 20))
         return "already" if res.get("already") else "installed"

@@ -410,6 +410,76 @@ def test_push_refusals(tmp_path, opkey):
         sorted(os.listdir(b.reader.root)) == ["config.fvs", "log.img"]
 
 
+def test_a_push_older_than_the_installed_version_is_reported_not_applied(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=10)
+    assert b.sync(pushes=[("config", seal(opkey, fmt.CONFIG, 5))]).status == "ok"
+    b.reader.add_records(3)
+    res = b.sync(pushes=[("config", seal(opkey, fmt.CONFIG, 3)),
+                         ("keyring", seal(opkey, fmt.KEYRING, 2))], set_time=True)
+    assert res.status == "not_applied"
+    assert "config (the reader holds version 5)" in res.message and "keyring" not in res.message
+    assert res.pushes == [("config", "newer_installed"), ("keyring", "installed")]
+    # the rest of the sync was done all the same
+    assert res.records_new == 3 and res.time_set == NOW and b.reader.version("config") == 5
+    assert b.reader.installs == [("config", 5), ("keyring", 2)]
+
+
+def test_pushes_report_their_progress_in_bytes(tmp_path, opkey):
+    b = Bench(tmp_path, opkey, records=20)
+    data = seal(opkey, fmt.CONFIG, 4, os.urandom(20000))
+    seen = []
+    res = b.sync(pushes=[("config", data)], progress=lambda **kw: seen.append(kw))
+    assert res.status == "ok"
+    start = seen.index({"total": len(data), "completed": 0, "unit": "bytes", "status": "push config"})
+    sent = [kw["completed"] for kw in seen[start + 1:]]
+    assert len(sent) >= 10 and sent == sorted(sent) and sent[-1] == len(data)
+    assert {"total": 20, "completed": 0, "unit": "records", "status": "logs"} in seen[:start]
+
+
+class SlowInstallPort(LoopbackPort):
+    """A reader that installs a pushed file inside its answer to COMMIT, as the ESP32 does, and
+    takes `seconds` (of the fake clock) to do it: its answers are held back until then."""
+
+    def __init__(self, bench, seconds):
+        super().__init__(bench.server, Link(), bench.clock)
+        self.reader = bench.reader
+        self.seconds = seconds
+        self.busy_until = 0.0
+        self.held = bytearray()
+
+    def write(self, data):
+        installs = len(self.reader.installs)
+        before = len(self.rx)
+        super().write(data)
+        if len(self.reader.installs) > installs:
+            self.busy_until = self.clock.t + self.seconds
+        if self.clock.t < self.busy_until:
+            self.held += self.rx[before:]
+            del self.rx[before:]
+        return len(data)
+
+    def read(self, n):
+        if self.held and self.clock.t >= self.busy_until:
+            self.rx += self.held
+            self.held = bytearray()
+        return super().read(n)
+
+
+def test_the_depot_waits_for_a_commit_in_proportion_to_the_file(tmp_path, opkey):
+    b = Bench(tmp_path, opkey)
+    data = seal(opkey, fmt.DENYLIST, 6, os.urandom(512 * 1024))
+    install = 0.95 * synclink.COMMIT_S_PER_MIB * len(data) / 2 ** 20
+    port = SlowInstallPort(b, install)
+    link = synclink.SyncLink(port, b.keys.get, timeout=0.5, retries=3, clock=b.clock)
+    # the install outlasts every try that waits only the usual time for an answer
+    assert install > (link.retries + 1) * (link.timeout + link._wire_time(sync.DEFAULT_MAX_PAYLOAD))
+    link.hello()
+    resends = link.stats["resends"]
+    assert link.push("denylist", data) == "installed"
+    assert link.stats["resends"] == resends  # the first COMMIT was waited for
+    assert b.reader.version("denylist") == 6
+
+
 def test_put_checks_digest_size_and_order(tmp_path, opkey):
     b = Bench(tmp_path, opkey)
     srv, r = b.server, b.reader
