@@ -354,28 +354,46 @@ class TripLog:
     def _records(self, k, start=0):
         """Yield (offset, length, seq) of the valid records of live segment k with seq >= start, the
         record's bytes in self._buf. Stops at the first record that is torn, corrupt, out of
-        sequence, or beyond what the next segment starts with."""
+        sequence, or beyond what the next segment starts with, except that a corrupt record
+        followed by the next one in sequence is stepped over."""
         i, _, seq = self._segs[k]
         upper = self._segs[k + 1][2] - 1 if k + 1 < len(self._segs) else _U32
         blk = self._seg0 + i
         off = SEG_HEADER
-        while seq <= upper and off + MIN_RECORD <= self._bs:
-            head = self._read(blk, off, 4)
-            if head[0] != REC_MARK:
+        while seq <= upper:
+            n = self._length_at(blk, off)
+            if not n:
                 return
-            n = (head[2] << 8) | head[3]
-            if n < MIN_RECORD or n > MAX_RECORD or off + n > self._bs:
-                return
-            try:
-                h = _parse(self._read(blk, off, n))
-            except ValueError:
-                return
-            if h[3] != seq or h[4] != self.reader_id:
-                return
-            if seq >= start:
+            if not self._valid(blk, off, n, seq):
+                # Damaged after it was written (flash wear) but its length reads right: go on
+                # after it if the next record follows on, so that the records after it stay
+                # readable and their numbers are not handed out again on a boot. (A torn record
+                # is never followed by another: after a cut the next one opens a new segment.)
+                nxt = self._length_at(blk, off + n) if seq < upper else 0
+                if not nxt or not self._valid(blk, off + n, nxt, seq + 1):
+                    return
+            elif seq >= start:
                 yield off, n, seq
             off += n
             seq += 1
+
+    def _length_at(self, blk, off):
+        """The length field of a record at `off`, if one can start there, else 0."""
+        if off + MIN_RECORD > self._bs:
+            return 0
+        head = self._read(blk, off, 4)
+        if head[0] != REC_MARK:
+            return 0
+        n = (head[2] << 8) | head[3]
+        return n if MIN_RECORD <= n <= MAX_RECORD and off + n <= self._bs else 0
+
+    def _valid(self, blk, off, n, seq):
+        """Whether record `seq` of this reader is at `off`, whole (its bytes then in self._buf)."""
+        try:
+            h = _parse(self._read(blk, off, n))
+        except ValueError:
+            return False
+        return h[3] == seq and h[4] == self.reader_id
 
     def _scan_end(self, k):
         """(end offset, last seq or 0, link after it) of live segment k."""

@@ -36,7 +36,7 @@ def test_ack_needs_only_the_acknowledged_record():
     mid3 = log._segs[2][2] + 2  # a record in the middle of the third segment
     last4 = log._segs[4][2] - 1  # the last record of the fourth segment
     links = chain_table(81)
-    for s in (first2, mid3 + 1, last4):
+    for s in (first2, mid3 + 1, mid3 + 2, last4):
         _damage(dev, log, s)
     free = log.free_bytes
     # the record after the acknowledged one is unreadable: the link comes from the record itself
@@ -174,4 +174,38 @@ def test_after_a_boot_nothing_is_written_over_weak_cells():
     assert (log.ack_seq, log.last_seq) == (4, 6), (log.ack_seq, log.last_seq)
     links = chain_table(6)
     assert log.read(0, 2000) == [tl.encode(gen(s), s, RID, links[s - 1]) for s in (5, 6)]
+    dev.close()
+
+
+def test_a_damaged_record_in_the_tail_keeps_the_numbers_after_it():
+    dev = _dev()
+    log = tl.TripLog(dev, RID)
+    for s in range(1, 13):
+        log.append(gen(s))
+    assert len(log._segs) == 1
+    _damage(dev, log, 6)  # flash wear after the write, before a boot
+    dev = dev.revive()
+    log = tl.TripLog(dev, RID)
+    # the scan steps over record 6: 7..12 stay readable and their numbers taken
+    assert log.last_seq == 12
+    got = list(records(log, 0))
+    assert [tl.decode(r)["seq"] for r in got] == [1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12]
+    links = chain_table(13)
+    try:  # the depot sees the loss where it is
+        tl.verify_chain(links[0], got, prev_seq=0)
+        raise AssertionError("gap not seen")
+    except tl.ChainError as e:
+        assert e.index == 5
+    assert log.append(gen(13)) == 13
+    log.ack(6)  # the link after 6 comes from what record 7 commits to
+    assert log._ack_link == links[6]
+    dev = dev.revive()
+    log = tl.TripLog(dev, RID)
+    assert (log.ack_seq, log.last_seq) == (6, 13)
+    tl.verify_chain(links[6], list(records(log, 0)), prev_seq=6)
+    # two damaged records in a row: the scan stops there, as before
+    _damage(dev, log, 8)
+    _damage(dev, log, 9)
+    log = tl.TripLog(dev, RID)
+    assert [tl.decode(r)["seq"] for r in records(log, 0)] == [7, 13]
     dev.close()
