@@ -241,7 +241,8 @@ class ReaderSync:
             why = "the reader's log ends at %d but the depot holds records up to %d" % (
                 info["last"], self.stored)
         elif self.acked < self.stored:
-            # the reader still has record `stored`: it must be the depot's
+            # the reader still has record `stored`: it must be the depot's (max 1 byte: the
+            # reader sends that one record)
             answers = self.link.get_logs(self.stored, 1, frames=1)
             recs = answers[0][1] if answers else []
             if recs and _seq_of(recs[0]) == self.stored:

@@ -310,6 +310,15 @@ def test_a_repeated_info_keeps_its_session_and_its_replay_state(tmp_path, opkey)
     assert req(srv, 3, P.ACK, {"seq": 5}, s)[0] == P.OK and b.reader.log.ack_seq == 5
 
 
+def test_a_reader_whose_log_cannot_be_opened_still_answers_info(tmp_path, opkey):
+    from validator.app import UnavailableLog  # what the application serves in that case
+    b = Bench(tmp_path, opkey)
+    b.reader.log = UnavailableLog("trip log belongs to reader 9")
+    st_, info, _ = req(b.server, 1, P.INFO, {"hn": os.urandom(16)})
+    assert st_ == P.OK and info["log_state"] == "error" and info["alink"] is None
+    assert b.sync().status == "ok" and b.server.last_fault is None
+
+
 def test_ack_bounds_and_get_logs_paging(tmp_path, opkey):
     b = Bench(tmp_path, opkey, records=60)
     srv, r = b.server, b.reader

@@ -208,7 +208,9 @@ class SyncServer:
             "proto": P.PROTO, "id": r.reader_id, "nonce": rn, "hn": hn, "max": self.max_payload,
             "fw": info.get("firmware", ""), "time": info.get("time"),
             "first": log.first_seq, "last": log.last_seq, "ack": log.ack_seq,
-            "alink": log._ack_link,  # the chain link after record `ack`: a gap is anchored on it
+            # the chain link after record `ack`, which the depot anchors an accepted gap on (None
+            # from a log that could not be opened: app.UnavailableLog)
+            "alink": getattr(log, "_ack_link", None),
             "free": log.free_bytes, "log_state": log.state,
             "deny": info.get("deny_version", 0), "keyring": info.get("keyring_version", 0),
             "config": info.get("config_version", 0),
