@@ -240,7 +240,7 @@ class TripLog:
         self._seg0 = first_block + META_BLOCKS
         self._nseg = blocks - META_BLOCKS
         self._buf = bytearray(MAX_RECORD)  # scratch for one record; never handed out
-        self._state = bytearray(self._nseg)  # FREE, DIRTY or LIVE per segment
+        self._state = bytearray(self._nseg)  # FREE, DIRTY, READY or LIVE per segment
         self._ndirty = 0
         self.capacity = self._nseg * (bs - SEG_HEADER)
         self.warn_free = self.capacity // 5 if warn_free is None else warn_free
