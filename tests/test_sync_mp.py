@@ -22,6 +22,10 @@ def test_whole_session_through_poll():
     run_case("case_whole_session_through_poll")
 
 
+def test_an_unreadable_record_ends_an_answer():
+    run_case("case_an_unreadable_record_ends_an_answer")
+
+
 def test_hostile_frames_leave_the_reader_as_it_was():
     run_case("case_hostile_frames_leave_the_reader_as_it_was")
 

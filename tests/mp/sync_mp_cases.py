@@ -102,6 +102,38 @@ def case_whole_session_through_poll():
     _cleanup(dev, path)
 
 
+def case_an_unreadable_record_ends_an_answer():
+    # Record 2 damaged on the flash (a bit of its middle cleared, as a weak cell reads): the log
+    # skips it and the rest of its segment; the answers take their first sequence number from
+    # the records' own headers and end before the jump, so the depot sees a gap there.
+    r, dev, path = _bench(60, "damaged")
+    blk = tl.META_BLOCKS  # the first segment, which holds records 1 to about 10
+    buf = bytearray(dev.ioctl(5, 0))
+    dev.readblocks(blk, buf, 0)
+    off = tl.SEG_HEADER
+    off += (buf[off + 2] << 8) | buf[off + 3]  # past record 1
+    assert buf[off + 4:off + 8] == b"\x00\x00\x00\x02"
+    i = off + ((buf[off + 2] << 8) | buf[off + 3]) // 2
+    while not buf[i]:
+        i += 1
+    dev.writeblocks(blk, bytes([buf[i] & (buf[i] - 1)]), i)
+    r.log = tl.TripLog(dev, RID, key=r.log_key)
+    after = tl.decode(r.log.read(2, 1)[0])["seq"]
+    assert r.log.last_seq == 60 and 2 < after < 60
+    u = Uart()
+    s = sync.SyncServer(u, r)
+    got = []
+    _exchange(s, u, None, P.encode_message(P.REQUEST, [1, P.GET_LOGS,
+                                                       {"from": 1, "max": 2304, "n": 2}]),
+              lambda item, signed, tag: got.append(item[2]))
+    seqs = [[tl.decode(x)["seq"] for x in a[1]] for a in got]
+    # (two records fit in an answer: without the cut, record `after` would follow record 1)
+    assert [a[0] for a in got] == [1, after] and seqs[0] == [1] and got[0][2], seqs
+    assert seqs[1] == list(range(after, after + len(seqs[1])))
+    assert s.last_fault is None
+    _cleanup(dev, path)
+
+
 def case_hostile_frames_leave_the_reader_as_it_was():
     r, dev, path = _bench(40, "hostile")
     u = Uart()
