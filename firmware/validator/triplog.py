@@ -253,6 +253,12 @@ class TripLog:
         return self.ack_seq + 1
 
     @property
+    def ack_link(self):
+        """The chain value after record ack_seq (genesis when nothing is acknowledged): where the
+        depot's chain continues."""
+        return self._ack_link
+
+    @property
     def pending(self):
         return self.last_seq - self.ack_seq
 
