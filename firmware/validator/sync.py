@@ -210,7 +210,7 @@ class SyncServer:
             "first": log.first_seq, "last": log.last_seq, "ack": log.ack_seq,
             # the chain link after record `ack`, which the depot anchors an accepted gap on (None
             # from a log that could not be opened: app.UnavailableLog)
-            "alink": getattr(log, "_ack_link", None),
+            "alink": getattr(log, "ack_link", None),
             "free": log.free_bytes, "log_state": log.state,
             "deny": info.get("deny_version", 0), "keyring": info.get("keyring_version", 0),
             "config": info.get("config_version", 0),
@@ -247,9 +247,10 @@ class SyncServer:
         self._stream_rid = rid
         log = self.reader.log
         recs = log.read(start, min(want, self.max_payload - _REPLY_ROOM))
-        # The records say where they are: the log skips a record it cannot read (and the rest
-        # of its segment), so `first` comes from the first record's own header, and an answer
-        # ends before a jump in sequence; the depot sees the jump as a gap.
+        # The records say where they are: the log skips a record it cannot read (or the rest of
+        # its segment, when the damage hides where the next record starts), so `first` comes
+        # from the first record's own header, and an answer ends before a jump in sequence; the
+        # depot sees the jump as a gap.
         first = _seq_of(recs[0]) if recs else max(start, log.first_seq)
         buf = self._pbuf
         s = self._session

@@ -104,8 +104,8 @@ def case_whole_session_through_poll():
 
 def case_an_unreadable_record_ends_an_answer():
     # Record 2 damaged on the flash (a bit of its middle cleared, as a weak cell reads): the log
-    # skips it and the rest of its segment; the answers take their first sequence number from
-    # the records' own headers and end before the jump, so the depot sees a gap there.
+    # skips it; the answers take their first sequence number from the records' own headers and
+    # end before the jump, so the depot sees a gap there.
     r, dev, path = _bench(60, "damaged")
     blk = tl.META_BLOCKS  # the first segment, which holds records 1 to about 10
     buf = bytearray(dev.ioctl(5, 0))
