@@ -94,6 +94,8 @@ class UnavailableLog:
     def housekeeping(self, max_erases=1):
         return 0
 
+    ack_link = None
+
 
 class Reader:
     """Everything the reader knows, built from its flash: identity, clock, key ring,
@@ -596,7 +598,9 @@ def run(board):
     """Build the reader from flash and serve until the board stops. Returns True when the depot
     asked for a reboot."""
     import asyncio
+    from validator import watchdog
     board.reset_requested = False
+    watchdog.feed = board.feed_watchdog  # fed through long installs too (validator/watchdog.py)
     try:
         reader = Reader(board)
     except SetupError as e:

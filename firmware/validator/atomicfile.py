@@ -4,6 +4,8 @@
 import hashlib
 import os
 
+from validator import watchdog
+
 
 def write(path, data):
     tmp = path + ".tmp"
@@ -48,4 +50,5 @@ def sha256(path, chunk=512):
             if not n:
                 break
             h.update(mv[:n])
+            watchdog.kick()
     return h.digest()

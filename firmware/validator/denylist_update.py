@@ -11,7 +11,7 @@ import hashlib
 import os
 import struct
 
-from validator import signedfile as sf
+from validator import signedfile as sf, watchdog
 from validator.denylist import (
     BODY_HEADER, DELTA_HEADER, DELTA_HEADER_SIZE, DELTA_MAGIC, LIST_MAGIC, MALFORMED, MAX_BUCKET,
     NO_SPACE, OK, OLD_VERSION, OP_ADD, OP_REMOVE, RECORD_SIZE, WRITE_FAILED, WRONG_BASE, Refused,
@@ -124,6 +124,7 @@ def _merge(dl, df, h):
         total = 0
         more = recs.next()
         for g in range(G):
+            watchdog.kick()
             n_old = idx[g + 1] - idx[g]
             goff = dl._goff(g)
             if not more or (recs.bucket >> sbits) != g:
@@ -262,6 +263,7 @@ def _check_full(path):
         cnt = bytearray(S)
         base = sf.HEADER_SIZE + 24
         for g in range(G):
+            watchdog.kick()
             f.seek(base + g * S + idx[g + 1] * width)
             if f.readinto(cnt) != S or sum(cnt) != idx[g + 1] - idx[g]:
                 raise Refused(MALFORMED)
@@ -283,6 +285,7 @@ def _verify_body(path, digest):
                 raise Refused(WRITE_FAILED)
             d.update(mv[:n])
             left -= n
+            watchdog.kick()
         if len(f.read(sf.SIG_SIZE + 1)) != sf.SIG_SIZE:
             raise Refused(WRITE_FAILED)
     if d.digest() != digest:
@@ -298,6 +301,7 @@ def _copy(src, off, n, out, buf):
             raise Refused(MALFORMED)
         out.write(mv[:k])
         n -= k
+        watchdog.kick()
 
 
 def _copy_file(a, b):

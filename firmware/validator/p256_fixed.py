@@ -9,6 +9,7 @@
 # Made on the host by host_tools/p256tables.py (python-ecdsa) or on the reader by build_table.
 import hashlib
 
+from validator import watchdog
 from validator.p256_arith import P, batch_inv, dbl, decode_point, madd, to_affine
 
 TABLE_MAGIC = b"P2T1"
@@ -162,6 +163,7 @@ def build_table(public_key, path=None, teeth=4, width=8):
                     X, Y, Z = madd(X, Y, Z, bx, by)
                     pts.append((X, Y, Z))
                 m += len(pts)
+                watchdog.kick()  # a 32 KB table takes seconds on an ESP32
                 invs = batch_inv([q[2] for q in pts])
                 chunk = bytearray(64 * len(pts))
                 for i in range(len(pts)):

@@ -9,7 +9,7 @@
 import hashlib
 import struct
 
-from validator import p256
+from validator import p256, watchdog
 
 MAGIC = b"FVS1"
 HEADER = ">4sBHIII"
@@ -79,6 +79,7 @@ def verify_file(path, operator_keys, kind, now=None):
                     return MALFORMED, h
                 digest.update(mv[:n])
                 left -= n
+                watchdog.kick()
             sig = f.read(SIG_SIZE + 1)
     except OSError:
         return MALFORMED, None
