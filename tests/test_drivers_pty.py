@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from mpharness import ROOT, compiled_tree, run_mp
+from mpharness import ROOT, compiled_tree, device_heap, run_mp
 from host_tools.pn532_emu import DemoCard, PN532Emulator
 from host_tools.qr_emu import QrEmulator
 
@@ -366,6 +366,9 @@ def test_cli_help_explains():
 
 # --- with the validator: a wallet's phone through the PN532 emulator into tokens.read_nfc ---
 
+NFC_MODULES = ("validator.p256", "validator.tokens", "validator.keyring", "uart", "drivers.pn532")
+
+
 def test_nfc_challenge_response_through_the_pn532(tmp_path):
     import tokenkit as tk
     world = tk.World(tmp_path)
@@ -403,7 +406,8 @@ for rand in (b"A" * 16, b"B" * 16, b"C" * 16):
     res.append([reasons.name(reason), tok.account if tok else None])
 print(json.dumps({"res": res, "nacks": r.nacks_sent}))
 """, args=[emu.path, json.dumps(ops), world.keyring_path, world.now], timeout=300,
-                     path=compiled_tree())                # as the reader runs: precompiled
+                     path=compiled_tree(),                # as the reader runs: precompiled,
+                     heap=device_heap(NFC_MODULES))      # with the device's 110 KB for data
     finally:
         emu.stop()
     r = json.loads(out.strip().splitlines()[-1])
