@@ -24,9 +24,8 @@ class Dialect:
 SQLITE = Dialect("sqlite", "BLOB", "INTEGER PRIMARY KEY", "?")
 POSTGRES = Dialect("postgres", "BYTEA", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "%s")
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS trips (
-        reader_id   BIGINT NOT NULL,
+# One trip record (trips; trips_replaced keeps the same columns for a replaced reader's log)
+TRIP_COLUMNS_SQL = """        reader_id   BIGINT NOT NULL,
         seq         BIGINT NOT NULL,
         time        BIGINT NOT NULL,
         day         CHAR(10) NOT NULL,
@@ -40,7 +39,11 @@ SCHEMA = [
         line        BIGINT NOT NULL,
         stop        BIGINT NOT NULL,
         raw         {blob} NOT NULL,
-        received_at BIGINT NOT NULL,
+        received_at BIGINT NOT NULL"""
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS trips (
+""" + TRIP_COLUMNS_SQL + """,
         PRIMARY KEY (reader_id, seq)
     )""",
     "CREATE INDEX IF NOT EXISTS trips_day_line ON trips (day, line, reader_id)",
@@ -70,21 +73,7 @@ SCHEMA = [
     # records from 1 again
     """CREATE TABLE IF NOT EXISTS trips_replaced (
         reset_at    BIGINT NOT NULL,
-        reader_id   BIGINT NOT NULL,
-        seq         BIGINT NOT NULL,
-        time        BIGINT NOT NULL,
-        day         CHAR(10) NOT NULL,
-        decision    SMALLINT NOT NULL,
-        reason      SMALLINT NOT NULL,
-        kind        VARCHAR(8) NOT NULL,
-        account     VARCHAR(20) NOT NULL,
-        counter     VARCHAR(20) NOT NULL,
-        cred_id     VARCHAR(32) NOT NULL,
-        fare        BIGINT NOT NULL,
-        line        BIGINT NOT NULL,
-        stop        BIGINT NOT NULL,
-        raw         {blob} NOT NULL,
-        received_at BIGINT NOT NULL
+""" + TRIP_COLUMNS_SQL + """
     )""",
     """CREATE TABLE IF NOT EXISTS incidents (
         id         {serial_pk},
