@@ -4,56 +4,12 @@
 # board's nfc_reader() keeping a driver whose chip did not start so that begin() can retry.
 from drivers import pn532
 from drivers.pn532 import NfcError
+from drivers_fakes import TARGET, Clock, ScriptUart, resp
 
-
-class Clock:
-    def __init__(self):
-        self.t = 0
-
-    def __call__(self):
-        return self.t
-
-    def idle(self):
-        self.t += 1
-
-
-class ScriptUart:
-    """A PN532 played from a script: each command frame the host writes queues the next reply."""
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.rx = bytearray()
-        self.parser = pn532.FrameParser()
-
-    def write(self, data):
-        self.parser.feed(bytes(data))
-        while True:
-            ev = self.parser.next()
-            if ev is None:
-                break
-            if ev[0] == pn532.EV_FRAME and self.replies:
-                self.rx.extend(self.replies.pop(0))
-        return len(data)
-
-    def any(self):
-        return len(self.rx)
-
-    def readinto(self, buf):
-        n = min(len(buf), len(self.rx))
-        if not n:
-            return None
-        buf[:n] = self.rx[:n]
-        self.rx[0:n] = b""
-        return n
-
-
-def resp(cmd, data=b""):
-    return pn532.encode_frame(bytes((0xD5, cmd + 1)) + data)
-
-
-TARGET = bytes.fromhex("01010004200408a1b2c30578807002")
 BEGIN_REPLIES = [pn532.ACK + resp(0x14), pn532.ACK + resp(0x02, b"\x32\x01\x06\x07"),
                  pn532.ACK + resp(0x32)]
+
+
 class DeadLink:
     """A link that never takes a byte: Pn532I2CLink.write returns 0 when the chip does not
     acknowledge its address."""

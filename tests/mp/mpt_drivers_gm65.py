@@ -2,17 +2,7 @@
 # a UART whose speed both sides set: bytes pass only when the speeds agree, as on the wire. Fake
 # millisecond clock, no wall-clock waits.
 from drivers import qrscanner
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0
-
-    def __call__(self):
-        return self.t
-
-    def idle(self):
-        self.t += 1
+from drivers_fakes import Clock, RxBuffer
 
 
 def _drivers_board(links, speed=None):
@@ -36,7 +26,7 @@ def _drivers_board(links, speed=None):
 DIVISOR_BAUD = {0x0139: 9600, 0x001A: 115200}
 
 
-class Gm65Uart:
+class Gm65Uart(RxBuffer):
     """A GM65 on a UART. The host sets its side's speed with set_baud(); bytes pass only when
     both sides run at the same speed (else the module hears noise and the host gets framing
     garbage). `applies`: when a written speed takes effect: "reply" (the reply goes out at the
@@ -99,17 +89,6 @@ class Gm65Uart:
             if self.applies == "save":
                 self.module_baud = self._zone_baud()
         return len(data)
-
-    def any(self):
-        return len(self.rx)
-
-    def readinto(self, buf):
-        n = min(len(buf), len(self.rx))
-        if not n:
-            return None
-        buf[:n] = self.rx[:n]
-        self.rx[0:n] = b""
-        return n
 
 
 def gm65_scanner(u):
