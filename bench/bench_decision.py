@@ -28,6 +28,7 @@ from host_tools import config_build, denylist_build as db, ecsign  # noqa: E402
 from host_tools.issuer import Issuer, export_keyring  # noqa: E402
 from host_tools.wallet import Wallet  # noqa: E402
 from mpharness import MICROPYTHON, compiled_tree, mp_env  # noqa: E402
+from minheap import smallest_heap  # noqa: E402
 from validator import denylist as fw_dl  # noqa: E402
 
 NOW = 1_780_000_000
@@ -345,20 +346,12 @@ def run_mp(script, heap, args, tree, timeout=1800, check=True):
 
 
 def min_heap(data, image, tmp, tree):
-    lo, hi = 48, 260
-    while hi - lo > 2:
-        mid = (lo + hi) // 2
-        ok = 0
-        for _ in range(2):
-            img = tmp / "minheap.img"
-            shutil.copy(image, img)
-            proc = run_mp(MP_MINHEAP, "%dk" % mid, [data, 1, img], tree, check=False)
-            ok += proc.returncode == 0 and "ok" in proc.stdout
-        if ok == 2:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    def runs_in(kb):
+        img = tmp / "minheap.img"
+        shutil.copy(image, img)
+        proc = run_mp(MP_MINHEAP, "%dk" % kb, [data, 1, img], tree, check=False)
+        return proc.returncode == 0 and "ok" in proc.stdout
+    return smallest_heap(runs_in, 48, 260, tries=2)
 
 
 def main():

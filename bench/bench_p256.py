@@ -32,6 +32,7 @@ from ecdsa.util import sigdecode_string  # noqa: E402
 from host_tools import ecsign, p256tables  # noqa: E402
 from host_tools.fw import validator  # noqa: E402,F401
 from mpharness import MICROPYTHON, mp_env, run_mp  # noqa: E402
+from minheap import smallest_heap  # noqa: E402
 from validator import p256  # noqa: E402
 import textbook_p256  # noqa: E402
 
@@ -140,15 +141,10 @@ def make_inputs(n, seed):
 
 
 def min_heap(data, table, env=None):
-    lo, hi = 8, 200
-    while hi - lo > 2:
-        mid = (lo + hi) // 2
-        proc = run_mp(MP_MINHEAP, heap="%dk" % mid, args=[data, table], check=False, env=env)
-        if proc.returncode == 0 and "ok" in proc.stdout:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    def runs_in(kb):
+        proc = run_mp(MP_MINHEAP, heap="%dk" % kb, args=[data, table], check=False, env=env)
+        return proc.returncode == 0 and "ok" in proc.stdout
+    return smallest_heap(runs_in, 8, 200)
 
 
 # Instruction counts (valgrind/callgrind, deterministic: the machine's load does not move them):
@@ -259,7 +255,7 @@ def main():
         pkg.mkdir(parents=True)
         (pkg / "__init__.py").write_text("")
         fw = ROOT / "firmware" / "validator"
-        for name in ("p256", "p256_arith", "p256_fixed"):
+        for name in ("p256", "p256_arith", "p256_fixed", "watchdog"):
             subprocess.run([str(MPY_CROSS), "-o", str(pkg / (name + ".mpy")),
                             str(fw / (name + ".py"))], check=True)
         (pkg / "p256_gtable.bin").write_bytes((fw / "p256_gtable.bin").read_bytes())

@@ -28,6 +28,7 @@ from host_tools import ecsign  # noqa: E402
 from host_tools.issuer import Issuer, export_keyring  # noqa: E402
 from host_tools.wallet import Wallet, qr_symbol  # noqa: E402
 from mpharness import MICROPYTHON, mp_env, run_mp  # noqa: E402
+from minheap import smallest_heap  # noqa: E402
 from validator import keyring as fw_keyring, tokens  # noqa: E402
 
 MPY_CROSS = Path(MICROPYTHON).with_name("mpy-cross")
@@ -180,18 +181,10 @@ print("ok")
 
 
 def min_heap(data, env=None):
-    lo, hi = 16, 200
-    while hi - lo > 2:
-        mid = (lo + hi) // 2
-        ok = 0
-        for _ in range(2):   # a heap size must pass twice (key-dependent allocation sizes)
-            proc = run_mp(MP_MINHEAP, heap="%dk" % mid, args=[data], check=False, env=env)
-            ok += proc.returncode == 0 and "ok" in proc.stdout
-        if ok == 2:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    def runs_in(kb):
+        proc = run_mp(MP_MINHEAP, heap="%dk" % kb, args=[data], check=False, env=env)
+        return proc.returncode == 0 and "ok" in proc.stdout
+    return smallest_heap(runs_in, 16, 200, tries=2)  # key-dependent allocation sizes
 
 
 def mpy_tree(tmp):
