@@ -6,7 +6,7 @@ The MicroPython runs are in test_denylist_mp.py."""
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import denylist_testkit as kit
@@ -112,6 +112,10 @@ def test_delta_gives_exactly_the_hosts_list(tmp_path_factory, base, add, drop, d
 @given(entries=st.dictionaries(ids, st.just(0), min_size=1, max_size=60),
        kind=st.sampled_from(["full", "delta"]), pos=st.integers(0, 10_000),
        xor=st.integers(1, 255), cut=st.integers(0, 3))
+# found by CI: the delta header's reserved byte (offset 11) and a record's expiry byte in a list
+# without expiry (offset 70) were not checked
+@example(entries={kit.account(0): 0}, kind="delta", pos=11, xor=1, cut=0)
+@example(entries={kit.account(0): 0}, kind="delta", pos=70, xor=1, cut=0)
 def test_hostile_signed_files_never_raise(tmp_path_factory, entries, kind, pos, xor, cut):
     """A validly signed file with a damaged body (the operator's tool could be buggy, the key
     stolen): install answers with a reason, never an exception, and a refusal changes nothing."""

@@ -10,7 +10,7 @@ import pytest
 import denylist_testkit as kit
 from host_tools import denylist_build as db
 from host_tools import signedfile
-from mpharness import compiled_tree, run_mp
+from mpharness import compiled_tree, device_heap, run_mp
 from validator import denylist as dl
 from validator import signedfile as sf
 
@@ -23,6 +23,15 @@ def tree():
     """The firmware precompiled to .mpy, as a reader runs it (compiling from source in a 110 KB
     heap fragments it), with the MicroPython half of these tests."""
     return compiled_tree()
+
+
+@pytest.fixture(scope="session")
+def heap(tree):
+    """The device's 110 KB for data on top of the modules' bytecode (in flash on a device): the
+    tests squeeze what they measure to the deny list's 16 KB budget themselves, and in a bare
+    110 KB heap the bytecode sometimes left no 8 KB block to squeeze around."""
+    return device_heap(("validator.denylist", "validator.denylist_update", "validator.signedfile",
+                        "validator.p256", "flashdev", "mpt_denylist_kit"))
 
 
 @pytest.fixture(scope="session")
@@ -153,7 +162,7 @@ print(json.dumps({"ms": dt, "free_after": gc.mem_free(), "feeds_full": feeds_ful
 """
 
 
-def test_million_delta_merge_within_16k_on_micropython(million, operator, tmp_path, tree):
+def test_million_delta_merge_within_16k_on_micropython(million, operator, tmp_path, tree, heap):
     """A 10,000-entry delta merged into the 1M list with 16 KB of heap free; the result is
     byte for byte the list the host computes."""
     shutil.copy(million["dir"] / "v10.fvs", tmp_path / "in.fvs")
@@ -162,7 +171,7 @@ def test_million_delta_merge_within_16k_on_micropython(million, operator, tmp_pa
         "dir": str(tmp_path / "deny"), "file": str(tmp_path / "in.fvs"),
         "delta": str(tmp_path / "d11.fvs"), "keys": operator.spec(), "now": kit.NOW,
         "samples": million["samples11"], "budget": BUDGET})
-    out = json.loads(run_mp(MERGE, args=[spec], path=tree).strip().splitlines()[-1])
+    out = json.loads(run_mp(MERGE, heap=heap, args=[spec], path=tree).strip().splitlines()[-1])
     installed = (tmp_path / "deny" / dl.LIST_FILE).read_bytes()
     h = sf.parse_header(installed)
     assert (h.kind, h.version) == (sf.DENYLIST, 11)
@@ -206,7 +215,7 @@ def _flip(data, i):
     return bytes(b)
 
 
-def test_bad_files_refused_and_old_list_keeps_working(operator, tmp_path, tree):
+def test_bad_files_refused_and_old_list_keeps_working(operator, tmp_path, tree, heap):
     ents = kit.population(1500, 500, expiring_every=4)
     base, model, _ = operator.full(ents, 5)
     newer = dict(ents)
@@ -261,7 +270,7 @@ def test_bad_files_refused_and_old_list_keeps_working(operator, tmp_path, tree):
         "dir": str(tmp_path / "deny"), "base": str(tmp_path / "base.fvs"),
         "good": str(tmp_path / "good.fvs"), "keys": operator.spec(), "now": NOW,
         "attempts": files, "samples": kit.write_samples(tmp_path / "s.txt", model, probe)})
-    out = run_mp(REFUSALS, args=[spec], path=tree)
+    out = run_mp(REFUSALS, heap=heap, args=[spec], path=tree)
     assert out.strip().endswith("good 6")
     for p, _ in files:      # a refused file is left where it was received
         assert (tmp_path / p).exists()
@@ -289,7 +298,7 @@ def _op_to_remove(dbody):
     return bytes(b)
 
 
-def test_operator_key_past_its_validity_refused(tmp_path, tree):
+def test_operator_key_past_its_validity_refused(tmp_path, tree, heap):
     op = kit.Operator(valid_until=NOW - 1)
     data, _, _ = op.full(kit.population(50, 0), 1)
     (tmp_path / "a.fvs").write_bytes(data)
@@ -304,7 +313,7 @@ print(lst.install(spec["file"], k.operator_keys(spec["keys"]), spec["now"]), lst
     spec = _spec(tmp_path, "spec.json", {"dir": str(tmp_path / "deny"),
                                          "file": str(tmp_path / "a.fvs"),
                                          "keys": op.spec(), "now": NOW})
-    assert run_mp(code, args=[spec], path=tree).split() == ["KEY_EXPIRED", "0"]
+    assert run_mp(code, heap=heap, args=[spec], path=tree).split() == ["KEY_EXPIRED", "0"]
 
 
 # ---- expiry ---------------------------------------------------------------------------------
@@ -323,7 +332,7 @@ print("ok", len(spec["checks"]))
 
 
 @pytest.mark.parametrize("width", [4, 3])
-def test_expiry_honoured(operator, tmp_path, width, tree):
+def test_expiry_honoured(operator, tmp_path, width, tree, heap):
     """An entry denies until the first UTC midnight at or after its expiry, then stops; beyond
     255 days, and in 3-byte lists, it never expires (denies longer, never shorter)."""
     day0 = NOW // kit.DAY * kit.DAY
@@ -364,7 +373,7 @@ def test_expiry_honoured(operator, tmp_path, width, tree):
                                          "file": str(tmp_path / "e.fvs"),
                                          "keys": operator.spec(), "now": NOW,
                                          "checks": checks})
-    assert run_mp(EXPIRY, args=[spec], path=tree).split() == ["ok", str(len(checks))]
+    assert run_mp(EXPIRY, heap=heap, args=[spec], path=tree).split() == ["ok", str(len(checks))]
 
 
 # ---- deltas -----------------------------------------------------------------------------------
@@ -387,7 +396,7 @@ print("ok", lst.version, lst.count, lst.built_at)
 """
 
 
-def test_delta_chain_adds_removes_and_prunes(operator, tmp_path, tree):
+def test_delta_chain_adds_removes_and_prunes(operator, tmp_path, tree, heap):
     """v1 full, then deltas: adds (v2), removes (v3), a new full source with expired entries
     pruned (v4, a day later). Each installed list is byte for byte the host's."""
     ents = kit.population(3000, 2000, expiring_every=2)
@@ -417,7 +426,7 @@ def test_delta_chain_adds_removes_and_prunes(operator, tmp_path, tree):
                       kit.write_samples(tmp_path / (name + ".txt"), m, probe, t), t])
     spec = _spec(tmp_path, "spec.json", {"dir": str(tmp_path / "deny"),
                                          "keys": operator.spec(), "steps": steps})
-    out = run_mp(CHAIN, args=[spec], path=tree).split()
+    out = run_mp(CHAIN, heap=heap, args=[spec], path=tree).split()
     assert out == ["ok", "4", str(m4.count), str(later)]
     installed = (tmp_path / "deny" / dl.LIST_FILE).read_bytes()
     h = sf.parse_header(installed)
@@ -453,7 +462,7 @@ print(r)
 """
 
 
-def test_full_flash_refuses_delta_and_keeps_list(operator, tmp_path, tree):
+def test_full_flash_refuses_delta_and_keeps_list(operator, tmp_path, tree, heap):
     ents = kit.population(20_000, 0)
     base, model, _ = operator.full(ents, 1)
     delta = operator.delta(base, 2, add={kit.account(1): 0})[0]
@@ -464,7 +473,7 @@ def test_full_flash_refuses_delta_and_keeps_list(operator, tmp_path, tree):
         "blocks": blocks, "base": str(tmp_path / "b.fvs"), "update": str(tmp_path / "d.fvs"),
         "keys": operator.spec(), "now": NOW,
         "samples": kit.write_samples(tmp_path / "s.txt", model, list(ents)[:200])})
-    assert run_mp(NOSPACE, args=[spec], path=tree).split() == ["NO_SPACE"]
+    assert run_mp(NOSPACE, heap=heap, args=[spec], path=tree).split() == ["NO_SPACE"]
 
 
 SWEEP = """
@@ -500,7 +509,8 @@ def sweep_files(operator, tmp_path_factory):
 @pytest.mark.parametrize("update,torn", [("v2", False), ("v2", True), ("v2-copy", False),
                                          ("v2-copy", True), ("d2", False), ("d2", True),
                                          ("d2", "erase")])
-def test_power_cut_during_update_leaves_old_or_new(operator, sweep_files, tmp_path, update, torn, tree):
+def test_power_cut_during_update_leaves_old_or_new(operator, sweep_files, tmp_path, update, torn,
+                                                   tree, heap):
     """A full list received on flash (renamed into place), a full list read from another
     filesystem (copied, checked, renamed), a delta (merged, read back, renamed): power cut at
     every program/erase operation, plain, with a torn write, with a torn erase."""
@@ -512,7 +522,7 @@ def test_power_cut_during_update_leaves_old_or_new(operator, sweep_files, tmp_pa
         "samples": sweep_files["samples_" + kind], "work": str(tmp_path / "flash.img"),
         "torn": bool(torn), "torn_erase": torn == "erase",
         "stride": 3 if torn else 1})      # torn variants: every third operation
-    out = run_mp(SWEEP, args=[spec], path=tree, timeout=900).strip().splitlines()[-1]
+    out = run_mp(SWEEP, heap=heap, args=[spec], path=tree, timeout=900).strip().splitlines()[-1]
     out = out.split(None, 1)
     cuts = int(out[0])
     print(kind, "torn=%s" % torn, "cut points:", cuts, out[1])

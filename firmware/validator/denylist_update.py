@@ -94,7 +94,7 @@ def _merge(dl, df, h):
         raise Refused(MALFORMED)
     (magic, base, w, gbits, sbits, zero, epoch, salt, rcount, rdigest,
      nrec) = struct.unpack(DELTA_HEADER, head)
-    if magic != DELTA_MAGIC or h.body_len != DELTA_HEADER_SIZE + RECORD_SIZE * nrec:
+    if magic != DELTA_MAGIC or zero or h.body_len != DELTA_HEADER_SIZE + RECORD_SIZE * nrec:
         raise Refused(MALFORMED)
     if (base != dl.version or w != dl.width or gbits != dl._gbits or sbits != dl._sbits
             or epoch != dl.epoch_day or salt != dl._salt):
@@ -110,7 +110,7 @@ def _merge(dl, df, h):
     gc.collect()
     nidx = _new_index(G + 1)
     buf = bytearray(_COPY)
-    recs = _Records(df, nrec)
+    recs = _Records(df, nrec, w)
     out = open(dl.tmp, "wb")
     try:
         out.write(struct.pack(sf.HEADER, sf.MAGIC, sf.DENYLIST, h.key_id, h.version, h.created,
@@ -201,9 +201,10 @@ def _merge(dl, df, h):
 class _Records:
     """Delta records through a small buffer, checked to come in file order."""
 
-    def __init__(self, f, n):
+    def __init__(self, f, n, width):
         self.f = f
         self.left = n
+        self.width = width  # 3: entries without expiry, whose records carry an expiry of 0
         self.buf = bytearray(64 * RECORD_SIZE)
         self.mv = memoryview(self.buf)
         self.pos = 0
@@ -228,7 +229,7 @@ class _Records:
         fp = (b[j + 3] << 16) | (b[j + 4] << 8) | b[j + 5]
         ex = b[j + 6]
         op = b[j + 7]
-        if op != OP_ADD and op != OP_REMOVE:
+        if (op != OP_ADD and op != OP_REMOVE) or (ex and self.width == 3):
             raise Refused(MALFORMED)
         if bucket < self.bucket or (bucket == self.bucket and (
                 fp < self.fp or (fp == self.fp and ex < self.exp))):
