@@ -105,7 +105,9 @@ def test_hostile_nfc_devices_never_raise(world, ring, wallet, data):
             return data.draw(st.binary(max_size=300))
         if choice == "mutate":
             b = bytearray(real)
-            b[data.draw(st.integers(0, len(b) - 1))] ^= data.draw(st.integers(1, 255))
+            # (an index drawn independently of the length: the genuine answers grow with the
+            # wallet's counter from one example to the next, and hypothesis replays examples)
+            b[data.draw(st.integers(0, 1 << 16)) % len(b)] ^= data.draw(st.integers(1, 255))
             return bytes(b)
         if choice == "raise":
             raise data.draw(st.sampled_from([OSError(5), RuntimeError("x"), ValueError()]))
