@@ -147,19 +147,9 @@ p256._generator()
 dev = flashdev.FlashDev(spec["blocks"], path=spec["image"])
 flashdev.mount(dev, "/fl")
 res = {}
-buf = bytearray(4096)
-
-def receive(src, dst):
-    with open(src, "rb") as a:
-        with open(dst, "wb") as b:
-            while True:
-                n = a.readinto(buf)
-                if not n:
-                    break
-                b.write(buf[:n] if n < len(buf) else buf)
-
-receive(spec["full"], "/fl/in.fvs")
-receive(spec["delta"], "/fl/d.fvs")
+import mpt_denylist_kit as kit
+kit.copy_file(spec["full"], "/fl/in.fvs")   # as received by sync (not timed)
+kit.copy_file(spec["delta"], "/fl/d.fvs")
 lst = dl.DenyList("/fl/deny")
 dev.reset_counters()
 t = clock()

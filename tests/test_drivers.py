@@ -4,6 +4,8 @@ sequences), the QR scanner's line assembly and GM65 commands, the feedback patte
 The same drivers run on MicroPython in tests/mp/mpt_drivers.py and over ptys in
 tests/test_drivers_pty.py."""
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -13,6 +15,9 @@ from drivers.pn532 import EV_ACK, EV_BAD, EV_FRAME, EV_NACK, FrameParser, NfcErr
 from host_tools import pn532_emu, qr_emu
 from host_tools.pn532_emu import DemoCard, PN532Emulator
 from validator import reasons
+
+sys.path.insert(0, str(Path(__file__).parent / "mp"))
+from drivers_fakes import Clock, EndlessUart  # noqa: E402  (the MicroPython tests' fakes)
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -157,19 +162,6 @@ def test_target_parsing_random(data):
 
 
 # --- the driver against the emulator core, in loopback ---
-
-class Clock:
-    """Milliseconds that pass only when the driver idles: no wall-clock time in these tests."""
-
-    def __init__(self):
-        self.t = 0
-
-    def __call__(self):
-        return self.t
-
-    def idle(self):
-        self.t += 1
-
 
 def make_reader(card=None, **kw):
     emu = PN532Emulator(card if card is not None else DemoCard(), max_chunk=kw.pop("chunk", 262))
@@ -366,41 +358,12 @@ def test_random_fault_sequences_end_in_a_working_reader(faults):
     assert r.exchange(SELECT) == b"\x90\x00"
 
 
-class RepeatingLink:
-    """A chip that keeps talking: after the host's first write, `first` and then `stream` again
-    and again for ever, each piece 1 ms on the wire (on the test's clock)."""
-
-    def __init__(self, clock, stream, first):
-        self.clock = clock
-        self.stream = stream
-        self.pending = first
-        self.started = False
-
-    def write(self, data):
-        self.started = True
-        return len(data)
-
-    def any(self):
-        if not self.started:
-            return 0
-        if not self.pending:
-            self.pending = self.stream
-            self.clock.t += 1
-        return len(self.pending)
-
-    def readinto(self, buf):
-        n = min(len(buf), self.any())
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-
 @SETTINGS
 @given(st.binary(min_size=1, max_size=40), st.sampled_from([b"", pn532.ACK, pn532.NACK]),
        st.integers(0, 600))
 def test_a_chip_that_repeats_anything_for_ever_cannot_hold_a_command(stream, first, deadline):
     clock = Clock()
-    r = pn532.PN532(RepeatingLink(clock, stream, first), clock_ms=clock, idle=clock.idle,
+    r = pn532.PN532(EndlessUart(clock, stream, first), clock_ms=clock, idle=clock.idle,
                     command_deadline_ms=deadline)
     try:
         r.command(0x40, b"\x01\x00", timeout_ms=200)

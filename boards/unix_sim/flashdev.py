@@ -5,7 +5,9 @@
 # benchmarks can report erases, programs and bytes per tap, and it can cut the power: after
 # `cut_after` program/erase operations every later operation raises OSError(EIO), and with
 # `torn=True` the interrupted program writes only its first half (or, for tests, its first
-# `torn_bytes` bytes; a negative count means all but that many at the end).
+# `torn_bytes` bytes; a negative count means all but that many at the end); with
+# `torn_erase=True` an interrupted erase clears only the second half of its block (the first half,
+# where a header usually sits, keeps its old contents).
 import errno
 import os
 
@@ -36,6 +38,7 @@ class FlashDev:
         self.cut_after = -1  # program/erase operations allowed before the power fails; -1 = never
         self.torn = False
         self.torn_bytes = None  # None: half of the interrupted program lands
+        self.torn_erase = False
         self.dead = False
         self.reset_counters()
 
@@ -101,6 +104,10 @@ class FlashDev:
             return self.block_size
         if op == 6:  # erase one block
             if not self._tick():
+                if self.torn_erase:
+                    half = self.block_size // 2
+                    self._file.seek(arg * self.block_size + half)
+                    _fill_ff(self._file, half)
                 raise PowerCut(errno.EIO)
             self._file.seek(arg * self.block_size)
             _fill_ff(self._file, self.block_size)

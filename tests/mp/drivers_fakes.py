@@ -1,5 +1,6 @@
 # Fakes for the driver tests on MicroPython (no test functions here): a millisecond clock the
-# tests move, a byte buffer the host reads like a UART, and a PN532 played from a script.
+# tests move, a byte buffer the host reads like a UART, a PN532 played from a script, and a chip
+# that never stops talking. Also imported by the CPython driver tests (tests/test_drivers.py).
 from drivers import pn532
 
 
@@ -60,3 +61,37 @@ def resp(cmd, data=b""):
 
 
 TARGET = bytes.fromhex("01010004200408a1b2c30578807002")
+
+
+class EndlessUart:
+    """A chip that keeps talking: after the host's first write, `stream` is read again and again
+    for ever, each piece taking 1 ms on the wire (on the test's clock)."""
+
+    def __init__(self, clock, stream, first=b""):
+        self.clock = clock
+        self.stream = stream
+        self.first = first
+        self.pending = b""
+        self.writes = []
+        self.started = False
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+        if not self.started:
+            self.started = True
+            self.pending = self.first
+        return len(data)
+
+    def any(self):
+        if not self.started:
+            return 0
+        if not self.pending:
+            self.pending = self.stream
+            self.clock.t += 1
+        return len(self.pending)
+
+    def readinto(self, buf):
+        n = min(len(buf), self.any())
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n

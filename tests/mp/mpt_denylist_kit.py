@@ -77,18 +77,6 @@ def copy_file(src, dst):
                 b.write(buf[:n] if n < len(buf) else buf)
 
 
-class TornEraseDev(flashdev.FlashDev):
-    """Flash whose interrupted erase clears only half of the block."""
-
-    def ioctl(self, op, arg):
-        if op == 6 and not self.dead and self.cut_after >= 0 and self.ops >= self.cut_after:
-            self._file.seek(arg * self.block_size + self.block_size // 2)
-            self._file.write(b"\xff" * (self.block_size // 2))
-            self.dead = True
-            raise flashdev.PowerCut(5)
-        return flashdev.FlashDev.ioctl(self, op, arg)
-
-
 MNT = "/dl"
 DIR = MNT + "/deny"
 INBOX = MNT + "/in.fvs"
@@ -127,16 +115,16 @@ def sweep(spec):
                 else spec["update"], keys, now)
     old_v, new_v = spec["old_version"], spec["new_version"]
     seen = {old_v: 0, new_v: 0}
-    devclass = TornEraseDev if spec.get("torn_erase") else flashdev.FlashDev
     k = 0
     while True:
         copy_file(golden, work)
-        dev = devclass(spec["blocks"], path=work)
+        dev = flashdev.FlashDev(spec["blocks"], path=work)
         flashdev.mount(dev, MNT)
         lst = dl.DenyList(DIR)
         dev.reset_counters()
         dev.cut_after = k
         dev.torn = spec["torn"]
+        dev.torn_erase = bool(spec.get("torn_erase"))
         reason = lst.install(inbox, keys, now)
         finished = not dev.dead
         if finished:

@@ -4,7 +4,7 @@
 # board's nfc_reader() keeping a driver whose chip did not start so that begin() can retry.
 from drivers import pn532
 from drivers.pn532 import NfcError
-from drivers_fakes import TARGET, Clock, ScriptUart, resp
+from drivers_fakes import TARGET, Clock, EndlessUart, ScriptUart, resp
 
 BEGIN_REPLIES = [pn532.ACK + resp(0x14), pn532.ACK + resp(0x02, b"\x32\x01\x06\x07"),
                  pn532.ACK + resp(0x32)]
@@ -39,40 +39,6 @@ def test_a_link_that_takes_no_bytes_fails_begin_in_bounded_time():
         assert e.kind == pn532.IO
     assert 80 <= c.t < 90 and link.writes > 1         # retried, then gave up on the fake clock
     assert not r.ready and r.error.kind == pn532.IO
-
-
-class EndlessUart:
-    """A chip that keeps talking: after the host's first write, `stream` is read again and again
-    for ever, each piece taking 1 ms on the wire (on the test's clock)."""
-
-    def __init__(self, clock, stream, first=b""):
-        self.clock = clock
-        self.stream = stream
-        self.first = first
-        self.pending = b""
-        self.writes = []
-        self.started = False
-
-    def write(self, data):
-        self.writes.append(bytes(data))
-        if not self.started:
-            self.started = True
-            self.pending = self.first
-        return len(data)
-
-    def any(self):
-        if not self.started:
-            return 0
-        if not self.pending:
-            self.pending = self.stream
-            self.clock.t += 1
-        return len(self.pending)
-
-    def readinto(self, buf):
-        n = min(len(buf), self.any())
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
 
 
 def test_stale_frames_for_ever_end_at_the_command_deadline():

@@ -45,7 +45,7 @@ def _op_kinds(path, key=None, ack_every=37, taps=w.TAPS):
 
 
 def _sweep(torn, devclass=flashdev.FlashDev, torn_bytes=None, key=None, ack_every=37,
-           programs_only=False, taps=w.TAPS):
+           programs_only=False, taps=w.TAPS, torn_erase=False):
     """Cut at every operation of the workload (with programs_only, at every program: a torn
     program differs from a clean cut only there). Returns the operation kinds (_OpRecorder)."""
     path = _img()
@@ -62,6 +62,7 @@ def _sweep(torn, devclass=flashdev.FlashDev, torn_bytes=None, key=None, ack_ever
         dev.cut_after = k
         dev.torn = torn
         dev.torn_bytes = torn_bytes
+        dev.torn_erase = torn_erase
         p = [0, 0, 0, 0]
         try:
             w.workload(dev, p, taps=taps, ack_every=ack_every, key=key)
@@ -88,7 +89,7 @@ def test_torn_write_at_every_operation():
 
 
 def test_torn_erase_and_write_at_every_operation():
-    _sweep(True, w.TornEraseDev)
+    _sweep(True, torn_erase=True)
 
 
 def test_weak_cells_at_every_operation():

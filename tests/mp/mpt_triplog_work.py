@@ -139,19 +139,6 @@ def check_contents(log, links, upto=None):
     return r
 
 
-class TornEraseDev(flashdev.FlashDev):
-    """Flash whose interrupted erase clears only the second half of the block (the header survives):
-    the worst case for a segment being reclaimed."""
-
-    def ioctl(self, op, arg):
-        if op == 6 and not self.dead and self.cut_after >= 0 and self.ops >= self.cut_after:
-            self._file.seek(arg * self.block_size + self.block_size // 2)
-            self._file.write(b"\xff" * (self.block_size // 2))
-            self.dead = True
-            raise flashdev.PowerCut(5)
-        return flashdev.FlashDev.ioctl(self, op, arg)
-
-
 class WeakCellDev(flashdev.FlashDev):
     """Flash whose operation cut by the power leaves weak cells: an interrupted program reads as
     if nothing landed (0xFF), an interrupted erase as if it completed (0xFF), until settle() makes
