@@ -24,9 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "firmware")]
 
-from host_tools import config_build, denylist_build as db, ecsign  # noqa: E402
-from host_tools.issuer import Issuer, export_keyring  # noqa: E402
-from host_tools.wallet import Wallet  # noqa: E402
+from host_tools.issuing import config_build, denylist_build as db  # noqa: E402
+from host_tools.common import ecsign
+from host_tools.issuing.issuer import Issuer, export_keyring  # noqa: E402
+from host_tools.sim.wallet import Wallet  # noqa: E402
 from mpharness import MICROPYTHON, compiled_tree, mp_env  # noqa: E402
 from minheap import smallest_heap  # noqa: E402
 from validator import denylist as fw_dl  # noqa: E402
@@ -415,7 +416,7 @@ def main():
     out = run_mp(MP_SETUP, "110k", [spec], tree).stdout.split()
     if out[0] != "OK" or out[2] != "OK":
         raise SystemExit("deny list install failed: %s" % out)
-    # As the simulated reader (host_tools/simreader.py): the bytecode is in the heap here but
+    # As the simulated reader (host_tools/sim/simreader.py): the bytecode is in the heap here but
     # frozen in flash on a device, so the heap is the ESP32's 110 KB for data plus the code.
     code = int(run_mp(MP_CODE, "4m", [], tree).stdout.split()[-1])
     heap_kb = (code + 110 * 1024 + 16 * 1024 + 1023) // 1024

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from host_tools import denylist_build as db  # noqa: E402
-from host_tools import ecsign  # noqa: E402
+from host_tools.issuing import denylist_build as db  # noqa: E402
+from host_tools.common import ecsign  # noqa: E402
 from mpharness import compiled_tree, run_mp  # noqa: E402
 from validator import denylist as dl  # noqa: E402
 

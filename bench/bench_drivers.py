@@ -6,7 +6,7 @@ NFC tap as validator.tokens runs it: InListPassiveTarget, SELECT, two READs (224
 credential), CHALLENGE (answer about 110 bytes). Measured two ways:
 - driver CPU: the driver against an in-process replay of the PN532's frames (no I/O wait);
   an ESP32 estimate multiplies by the interpreter factor of MISSION.md (175-260x);
-- over a pty against host_tools/pn532_emu.py (what the simulated reader sees; host-dependent).
+- over a pty against host_tools/sim/pn532_emu.py (what the simulated reader sees; host-dependent).
 Wire time: the frames' bytes at the PN532's 115200 baud HSU, 10 bits per byte. The RF side
 (ISO 14443 at 106 kbit/s, the phone's own processing) comes on top and is not modelled.
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from mpharness import run_mp  # noqa: E402
-from host_tools.pn532_emu import PN532Emulator  # noqa: E402
+from host_tools.sim.pn532_emu import PN532Emulator  # noqa: E402
 
 TAPS = 200
 CPU_FACTOR = (175, 260)

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from ecdsa import NIST256p, SigningKey, VerifyingKey  # noqa: E402
 from ecdsa.util import sigdecode_string  # noqa: E402
 
-from host_tools import ecsign, p256tables  # noqa: E402
-from host_tools.fw import validator  # noqa: E402,F401
+from host_tools.common import ecsign  # noqa: E402
+from host_tools.issuing import p256tables
+from host_tools.common.fw import validator  # noqa: E402,F401
 from mpharness import MICROPYTHON, mp_env, run_mp  # noqa: E402
 from minheap import smallest_heap  # noqa: E402
 from validator import p256  # noqa: E402

@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT / "tests" / "mp"))
 from mpharness import compiled_tree, run_mp  # noqa: E402
 from ptyrelay import PtyRelay  # noqa: E402
 from sync_mpreader import MpReader  # noqa: E402
-from host_tools import depot, depotdb  # noqa: E402
-from host_tools.synclink import SyncLink, open_serial  # noqa: E402
+from host_tools.depot import readersync, depotdb  # noqa: E402
+from host_tools.depot.synclink import SyncLink, open_serial  # noqa: E402
 
 RECORDS = 10_000
 BAUD = 115200
@@ -102,7 +102,7 @@ def one_sync(maxp, tmp):
         port = open_serial(relay.connect(), BAUD)
         link = SyncLink(port, {RID: KEY}.get, timeout=5.0)
         db = depotdb.connect(str(tmp / ("depot%d.sqlite" % maxp)))
-        res = depot.Result("bench")
+        res = readersync.Result("bench")
         payload = [0]
         real_get = link.get_logs
 
@@ -112,7 +112,7 @@ def one_sync(maxp, tmp):
             return answers
         link.get_logs = counting_get
         t = time.perf_counter()
-        depot.ReaderSync(link, db, res, {RID: KEY}).run()
+        readersync.ReaderSync(link, db, res, {RID: KEY}).run()
         wall = time.perf_counter() - t
         port.close()
         assert res.records_new == RECORDS and db.count(RID) == RECORDS, res.records_new

@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "firmware")]
 
-from host_tools import ecsign  # noqa: E402
-from host_tools.issuer import Issuer, export_keyring  # noqa: E402
-from host_tools.wallet import Wallet, qr_symbol  # noqa: E402
+from host_tools.common import ecsign  # noqa: E402
+from host_tools.issuing.issuer import Issuer, export_keyring  # noqa: E402
+from host_tools.sim.wallet import Wallet, qr_symbol  # noqa: E402
 from mpharness import MICROPYTHON, mp_env, run_mp  # noqa: E402
 from minheap import smallest_heap  # noqa: E402
 from validator import keyring as fw_keyring, tokens  # noqa: E402

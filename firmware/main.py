@@ -14,7 +14,7 @@ from drivers import feedback, pn532, qrscanner  # noqa: F401
 
 gc.collect()
 CODE_HEAP = gc.mem_alloc()  # on the unix port the bytecode lives in the heap; on the ESP32 in flash
-if sys.argv[1:] == ["--code-heap"]:  # the simulator sizes its heap from this (host_tools/simreader)
+if sys.argv[1:] == ["--code-heap"]:  # the simulator sizes its heap from this (host_tools/sim/simreader)
     print(CODE_HEAP)
     sys.exit(0)
 

@@ -6,8 +6,9 @@ import sys
 
 # Each module adds its own subcommands with `add_commands(subparsers)`; order is the help order.
 COMMAND_MODULES = (
-    "issuer", "wallet", "denylist_build", "config_build", "depot", "emulators",
-    "deploy", "sim", "scenario", "p256tables",
+    "issuing.issuer", "sim.wallet", "issuing.denylist_build", "issuing.config_build",
+    "depot.readersync", "sim.emulators", "fleet.deploy", "sim.simday", "sim.scenario",
+    "issuing.p256tables",
 )
 
 

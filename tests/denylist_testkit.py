@@ -2,8 +2,8 @@
 import hashlib
 import json
 
-from host_tools import denylist_build as db
-from host_tools import ecsign
+from host_tools.issuing import denylist_build as db
+from host_tools.common import ecsign
 from validator import denylist as dl
 
 NOW = 1_750_000_000          # a fixed "now" (2025-06-15): expiry codes count from its day

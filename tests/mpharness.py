@@ -78,8 +78,8 @@ def run_mp_test(module, func, heap, cwd=None, timeout=DEFAULT_TIMEOUT):
 
 def compiled_tree():
     """Module path of the unix_sim firmware compiled to .mpy as it is deployed
-    (host_tools.mpybuild), with the test helpers of tests/mp after it."""
-    from host_tools import mpybuild
+    (host_tools.fleet.mpybuild), with the test helpers of tests/mp after it."""
+    from host_tools.fleet import mpybuild
     return [mpybuild.build("unix_sim"), ROOT / "tests" / "mp"]
 
 

@@ -12,7 +12,8 @@ from mpharness import ROOT
 sys.path.insert(0, str(ROOT / "boards" / "unix_sim"))
 sys.path.insert(0, str(ROOT / "tests" / "mp"))
 import flashdev  # noqa: E402
-from host_tools import depot, depotdb, ecsign, signedfile, synclink  # noqa: E402
+from host_tools.depot import readersync, depotdb, synclink  # noqa: E402
+from host_tools.common import ecsign, signedfile
 from sync_loopback import FakeClock, Link, LoopbackPort, ServerUart  # noqa: E402
 from sync_testreader import KEY, RID, T0, FakeTime, SyncTestReader  # noqa: E402
 from validator import sync  # noqa: E402
@@ -66,13 +67,13 @@ class Bench:
                                  clock=self.clock)
 
     def sync(self, keys=None, link=None, **kw):
-        res = depot.Result("loop")
+        res = readersync.Result("loop")
         db = depotdb.connect(self.db_path)
         try:
-            depot.ReaderSync(link or self.link(keys), db, res, keys or self.keys,
+            readersync.ReaderSync(link or self.link(keys), db, res, keys or self.keys,
                              now=lambda: NOW, **kw).run()
             res.status = "ok"
-        except (synclink.LinkError, depot.SyncProblem) as e:
+        except (synclink.LinkError, readersync.SyncProblem) as e:
             res.status = e.kind
             res.message = str(e)
         finally:

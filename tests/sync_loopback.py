@@ -1,7 +1,7 @@
-"""In-process link between the depot client (host_tools.synclink) and the reader's SyncServer
+"""In-process link between the depot client (host_tools.depot.synclink) and the reader's SyncServer
 running on CPython, with a deterministic clock and fault injection on the byte streams. Used by
 the CPython sync tests to sweep link faults over every frame of a whole sync quickly; the same
-faults over real ptys with the MicroPython reader are sampled in tests/test_sync_e2e.py.
+faults over real ptys with the MicroPython reader are sampled in tests/depot/test_sync_e2e.py.
 (No test functions here.)"""
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mpharness import MICROPYTHON, compiled_tree, mp_env
 
-# The ESP32's 110 KB plus the bytecode's share, as host_tools/simreader runs the reader: on the
+# The ESP32's 110 KB plus the bytecode's share, as host_tools/sim/simreader runs the reader: on the
 # unix port code sits in the heap; the reader reports its working heap apart (state()["heap"]).
 HEAP = "256k"
 _tree = None

@@ -5,9 +5,9 @@ import json
 
 import cbor2
 
-from host_tools import ecsign
-from host_tools.issuer import Issuer, export_keyring
-from host_tools.wallet import Wallet
+from host_tools.common import ecsign
+from host_tools.issuing.issuer import Issuer, export_keyring
+from host_tools.sim.wallet import Wallet
 from mpharness import compiled_tree, device_heap, run_mp
 
 NOW = 1_780_000_000

@@ -1,7 +1,7 @@
 # The hardware layer shared by the ESP32 boards (esp32_devkitc, esp32_s3): what the reader asks a
 # board for (docs/boards.md, "Board interface"), built from machine.* and the board's pin map
 # (the board's pins.py). Only modules and functions of MicroPython's esp32 port are used here;
-# tests/test_boards_api.py holds this file to the esp32 port's published stubs.
+# tests/boards/test_boards_api.py holds this file to the esp32 port's published stubs.
 import json
 import os
 import time

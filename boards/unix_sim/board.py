@@ -1,6 +1,6 @@
 # The simulated board: the reader firmware on MicroPython's unix port.
 #
-# What stands in for the hardware (set through environment variables by host_tools/simreader.py):
+# What stands in for the hardware (set through environment variables by host_tools/sim/simreader.py):
 #   FV_FLASH, FV_FLASH_BLOCKS  littlefs image file (the ESP32's flash), mounted at /flash
 #   FV_QR, FV_NFC, FV_SYNC     pty paths for the QR scanner, PN532 and depot sync UARTs
 #   FV_RTC                     the battery-backed RTC's time at power-up (Unix seconds)
@@ -122,7 +122,7 @@ class Board(DriversOnLinks):
 
     def reset(self):
         """A reboot (a crash, or the depot's REBOOT): the process ends with RESET_EXIT and the
-        bench (host_tools/simreader) starts it again from the same flash, as the chip would
+        bench (host_tools/sim/simreader) starts it again from the same flash, as the chip would
         restart."""
         try:
             sys.stdout.flush()

@@ -1,5 +1,5 @@
 # A pty standing in for a machine.UART on the unix port: the same read/readinto/write/any
-# methods, never blocking on reads. The emulators (host_tools/pn532_emu.py, qr_emu.py) hold the
+# methods, never blocking on reads. The emulators (host_tools/sim/pn532_emu.py, qr_emu.py) hold the
 # pty's master side; the firmware opens the slave path given by the board.
 import termios
 

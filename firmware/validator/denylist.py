@@ -1,6 +1,6 @@
 # The deny list on flash: a million accounts and credentials in about 3-4 bytes each, looked up with
 # a 4 KiB index in RAM and two small reads. docs/denylist.md has the format, the false-positive
-# rate and the flash budget; host_tools/denylist_build.py writes the files.
+# rate and the flash budget; host_tools/issuing/denylist_build.py writes the files.
 #
 # An id is hashed with SHA-256(tag || salt || id). The first 24 hash bits pick a group (its offset
 # comes from the index in RAM) and a sub-bucket inside it (from the group's count table on flash);

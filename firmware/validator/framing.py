@@ -1,5 +1,5 @@
 # Serial framing of the depot protocol (docs/sync-protocol.md, "Framing"). Pure logic: the reader
-# and the depot host (through host_tools.fw) use this one implementation.
+# and the depot host (through host_tools.common.fw) use this one implementation.
 #
 #   wire frame = 0x00 | COBS(payload | CRC-32(payload), 4 bytes little-endian) | 0x00
 #

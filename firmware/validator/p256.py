@@ -9,12 +9,12 @@
 #       signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
 #   verify_recoverable(public_key, digest, signature, recid) -> bool
 #       The same check, faster (Antipa et al.), for signatures that carry the recovery id of their
-#       R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.ecsign.sign_digest).
+#       R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.common.ecsign.sign_digest).
 #       A valid signature with a wrong recid gives False.
 #   FixedBase(public_key, table=None)
 #       A key used as a fixed base (an issuer key) with its precomputed table:
 #         table=None   a small table computed now and kept in RAM (4 KB, ~5 ms on the unix port);
-#         bytes-like   a table blob (build_table / host_tools.p256tables), e.g. a constant of a
+#         bytes-like   a table blob (build_table / host_tools.issuing.p256tables), e.g. a constant of a
 #                      frozen module, which then stays in flash;
 #         str          path of a table file on flash, read by offset on each verify (no RAM).
 #       The table is checked against the key (header, size, SHA-256 of the entries, first entry ==

@@ -6,7 +6,7 @@
 #   magic "P2T1" | teeth u8 | width u8 | 2 zero bytes | B.x (32) | B.y (32) | SHA-256(entries) (32)
 # A 256-bit scalar is cut into pieces of L bits (L = length of the doubling chain, a multiple of
 # d); piece q uses tooth q*L/d, read in signed windows of `width` bits (comb_digits).
-# Made on the host by host_tools/p256tables.py (python-ecdsa) or on the reader by build_table.
+# Made on the host by host_tools/issuing/p256tables.py (python-ecdsa) or on the reader by build_table.
 import hashlib
 
 from validator import watchdog

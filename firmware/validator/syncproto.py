@@ -9,7 +9,7 @@
 # The tag is over the exact bytes sent, so neither side needs a canonical re-encoding. The two
 # nonces are the session: the reader draws a fresh one at every INFO, the host sends its own in the
 # INFO request, so a recorded command cannot be replayed to the reader in a later session, nor a
-# recorded answer to the host. Shared by the reader (sync.py) and the depot (host_tools/synclink.py).
+# recorded answer to the host. Shared by the reader (sync.py) and the depot (host_tools/depot/synclink.py).
 import struct
 
 from validator import cbor

@@ -1,6 +1,6 @@
 # Fakes for the driver tests on MicroPython (no test functions here): a millisecond clock the
 # tests move, a byte buffer the host reads like a UART, a PN532 played from a script, and a chip
-# that never stops talking. Also imported by the CPython driver tests (tests/test_drivers.py).
+# that never stops talking. Also imported by the CPython driver tests (tests/firmware/test_drivers.py).
 from drivers import pn532
 
 

@@ -1,6 +1,6 @@
 # The deny list on MicroPython without host-made files: no list, hostile lookups, junk files,
 # a corrupt installed list, the leftover of an interrupted update. (Signed lists: see
-# tests/test_denylist_mp.py.)
+# tests/firmware/test_denylist_mp.py.)
 import os
 
 import flashdev

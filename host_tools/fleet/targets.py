@@ -1,0 +1,54 @@
+"""What the host tools know about each board in boards/: its chip and firmware image, where the
+image goes in flash, the code architecture, where code and data live on the device.
+
+The pins and peripherals are in each board's own folder (boards/<name>/pins.py, board.py); the
+files that make up the application are named by boards/<name>/manifest.py.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BOARDS_DIR = REPO / "boards"
+FIRMWARE_DIR = REPO / "firmware"
+
+# The MicroPython release the boards are written and tested for (stubs, mpy-cross, mpremote).
+MICROPYTHON_VERSION = "1.29.0"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    platform: str            # sys.platform on the device
+    chip: str = ""           # esptool --chip
+    image: str = ""          # micropython.org firmware name (https://micropython.org/download/<image>/)
+    flash_offset: int = 0    # where that image is written
+    arch: str = ""           # mpy-cross -march; "" = ask the device
+    code_dir: str = ""       # where the compiled application goes ("" = the REPL's working dir)
+    data_dir: str = ""       # where identity, key ring and configuration go
+    log_size: int = 0        # bytes of the `triplog` partition `fare flash` makes
+    restart: bool = False    # reset after deploy so main.py starts
+
+    @property
+    def manifest(self):
+        return BOARDS_DIR / self.name / "manifest.py"
+
+
+BOARDS = {
+    "esp32_devkitc": Target(
+        "esp32_devkitc", "esp32", chip="esp32", image="ESP32_GENERIC", flash_offset=0x1000,
+        arch="xtensawin", code_dir="/", data_dir="/flash", log_size=0x80000, restart=True),
+    "esp32_s3": Target(
+        "esp32_s3", "esp32", chip="esp32s3", image="ESP32_GENERIC_S3", flash_offset=0x0,
+        arch="xtensawin", code_dir="/", data_dir="/flash", log_size=0x100000, restart=True),
+    # The unix port on a pty: code in its working directory; the provisioning files in
+    # `provision/`, which the unix_sim board copies into its flash image on first boot
+    # (FV_PROVISION=provision).
+    "unix_sim": Target("unix_sim", "linux", code_dir="", data_dir="provision"),
+}
+
+
+def get(name):
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise SystemExit("unknown board %r (known: %s)" % (name, ", ".join(sorted(BOARDS))))

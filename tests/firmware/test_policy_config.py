@@ -1,0 +1,183 @@
+"""Reader configuration: the host builder (source -> signed file), the CLI, and the file checked and
+parsed on MicroPython, with every refusal; the body parser fuzzed with hypothesis."""
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from host_tools import cli
+from host_tools.issuing import config_build
+from host_tools.common import ecsign, signedfile
+from mpharness import run_mp
+from validator import cbor
+from validator import config as fw
+from validator import signedfile as sf
+
+SOURCE = """
+line = 12
+stop = 3
+[rules]
+max_code_age = "45s"
+clock_skew = 20
+passback_window = "10m"
+transfer_window = "90m"
+sync_window = "3d"
+deny_max_age = "96h"
+[degraded]
+mode = "reject"
+max_rides = 2
+max_amount = 600
+[products]
+child = 7
+[fares.12]
+adult = 200
+student = 100
+senior = 100
+free = 0
+child = 50
+[fares.5]
+adult = 150
+"""
+
+LOAD = """
+import sys
+from validator import signedfile  # first: the verifier is the biggest module to compile
+from validator import config
+path, kid, pub = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+try:
+    c = config.Config.load(path, {kid: (pub, 0)}, now=1750000000)
+    d = c.as_dict()
+    print("OK", c.version, d["line"], d["max_code_age"], d["transfer_window"], d["degraded"],
+          c.fare(1), c.fare(7), c.fare(3))
+except config.ConfigError as e:
+    print(e.reason)
+"""
+
+
+@pytest.fixture(scope="module")
+def key():
+    return ecsign.new_key()
+
+
+def test_source_to_settings():
+    d = config_build.settings(__import__("tomllib").loads(SOURCE))
+    assert d["line"] == 12 and d["stop"] == 3
+    assert (d["max_code_age"], d["clock_skew"], d["passback_window"]) == (45, 20, 600)
+    assert (d["transfer_window"], d["sync_window"], d["deny_max_age"]) == (5400, 259200, 345600)
+    assert (d["degraded"], d["degraded_max_rides"], d["degraded_max_amount"]) == ("reject", 2, 600)
+    assert d["repeat_window"] == 5  # not in the source: the reader's default
+    assert d["fares"] == {12: {1: 200, 2: 100, 3: 100, 4: 0, 7: 50}, 5: {1: 150}}
+
+
+def test_empty_source_is_the_reader_defaults():
+    assert config_build.settings({}) == fw.Config().as_dict()
+
+
+@pytest.mark.parametrize("src, msg", [
+    ({"colour": 1}, "unknown setting"),
+    ({"rules": {"max_age": 5}}, "unknown rule"),
+    ({"rules": {"max_code_age": "5 minutes"}}, "not a duration"),
+    ({"rules": {"max_code_age": True}}, "not a duration"),
+    ({"degraded": {"mode": "maybe"}}, "mode must be"),
+    ({"degraded": {"rides": 1}}, "unknown setting"),
+    ({"fares": {"x": {"adult": 1}}}, "a line is a number"),
+    ({"fares": {"1": {"pensioner": 1}}}, "unknown product"),
+    ({"fares": {"1": {"adult": 1, "1": 2}}}, "given twice"),
+    ({"fares": {"1": {"adult": 1.5}}}, "not an integer"),
+    ({"fares": {"1": 5}}, "must be a table"),
+    ({"line": "12"}, "not an integer"),
+])
+def test_source_errors(src, msg):
+    with pytest.raises(config_build.SourceError, match=msg):
+        config_build.settings(src)
+
+
+@pytest.mark.parametrize("src", [
+    {"fares": {"1": {"adult": -1}}},
+    {"fares": {"1": {"adult": fw.MAX_FARE + 1}}},
+    {"rules": {"max_code_age": "400d"}},
+    {"degraded": {"max_rides": 0}},
+    {"line": 1 << 32},
+    {"fares": {str(i): {"adult": 1} for i in range(fw.MAX_LINES + 1)}},
+])
+def test_out_of_range_is_caught_before_signing(src):
+    with pytest.raises(config_build.SourceError, match="out of the reader's range"):
+        config_build.body(src)
+
+
+def test_signed_file_loads_on_micropython(tmp_path, key):
+    src = tmp_path / "reader.toml"
+    src.write_text(SOURCE)
+    data = config_build.build(config_build.load_source(src), 8, key, 3, created=1749990000)
+    h, d = config_build.read(data)
+    assert h.kind == sf.CONFIG and h.version == 8 and d["line"] == 12
+    path = tmp_path / "config.fvs"
+    pub = ecsign.public_bytes(key).hex()
+
+    def load(blob, kid=3, pubkey=pub):
+        path.write_bytes(blob)
+        return run_mp(LOAD, args=[path, kid, pubkey]).split()
+
+    assert load(data) == ["OK", "8", "12", "45", "5400", "reject", "200", "50", "100"]
+    bad = bytearray(data)
+    bad[sf.HEADER_SIZE + 10] ^= 1
+    assert load(bytes(bad)) == ["BAD_SIGNATURE"]
+    assert load(data, kid=4) == ["UNKNOWN_KEY"]
+    other = signedfile.seal(sf.KEYRING, 8, config_build.body({}), key, 3)
+    assert load(other) == ["WRONG_KIND"]
+    garbage = signedfile.seal(sf.CONFIG, 8, cbor.encode({"format": 1, "colour": 1}), key, 3)
+    assert load(garbage) == ["MALFORMED"]
+
+
+def test_json_source_and_cli(tmp_path, key, capsys):
+    src = tmp_path / "reader.json"
+    src.write_text(json.dumps({"line": 5, "fares": {"5": {"adult": 150, "free": 0}}}))
+    pem = tmp_path / "op.pem"
+    pem.write_bytes(key.to_pem())
+    out = tmp_path / "c.fvs"
+    assert cli.main(["config", "build", str(src), "--version", "2", "--key", str(pem),
+                     "--key-id", "9", "-o", str(out), "--created", "1749990000"]) == 0
+    assert "version 2" in capsys.readouterr().out
+    assert cli.main(["config", "show", str(out), "--json"]) == 0
+    shown = capsys.readouterr().out
+    d = json.loads(shown[shown.index("{"):])
+    assert d["line"] == 5 and d["fares"] == {"5": {"1": 150, "4": 0}}
+    assert cli.main(["config", "check", str(src)]) == 0
+    assert "fares line 5" in capsys.readouterr().out
+    src.write_text(json.dumps({"fares": {"5": {"adult": -1}}}))
+    with pytest.raises(SystemExit, match="out of the reader's range"):
+        cli.main(["config", "check", str(src)])
+    with pytest.raises(SystemExit, match="needs --key-id"):
+        cli.main(["config", "build", str(src), "--version", "2", "--key", str(pem)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_parser_refuses_garbage_cleanly(data):
+    try:
+        fw.parse(data)
+    except fw.ConfigError as e:
+        assert e.reason == "MALFORMED"
+
+
+values = st.recursive(st.one_of(st.integers(-5, 1 << 40), st.text(max_size=8), st.booleans(),
+                                st.none(), st.binary(max_size=4)),
+                      lambda c: st.lists(c, max_size=4) | st.dictionaries(
+                          st.one_of(st.integers(0, 100), st.text(max_size=15)), c, max_size=4),
+                      max_leaves=20)
+keys = st.sampled_from(sorted(fw.INT_SETTINGS) + ["degraded", "fares", "format", "other"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, values, max_size=6))
+def test_parser_on_structured_garbage(d):
+    d.setdefault("format", 1)
+    try:
+        c = fw.parse(cbor.encode(d))
+    except fw.ConfigError:
+        return
+    # whatever it accepted is within the bounds, and survives a round trip
+    for k, (default, low, high) in fw.INT_SETTINGS.items():
+        assert low <= getattr(c, k) <= high
+    assert c.degraded in (fw.REJECT, fw.LIMIT)
+    assert fw.parse(fw.encode(c.as_dict())).as_dict() == c.as_dict()
