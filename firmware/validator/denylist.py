@@ -26,99 +26,12 @@ from array import array
 
 from validator import signedfile as sf
 
-LIST_MAGIC = b"FDL1"
-DELTA_MAGIC = b"FDD1"
-BODY_HEADER = ">4sBBBBII8s"
-BODY_HEADER_SIZE = 24
-DELTA_HEADER = ">4sIBBBBI8sI32sI"
-DELTA_HEADER_SIZE = 64
-RECORD_SIZE = 8
-OP_ADD = 1
-OP_REMOVE = 2
-
-FP_BYTES = 3          # stored fingerprint: hash bits 24..47
-MAX_GROUP_BITS = 10   # index in RAM: at most 1025 u32 = 4 KiB
-MAX_SUB_BITS = 12     # count table read per lookup: at most 4 KiB (1M entries: 128 bytes)
-MAX_BUCKET = 255      # entries per sub-bucket (one count byte)
-DAY = 86400
-
-TAG_ACCOUNT = b"fare-validator/deny/account\x00"
-TAG_CREDENTIAL = b"fare-validator/deny/credential\x00"
-
-# Refusal reasons beyond those of signedfile (strings, reported back to the depot)
-OK = sf.OK
-MALFORMED = sf.MALFORMED
-OLD_VERSION = sf.OLD_VERSION
-WRONG_KIND = sf.WRONG_KIND
-WRONG_BASE = "WRONG_BASE"      # a delta for another base version, or it does not fit the base
-NO_SPACE = "NO_SPACE"          # flash full while writing the merged list
-WRITE_FAILED = "WRITE_FAILED"  # flash error while writing (the installed list is untouched)
-
-LIST_FILE = "list.fdl"
-TMP_FILE = "list.tmp"
-_U64 = 1 << 64
-
-
-def hash_id(tag, salt, id_bytes):
-    """The 32-byte digest an id is filed under (the host builder uses this too)."""
-    h = hashlib.sha256(tag)
-    h.update(salt)
-    h.update(id_bytes)
-    return h.digest()
-
-
-def account_bytes(account):
-    """8-byte big-endian form of an account id, or None if it is not an unsigned 64-bit int."""
-    if not isinstance(account, int) or isinstance(account, bool) or account < 0 or account >= _U64:
-        return None
-    return account.to_bytes(8, "big")
-
-
-def list_body_size(width, group_bits, sub_bits, count):
-    g = 1 << group_bits
-    return BODY_HEADER_SIZE + g * (1 << sub_bits) + count * width + 4 * (g + 1)
-
-
-def _new_index(n):
-    return array("I", bytes(4 * n))
-
-
-def _index_from_le(idx):
-    # The index is stored little-endian; every target so far is little-endian, but be correct anyway.
-    if sys.byteorder != "little":
-        for i in range(len(idx)):
-            v = idx[i]
-            idx[i] = (((v & 0xff) << 24) | ((v >> 8 & 0xff) << 16) | ((v >> 16 & 0xff) << 8)
-                      | (v >> 24))
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _makedirs(path):
-    cur = "/" if path.startswith("/") else ""
-    for name in path.split("/"):
-        if not name:
-            continue
-        cur = cur + name if (not cur or cur.endswith("/")) else cur + "/" + name
-        if not _exists(cur):
-            os.mkdir(cur)
-
-
-class Refused(Exception):
-    """Why a file cannot be installed (args[0] is the reason string)."""
+from validator.denylist_format import (  # noqa: F401  (also the format's names for callers)
+    BODY_HEADER, BODY_HEADER_SIZE, DAY, DELTA_HEADER, DELTA_HEADER_SIZE, DELTA_MAGIC, FP_BYTES,
+    LIST_FILE, LIST_MAGIC, MALFORMED, MAX_BUCKET, MAX_GROUP_BITS, MAX_SUB_BITS, NO_SPACE, OK,
+    OLD_VERSION, OP_ADD, OP_REMOVE, RECORD_SIZE, Refused, TAG_ACCOUNT, TAG_CREDENTIAL, TMP_FILE,
+    WRITE_FAILED, WRONG_BASE, WRONG_KIND, account_bytes, check_index, exists, hash_id,
+    index_from_le, list_body_size, makedirs, new_index, read_list_header, remove_quietly)
 
 
 class DenyList:
@@ -131,8 +44,8 @@ class DenyList:
         self.path = self.dir + "/" + LIST_FILE
         self.tmp = self.dir + "/" + TMP_FILE
         self._f = None
-        _makedirs(self.dir)
-        _remove(self.tmp)
+        makedirs(self.dir)
+        remove_quietly(self.tmp)
         self._load()
 
     # ---- state ---------------------------------------------------------------------------
@@ -167,13 +80,13 @@ class DenyList:
         except OSError:
             return
         try:
-            h, p = _read_list_header(f)
-            idx = _new_index((1 << p[1]) + 1)
+            h, p = read_list_header(f)
+            idx = new_index((1 << p[1]) + 1)
             f.seek(sf.HEADER_SIZE + h.body_len - 4 * len(idx))
             if f.readinto(idx) != 4 * len(idx):
                 raise Refused(MALFORMED)
-            _index_from_le(idx)
-            _check_index(idx, p[3])
+            index_from_le(idx)
+            check_index(idx, p[3])
         except (Refused, OSError, ValueError) as e:
             f.close()
             self.error = MALFORMED   # kept for diagnostics; the reader runs without a list
@@ -269,34 +182,3 @@ class DenyList:
         file is left where it is."""
         from validator import denylist_update
         return denylist_update.install(self, path, operator_keys, now)
-
-
-def _read_list_header(f):
-    """Parse the envelope and body headers of a list file open at 0; checks sizes."""
-    h = sf.parse_header(f.read(sf.HEADER_SIZE))
-    if h is None or h.kind != sf.DENYLIST:
-        raise Refused(MALFORMED)
-    raw = f.read(BODY_HEADER_SIZE)
-    if len(raw) != BODY_HEADER_SIZE:
-        raise Refused(MALFORMED)
-    magic, width, gbits, sbits, zero, count, epoch, salt = struct.unpack(BODY_HEADER, raw)
-    if (magic != LIST_MAGIC or width not in (3, 4) or gbits > MAX_GROUP_BITS
-            or sbits > MAX_SUB_BITS or zero
-            or count > (1 << (gbits + sbits)) * MAX_BUCKET):
-        raise Refused(MALFORMED)
-    if h.body_len != list_body_size(width, gbits, sbits, count):
-        raise Refused(MALFORMED)
-    if f.seek(0, 2) != sf.HEADER_SIZE + h.body_len + sf.SIG_SIZE:
-        raise Refused(MALFORMED)
-    return h, (width, gbits, sbits, count, epoch, salt)
-
-
-def _check_index(idx, count):
-    prev = 0
-    if idx[0] != 0 or idx[len(idx) - 1] != count:
-        raise Refused(MALFORMED)
-    for i in range(1, len(idx)):
-        v = idx[i]
-        if v < prev:
-            raise Refused(MALFORMED)
-        prev = v

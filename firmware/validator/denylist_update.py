@@ -12,10 +12,10 @@ import os
 import struct
 
 from validator import signedfile as sf, watchdog
-from validator.denylist import (
+from validator.denylist_format import (
     BODY_HEADER, DELTA_HEADER, DELTA_HEADER_SIZE, DELTA_MAGIC, LIST_MAGIC, MALFORMED, MAX_BUCKET,
     NO_SPACE, OK, OLD_VERSION, OP_ADD, OP_REMOVE, RECORD_SIZE, WRITE_FAILED, WRONG_BASE, Refused,
-    _check_index, _index_from_le, _new_index, _read_list_header, _remove, list_body_size)
+    check_index, index_from_le, new_index, read_list_header, remove_quietly, list_body_size)
 
 _COPY = 1024
 _ENOSPC = 28
@@ -56,7 +56,7 @@ def _install_full(dl, path, operator_keys, now):
                 raise Refused(WRITE_FAILED)
             os.rename(dl.tmp, dl.path)
     except (Refused, OSError) as e:
-        _remove(dl.tmp)
+        remove_quietly(dl.tmp)
         dl._load()
         return _write_reason(e)
     dl._load()
@@ -79,7 +79,7 @@ def _install_delta(dl, path, operator_keys, now):
         dl._close()
         os.rename(dl.tmp, dl.path)
     except (Refused, OSError, ValueError) as e:
-        _remove(dl.tmp)
+        remove_quietly(dl.tmp)
         dl._load()
         return _write_reason(e)
     dl._load()
@@ -108,7 +108,7 @@ def _merge(dl, df, h):
     idx = dl._idx
     # The largest blocks first, while the free heap is in the fewest pieces.
     gc.collect()
-    nidx = _new_index(G + 1)
+    nidx = new_index(G + 1)
     buf = bytearray(_COPY)
     recs = _Records(df, nrec, w)
     out = open(dl.tmp, "wb")
@@ -189,7 +189,7 @@ def _merge(dl, df, h):
             raise Refused(MALFORMED)   # records out of order or beyond the last bucket
         if total != rcount:
             raise Refused(WRONG_BASE)
-        _index_from_le(nidx)           # no-op on little-endian targets
+        index_from_le(nidx)           # no-op on little-endian targets
         out.write(nidx)
         out.write(bytes(sf.SIG_SIZE))
         out.flush()
@@ -251,16 +251,16 @@ def _check_full(path):
     """Structure of a received full list (its signature is already checked): sizes, index, and
     every group's count table adding up to the group's entries."""
     with open(path, "rb") as f:
-        h, p = _read_list_header(f)
+        h, p = read_list_header(f)
         width, gbits, sbits, count = p[0], p[1], p[2], p[3]
         G = 1 << gbits
         S = 1 << sbits
-        idx = _new_index(G + 1)
+        idx = new_index(G + 1)
         f.seek(sf.HEADER_SIZE + h.body_len - 4 * (G + 1))
         if f.readinto(idx) != 4 * (G + 1):
             raise Refused(MALFORMED)
-        _index_from_le(idx)
-        _check_index(idx, count)
+        index_from_le(idx)
+        check_index(idx, count)
         cnt = bytearray(S)
         base = sf.HEADER_SIZE + 24
         for g in range(G):

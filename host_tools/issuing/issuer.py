@@ -41,6 +41,11 @@ def write_private_key(path, key):
     return path
 
 
+# Where a rider's wallet directory keeps its key pair (host_tools.sim.wallet writes it; `issuer
+# issue --wallet` reads the public key from it).
+RIDER_KEY_FILE = "rider.pem"
+
+
 def read_private_key(path):
     return SigningKey.from_pem(Path(path).read_bytes())
 
@@ -277,9 +282,8 @@ def _cmd_issue(args):
         except ValueError:
             raise SystemExit("--rider-key is not hex: %r" % args.rider_key) from None
     else:
-        from host_tools.sim.wallet import Wallet
-        try:
-            rider_pub = Wallet.load(args.wallet).public_key
+        try:  # a wallet directory keeps the rider's key pair as RIDER_KEY_FILE
+            rider_pub = ecsign.public_bytes(read_private_key(Path(args.wallet) / RIDER_KEY_FILE))
         except FileNotFoundError as e:
             raise SystemExit("no wallet in %s: %s" % (args.wallet, e)) from None
     iss, blob = issue_from_store(_store(args), args, rider_pub)

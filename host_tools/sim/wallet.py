@@ -21,8 +21,8 @@ import segno
 
 from host_tools.common import ecsign, tokenformat
 from host_tools.common.fw import validator  # noqa: F401
-from host_tools.issuing.issuer import (IssuerStore, add_credential_options, issue_from_store,
-                               read_private_key, write_private_key)
+from host_tools.issuing.issuer import (RIDER_KEY_FILE, IssuerStore, add_credential_options,
+                                       issue_from_store, read_private_key, write_private_key)
 from validator import tokens as fw
 
 QR_ERROR = "m"
@@ -47,7 +47,7 @@ class Wallet:
         d = Path(directory)
         cred = d / "credential.cbor"
         state = json.loads((d / "state.json").read_text()) if (d / "state.json").exists() else {}
-        w = cls(read_private_key(d / "rider.pem"),
+        w = cls(read_private_key(d / RIDER_KEY_FILE),
                 cred.read_bytes() if cred.exists() else None, state.get("counter", 0))
         w.path = d
         return w
@@ -55,8 +55,8 @@ class Wallet:
     def save(self, directory=None):
         d = Path(directory or self.path)
         d.mkdir(parents=True, exist_ok=True)
-        if not (d / "rider.pem").exists():
-            write_private_key(d / "rider.pem", self.key)
+        if not (d / RIDER_KEY_FILE).exists():
+            write_private_key(d / RIDER_KEY_FILE, self.key)
         if self.credential is not None:
             (d / "credential.cbor").write_bytes(self.credential)
         self.path = d
@@ -180,7 +180,7 @@ class Card:
 
 def _cmd_new(args):
     d = Path(args.dir)
-    if (d / "rider.pem").exists():
+    if (d / RIDER_KEY_FILE).exists():
         raise SystemExit("wallet %s already exists" % d)
     w = Wallet()
     w.save(d)
