@@ -15,6 +15,7 @@ files of the application are named by boards/<board>/manifest.py.
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -105,6 +106,13 @@ def mpy_cross_version():
     return int(m.group(1)), int(m.group(2))
 
 
+def host_arch():
+    """mpy-cross's -march for native code (the viper field arithmetic, validator/p256_native.py)
+    that this machine's unix port runs, or None if mpy-cross has none for it."""
+    return {"x86_64": "x64", "amd64": "x64", "i686": "x86", "i386": "x86"}.get(
+        platform.machine().lower())
+
+
 def build(target, arch, out_dir, frozen=False):
     """Compile the board's application (its manifest.py) for `arch` into `out_dir`. Returns
     [(local file, path on the device)], main.py last. `frozen`: the firmware already has the
@@ -121,7 +129,9 @@ def build(target, arch, out_dir, frozen=False):
                 continue
             dst = out_dir / (rel[:-3] + ".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            march = ["-march=" + arch] if arch else []  # none: bytecode for the unix port
+            if arch in (None, "", "host"):
+                arch = host_arch()  # the unix port: its own machine's native code
+            march = ["-march=" + arch] if arch else []
             proc = subprocess.run([MPY_CROSS, *march, "-s", rel, "-o", str(dst), str(src)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
