@@ -242,7 +242,7 @@ class PN532Emulator(PtyDevice):
         self.target = None                # the _Target the chip has listed
         self._searching = None            # a poll waiting for a card: its BrTy
         self._searching_fault = None
-        self._after_response = None       # PowerDown: sleep once the answer is out
+        self._then = None                 # PowerDown: sleep with the answer going out
         self.card = None
         self._picc = None
         self._set_card(card)
@@ -434,10 +434,10 @@ class PN532Emulator(PtyDevice):
         if data is PENDING:
             self._searching_fault = fault
             return
-        self._respond(cmd, data, fault)
-        then, self._after_response = self._after_response, None
+        then, self._then = self._then, None
         if then is not None:
-            then()
+            then()      # before the answer goes out: a host that has it sees the chip's state
+        self._respond(cmd, data, fault)
 
     def _respond(self, cmd, data, fault):
         name = fault.name if fault else None
@@ -543,7 +543,7 @@ class PN532Emulator(PtyDevice):
     def _power_down(self, p, fault):                     # 7.2.11
         if not p:
             return None
-        self._after_response = self._sleep
+        self._then = self._sleep
         self.wake_sources = p[0]
         return b"\x00"
 
