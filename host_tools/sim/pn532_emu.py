@@ -25,7 +25,8 @@ What is modelled (UM0701-02 section numbers in the code):
 - Diagnose (line, ROM and RAM tests), GetFirmwareVersion, GetGeneralStatus, ReadRegister,
   WriteRegister (a register file; the CIU's TX/RX mode, RF field and FIFO registers act on the
   air interface), SetSerialBaudRate (applied after the host's ACK: `emu.baudrate`),
-  SetParameters (`emu.flags`: automatic RATS, NAD, CID, no pre/postamble), SAMConfiguration,
+  SetParameters (`emu.flags`; automatic RATS, NAD and no pre/postamble act, the CID and
+  target-mode flags are only kept), SAMConfiguration,
   PowerDown, RFConfiguration (field, timings, retries, analog settings: lengths checked;
   MxRtyPassiveActivation 0xFF, the power-up value, makes a poll search until a card comes or
   the host aborts).
