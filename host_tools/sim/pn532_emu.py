@@ -63,7 +63,7 @@ import select
 import threading
 import time
 
-from host_tools.sim.iso14443 import DEFAULT_ATS, HLTA, Picc, crc_a, fsc_of
+from host_tools.sim.iso14443 import DEFAULT_ATS, HLTA, Picc, crc_a, fsc_of  # noqa: F401 (ATS)
 from host_tools.sim.ptydevice import PtyDevice
 
 TFI_HOST = 0xD4
