@@ -334,12 +334,17 @@ def _cmd_flash(args):
                                                                 target.image))
     if not args.dry_run and "://" not in args.port and not os.path.exists(args.port):
         return _fail("serial port %s not found (is the board plugged in?)" % args.port)
-    log_size = args.log_kib * 1024 if args.log_kib else target.log_size
+    try:
+        layout = target.layout()               # boards/<board>/partitions.csv
+        if args.log_kib is not None:
+            layout = espflash.with_log_size(layout, args.log_kib * 1024)
+    except espflash.TableError as e:
+        return _fail(str(e))
     with tempfile.TemporaryDirectory(prefix="fare-flash-") as tmp:
         image = Path(tmp) / fw.name
         try:
-            parts = espflash.prepare_image(fw, image, target.chip, target.flash_offset, log_size)
-        except espflash.FlashError as e:
+            parts = espflash.prepare_image(fw, image, target.chip, target.flash_offset, layout)
+        except (espflash.TableError, OSError) as e:
             return _fail("%s: %s" % (fw, e))
         cmd = espflash.esptool_args(target.chip, args.port, image, target.flash_offset,
                                     args.baud, args.erase)
@@ -427,10 +432,12 @@ def add_commands(sub):
                                      "reader's flash layout")
     p.add_argument("--port", required=True)
     p.add_argument("--board", required=True, choices=[b for b in boards if targets.BOARDS[b].chip])
-    p.add_argument("--firmware", required=True, help="the micropython.org .bin for the board")
+    p.add_argument("--firmware", required=True, help="the board's .bin: micropython.org's, or a "
+                                                     "frozen build's firmware.bin")
     p.add_argument("--erase", action="store_true", help="erase the whole flash first")
     p.add_argument("--baud", type=int, default=460800)
-    p.add_argument("--log-kib", type=int, help="trip log partition size in KiB (board default)")
+    p.add_argument("--log-kib", type=int, help="trip log partition size in KiB (default: the "
+                                               "board's partitions.csv)")
     p.add_argument("--dry-run", action="store_true", help="show the layout and the esptool "
                                                           "command, flash nothing")
     p.set_defaults(func=_cmd_flash)
