@@ -74,6 +74,25 @@ def check_output(path, what="output file"):
     return p
 
 
+def check_folder(path, what="output folder"):
+    """Refuse (UserError) a folder that cannot be written to: a file in its place, or a nearest
+    existing parent that is not a folder or not writable. (The folder itself may be missing: the
+    command creates it.) Returns the path."""
+    p = Path(path)
+    have = p
+    while not have.exists() and have != have.parent:
+        have = have.parent
+    if not have.is_dir():
+        raise UserError("cannot use %s %s: %s is a file, not a folder" % (what, p, have))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fare-probe-", dir=have)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError("cannot write %s %s: %s" % (what, p, oserror_text(e))) from None
+    return p
+
+
 def write_bytes(path, data, what="output file", mode=None):
     """Write `data` to `path` whole or not at all (a temporary file renamed into place).
     `mode`: permissions of a new file (e.g. 0o600 for secrets)."""

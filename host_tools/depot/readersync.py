@@ -22,7 +22,6 @@ from host_tools.depot import depotconfig, depotdb
 from host_tools.common.fw import validator  # noqa: F401
 from host_tools.depot.synclink import LinkError, SyncLink, open_serial
 from validator import hmac256
-from validator import signedfile as sf
 from validator.syncproto import VERSION_FIELD
 from validator import triplog as tl
 
