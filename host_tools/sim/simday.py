@@ -21,6 +21,7 @@ import types
 from collections import Counter
 from pathlib import Path
 
+from host_tools.common.clierrors import UserError, check_folder
 from host_tools.depot import depotconfig, depotdb, readersync
 from host_tools.sim import simbus
 from host_tools.common.fw import validator  # noqa: F401  (puts the firmware's modules on the path)
@@ -202,16 +203,17 @@ def prepare_out(out):
     """Make `out` ready for a run: create it, or clear an earlier run's outputs from it. Refuses
     (SystemExit) anything else that is already there, so a mistyped --out cannot delete files."""
     if out.exists() and not out.is_dir():
-        raise SystemExit("fare sim: --out %s is not a directory" % out)
+        raise UserError("--out %s is not a directory" % out)
+    check_folder(out, "--out folder")
     if out.is_dir() and any(out.iterdir()):
         # (a directory holding nothing but a run's outputs, its database among them, is one
         # too: runs from before the marker)
         names = {p.name for p in out.iterdir()}
         only_outputs = "depot.sqlite" in names and names <= set(OUT_NAMES)
         if not (out / OUT_MARKER).is_file() and not only_outputs:
-            raise SystemExit("fare sim: refusing to use --out %s: it is not empty and no earlier "
-                             "`fare sim` wrote it (no %s file); remove it yourself or choose "
-                             "another directory" % (out, OUT_MARKER))
+            raise UserError("refusing to use --out %s: it is not empty and no earlier `fare sim` "
+                            "wrote it (no %s file); remove it yourself or choose another "
+                            "directory" % (out, OUT_MARKER))
         for name in OUT_NAMES:
             p = out / name
             if p.is_dir() and not p.is_symlink():
@@ -219,7 +221,6 @@ def prepare_out(out):
             elif p.exists() or p.is_symlink():
                 p.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "depot.toml").write_text(DEPOT_CONFIG)
     (out / OUT_MARKER).write_text(
         "Written by `fare sim`. The next run into this directory deletes its outputs:\n%s\n"
         "and nothing else.\n" % "\n".join(OUT_NAMES))
@@ -264,6 +265,7 @@ def run(out_dir, n_riders=300, seed=2026, console=None):
     console = console or Console()
     out = Path(out_dir)
     prepare_out(out)
+    (out / "depot.toml").write_text(DEPOT_CONFIG)  # `fare report --db OUT/depot.sqlite` uses it
     rng = random.Random(seed)
     started = time.monotonic()
     bus = simbus.SimBus(out, DAY_START - 1800, reader_id=READER_ID, config=CONFIG)
