@@ -898,3 +898,19 @@ def test_the_largest_trip_record_fits_the_default_frame(tmp_path, opkey):
     assert st_ == P.OK and res[0] == 3 and res[1] == [raws[2]]
     res = b.sync()
     assert res.status == "ok" and b.db().seqs(RID) == [1, 2, 3, 4, 5]
+
+
+def test_the_depot_says_when_a_reader_runs_without_a_file_it_was_given(tmp_path, opkey):
+    """INFO's file_errors (a key ring or configuration the reader could not load) reaches the
+    depot's summary as a warning naming the reader, until a good file is pushed."""
+    b = Bench(tmp_path, opkey, records=3)
+    info = b.reader.info
+    b.reader.info = lambda: dict(info(), file_errors={"config": "BAD_SIGNATURE"})
+    res = b.sync()
+    assert res.status == "ok" and res.warnings == ["its config does not load (BAD_SIGNATURE)"]
+    res.reader_id = RID
+    notes = readersync.summary_notes([res])
+    assert notes == [("warning", "reader %d on loop: its config does not load (BAD_SIGNATURE)"
+                      % RID)]
+    res = b.sync(pushes=[("config", seal(opkey, fmt.CONFIG, 9))])
+    assert res.pushes == [("config", "installed")] and res.warnings == []
