@@ -213,13 +213,14 @@ class DepotDB:
                 if not _is_locked(e):
                     raise
                 waited = time.monotonic() - started
+                holder = lock_holder(self.path)
+                if self.on_wait is not None:
+                    self.on_wait(waited, holder)
                 if waited >= self.lock_wait:
                     raise DBLocked("depot database %s is locked by another writer (%s): gave up "
                                    "after waiting %.0f s; nothing was written, the records stay "
                                    "on the reader until a sync stores them"
-                                   % (self.path or "", lock_holder(self.path), waited)) from None
-                if self.on_wait is not None:
-                    self.on_wait(waited, lock_holder(self.path))
+                                   % (self.path or "", holder, waited)) from None
                 time.sleep(0.05)  # a stale snapshot fails at once: do not spin
             except BaseException:
                 self.conn.rollback()

@@ -488,30 +488,35 @@ def _port_name(path):
     return path[5:] if path.startswith("/dev/") else path
 
 
-PUSH_TEXT = {"installed": "new", "already": "had it", "newer_installed": "has newer"}
+# How the summary names pushes and their outcomes (docs/sync-protocol.md)
+PUSH_KIND = {"denylist": "denylist", "denylist_delta": "delta", "keyring": "keyring",
+             "config": "config"}
+PUSH_TEXT = {"installed": "new", "already": "had", "newer_installed": "newer"}
 
 
 def summary_table(results):
     """The table `fare sync` prints at the end: one row per port, narrow enough for 80 columns
-    (what each reader's failure was is printed under it, in full)."""
+    (each reader's failure is printed under it, in full). Pushes: `new` installed, `had` the
+    reader had that version, `newer` the reader has a newer one."""
     from rich import box
     from rich.table import Table
     ok = sum(1 for r in results if r.ok)
     table = Table(title="depot sync: %d reader port(s), %d ok, %d failed"
-                  % (len(results), ok, len(results) - ok), box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("port", overflow="fold", min_width=7)
+                  % (len(results), ok, len(results) - ok), box=box.SIMPLE_HEAD,
+                  title_justify="left", collapse_padding=True)
+    table.add_column("port", overflow="fold", min_width=7, max_width=24)
     table.add_column("reader", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    for col in ("new", "acked", "KiB in"):
-        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("new", justify="right", no_wrap=True)
+    table.add_column("acked", justify="right", no_wrap=True)
     table.add_column("pushed", no_wrap=True)
     table.add_column("clock", no_wrap=True)
     for r in results:
         table.add_row(_port_name(r.port), str(r.reader_id if r.reader_id is not None else "-"),
-                      "ok" if r.ok else "FAILED: %s" % r.status, str(r.records_new),
+                      "ok" if r.ok else "FAILED", str(r.records_new),
                       str(r.acked if r.acked is not None else "-"),
-                      "%.1f" % (r.stats.get("bytes_in", 0) / 1024),
-                      "\n".join("%s: %s" % (k, PUSH_TEXT.get(o, o)) for k, o in r.pushes) or "-",
+                      "\n".join("%s: %s" % (PUSH_KIND.get(k, k), PUSH_TEXT.get(o, o))
+                                for k, o in r.pushes) or "-",
                       "set" if r.time_set else "-")
     return table
 
@@ -525,11 +530,11 @@ def summary_notes(results):
         who = ("reader %d on %s" % (r.reader_id, _port_name(r.port)) if r.reader_id is not None
                else _port_name(r.port))
         if not r.ok:
-            seen.setdefault(r.message, []).append(who)
+            seen.setdefault((r.status, r.message), []).append(who)
         for w in r.warnings:
             lines.append(("warning", "%s: %s" % (who, w)))
-    for message, whos in seen.items():
-        lines.append(("FAILED", "%s: %s" % (", ".join(whos), message)))
+    for (status, message), whos in seen.items():
+        lines.append(("FAILED", "%s (%s): %s" % (", ".join(whos), status, message)))
     return lines
 
 
@@ -555,7 +560,7 @@ def cmd_sync(args):
             said.append(seconds)
             console.print("waiting for the depot database %s: another writer holds it (%s); "
                           "giving up after %.0f s (--db-wait)" % (args.db, holder, args.db_wait),
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     # create the schema and check the lock once, before any reader is connected
     db = depotdb.connect(args.db, lock_wait=args.db_wait, on_wait=waiting)
     try:
@@ -612,9 +617,9 @@ def cmd_sync(args):
             t.join()
 
     Console().print(summary_table(results))
-    for mark, line in summary_notes(results):
+    for mark, line in summary_notes(results):  # one line each, whatever the width
         console.print("%s %s" % ("[bold red]FAILED[/]" if mark == "FAILED" else
-                                 "[yellow]warning[/]", line), highlight=False)
+                                 "[yellow]warning[/]", line), highlight=False, soft_wrap=True)
     return 1 if any(not r.ok for r in results) else 0
 
 
@@ -646,7 +651,7 @@ def cmd_report(args):
         incidents = db.incidents()
     finally:
         db.close()
-    table = Table(title="trips per service day, line and reader", caption=_day_note(cfg))
+    table = Table(title="trips per service day, line and reader")
     for col in ("service day", "line", "reader", "trips", "accepted", "rejected",
                 "fares (minor units)"):
         table.add_column(col, justify="left" if col == "service day" else "right")
@@ -656,6 +661,7 @@ def cmd_report(args):
     try:
         console = Console(file=out, width=100) if out else Console()
         console.print(table)
+        console.print(_day_note(cfg), soft_wrap=True, highlight=False)
         if not rows:
             console.print("no trips%s%s%s in %s" % (
                 " on service day %s" % day if day else "",

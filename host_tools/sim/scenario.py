@@ -16,7 +16,7 @@ import cbor2
 from host_tools.issuing import config_build
 from host_tools.sim import simbus, simreader
 from host_tools.common import tokenformat
-from host_tools.common.clierrors import UserError, check_output, read_text
+from host_tools.common.clierrors import UserError, check_output, read_bytes, read_text
 from host_tools.common.fw import validator  # noqa: F401
 from validator import base45, reasons, tokens
 
@@ -704,17 +704,13 @@ def junit(runs, path):
 def check_files(files, junit_path):
     """Before anything runs: every scenario file is there and is text, and the JUnit report can
     be written (a CI job must not run everything to fail on a typo at the end)."""
+    from validator import signedfile
     for f in files:
-        text = read_text(f, "scenario file")
-        if text.startswith(signedfile_magic()):
+        if read_bytes(f, "scenario file").startswith(signedfile.MAGIC):
             raise UserError("%s is a signed file, not a scenario (TOML, docs/scenarios.md)" % f)
+        read_text(f, "scenario file")
     if junit_path:
         check_output(junit_path, "JUnit report")
-
-
-def signedfile_magic():
-    from validator import signedfile
-    return signedfile.MAGIC.decode()
 
 
 def cmd_scenario(args):

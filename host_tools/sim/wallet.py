@@ -181,7 +181,7 @@ class Card:
 
 # --- CLI ---
 
-def _load(directory, need_credential=False):
+def load_wallet(directory, need_credential=False):
     """The wallet in `directory`, or UserError saying what is missing."""
     d = Path(directory)
     if not (d / RIDER_KEY_FILE).is_file():
@@ -223,7 +223,7 @@ def _cmd_new(args):
 
 
 def _cmd_enroll(args):
-    w = _load(args.dir)
+    w = load_wallet(args.dir)
     iss, w.credential = issue_from_store(IssuerStore(args.issuer), args, w.public_key)
     w.save()
     print("credential for account %d (issuer key %d) stored in %s"
@@ -231,7 +231,7 @@ def _cmd_enroll(args):
 
 
 def _cmd_import(args):
-    w = _load(args.dir)
+    w = load_wallet(args.dir)
     blob = read_bytes(args.file, "credential file")
     fields = check_credential(blob, args.file)
     if fields["rider_key"] != w.public_key.hex():
@@ -243,7 +243,7 @@ def _cmd_import(args):
 
 
 def _cmd_code(args):
-    w = _load(args.dir, need_credential=True)
+    w = load_wallet(args.dir, need_credential=True)
     now = int(time.time()) if args.time is None else args.time
     if args.png:
         # the output is checked before the code is made: a counter value is used up only for a
@@ -258,7 +258,7 @@ def _cmd_code(args):
 
 
 def _cmd_show(args):
-    w = _load(args.dir)
+    w = load_wallet(args.dir)
     print(json.dumps({"rider_key": w.public_key.hex(), "counter": w.counter,
                       "credential": (tokenformat.decode_credential(
                           tokenformat.split_blob(w.credential)[0])
