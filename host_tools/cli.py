@@ -2,6 +2,7 @@
 emulators, deployment and the simulator). `fare COMMAND --help` explains each command."""
 import argparse
 import importlib
+import os
 import sys
 from importlib import metadata
 
@@ -50,6 +51,11 @@ def main(argv=None):
     except UserError as e:
         # a mistake the user can fix: one line, no traceback
         print("fare %s: %s" % (args.command, e), file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # whoever read the output stopped (`fare ... | head`): end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
     except OSError as e:
         # a file or device the command could not use, where no check named it first

@@ -346,6 +346,10 @@ def deploy(port, board, provision_dir=None, force=False, replace_data=False, fro
     info = probe(port, data_paths(target, provision_dir))
     info["port"] = port
     check_device(target, info)
+    if target.frozen_only and not frozen:
+        raise DeployError("board %s takes only a frozen build: the .mpy application does not fit "
+                          "its heap beside the reader's data; flash a frozen build and deploy "
+                          "with --frozen (make deploy ... FROZEN=1; docs/boards.md)" % target.name)
     report = DeployReport(info)
     arch = target.arch or info["arch"] or "host"
     copy_data, report.kept = plan_data(target, provision_dir, info["files"], force, replace_data)

@@ -27,6 +27,7 @@ class Target:
     data_dir: str = ""       # where identity, key ring and configuration go
     log_size: int = 0        # bytes of the `triplog` partition `fare flash` makes
     restart: bool = False    # reset after deploy so main.py starts
+    frozen_only: bool = False  # the .mpy application does not fit its heap: frozen builds only
 
     @property
     def manifest(self):
@@ -36,7 +37,8 @@ class Target:
 BOARDS = {
     "esp32_devkitc": Target(
         "esp32_devkitc", "esp32", chip="esp32", image="ESP32_GENERIC", flash_offset=0x1000,
-        arch="xtensawin", code_dir="/", data_dir="/flash", log_size=0x80000, restart=True),
+        arch="xtensawin", code_dir="/", data_dir="/flash", log_size=0x80000, restart=True,
+        frozen_only=True),  # no PSRAM: about 110 KB of heap, which the reader's data needs
     "esp32_s3": Target(
         "esp32_s3", "esp32", chip="esp32s3", image="ESP32_GENERIC_S3", flash_offset=0x0,
         arch="xtensawin", code_dir="/", data_dir="/flash", log_size=0x100000, restart=True),

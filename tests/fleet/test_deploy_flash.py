@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from host_tools import cli
+from mpharness import ROOT
 from host_tools.fleet import espflash, targets
 from host_tools.fleet.espflash import Partition, FlashError
 
@@ -150,3 +151,34 @@ def test_flash_cli_dry_run_shows_layout_and_command(tmp_path, capsys):
     assert "triplog" in out and "256 KiB" in out
     assert "-m esptool --chip esp32 --port /dev/ttyUSB0 --baud 460800 write-flash --erase-all " \
            "0x1000" in out
+
+
+def test_make_and_docs_agree_on_the_firmware_image_and_the_deploy_board():
+    """One firmware path everywhere (the frozen build's, inside the MicroPython checkout), and
+    `make deploy` never defaults to a board that only a frozen build fits."""
+    import re
+    import subprocess
+    paths = set()
+    for name in ("README.md", "docs/boards.md", "Makefile"):
+        text = (ROOT / name).read_text()
+        for m in re.finditer(r"(\S*)build-ESP32_GENERIC(_S3)?/firmware\.bin", text):
+            paths.add((name, m.group(1)))
+    assert paths and all(prefix.endswith("ports/esp32/") for _, prefix in paths), paths
+    assert {name for name, _ in paths} == {"README.md", "docs/boards.md", "Makefile"}
+    proc = subprocess.run(["make", "-s", "-o", ".venv/.installed", "deploy", "PORT=/dev/ttyX"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "BOARD=esp32_devkitc FROZEN=1" in proc.stdout
+    proc = subprocess.run(["make", "-s", "-o", ".venv/.installed", "flash"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert "ports/esp32/build-ESP32_GENERIC/firmware.bin" in proc.stdout
+    assert "frozen build" in proc.stdout
+
+
+def test_a_devkitc_takes_only_a_frozen_build(monkeypatch):
+    from host_tools.fleet import deploy
+    monkeypatch.setattr(deploy, "probe", lambda port, paths=(): {
+        "platform": "esp32", "mpy_version": (6, 3), "arch": "xtensawin", "version": [1, 29, 0],
+        "files": {}})
+    monkeypatch.setattr(deploy, "check_device", lambda target, info: None)
+    with pytest.raises(deploy.DeployError, match="takes only a frozen build"):
+        deploy.deploy("/dev/null", "esp32_devkitc")

@@ -227,3 +227,29 @@ def test_enroll_failure_exits_with_a_line_not_a_traceback(store, tmp_path):
     assert "Traceback" not in run.stderr
     assert run.stderr.strip() == "fare wallet: no issuer key to sign with: issuer key 11 is " \
                                  "retired: readers refuse what it signs"
+
+
+def test_secrets_are_not_left_where_git_would_commit_them(tmp_path, capsys):
+    """The operator's private key written inside a git working tree, where `git add -A` would
+    pick it up, is warned about; outside one, or where .gitignore covers it, it is not. This
+    repository's .gitignore covers the folders the README's commands would write."""
+    import shutil
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    assert fare("issuer", "--dir", repo / "keys", "init-operator") == 0
+    err = capsys.readouterr().err
+    assert "warning: the operator's private key" in err and "git add -A" in err
+    (repo / ".gitignore").write_text("issuer/\n")
+    fare("issuer", "--dir", repo / "issuer", "init-operator")
+    assert "warning" not in capsys.readouterr().err
+    fare("issuer", "--dir", tmp_path / "outside", "init-operator")
+    assert "warning" not in capsys.readouterr().err
+    if (ROOT / ".git").exists():
+        names = ["issuer/operator.pem", "issuer/issuer-keys/1.pem", "provision/reader-1/identity.cbor",
+                 "provision/depot-keys/1.key", "wallet/rider.pem", "depot.sqlite"]
+        proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *names],
+                              capture_output=True, text=True)
+        assert proc.stdout.split() == names
