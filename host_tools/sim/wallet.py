@@ -259,10 +259,13 @@ def _cmd_code(args):
 
 def _cmd_show(args):
     w = load_wallet(args.dir)
+    cred = None
+    if w.credential:
+        cred = tokenformat.decode_credential(tokenformat.split_blob(w.credential)[0])
+        for k in ("valid_from", "valid_until"):  # for people, next to the Unix seconds
+            cred[k + "_utc"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cred[k]))
     print(json.dumps({"rider_key": w.public_key.hex(), "counter": w.counter,
-                      "credential": (tokenformat.decode_credential(
-                          tokenformat.split_blob(w.credential)[0])
-                          if w.credential else None)}, indent=1))
+                      "credential": cred}, indent=1))
 
 
 def add_commands(sub):

@@ -2,6 +2,7 @@
 or unknown key, a credential field outside the reader's bounds, a rider key that is not a P-256
 point. The reader's own code (validator.keyring, validator.credential) is the oracle. And the
 CLI reports these as a message, not a traceback."""
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,22 @@ def test_secrets_are_not_left_where_git_would_commit_them(tmp_path, capsys):
         proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *names],
                               capture_output=True, text=True)
         assert proc.stdout.split() == names
+
+
+def test_validity_is_printed_as_dates(tmp_path, capsys):
+    d = tmp_path / "issuer"
+    fare("issuer", "--dir", d, "init-operator")
+    fare("issuer", "--dir", d, "new-key", "--key-id", 3, "--valid-from", 1795471200, "--days", 30)
+    assert "valid 2026-11-23 22:00 UTC .. 2026-12-23 22:00 UTC" in capsys.readouterr().out
+    assert fare("issuer", "--dir", d, "list") == 0
+    out = capsys.readouterr().out
+    assert "valid from" in out and "2026-11-23 22:00 UTC  2026-12-23 22:00 UTC  active" in out
+    assert "1795471200" not in out
+    w = tmp_path / "w"
+    fare("wallet", "--dir", w, "new")
+    fare("wallet", "--dir", w, "enroll", "--issuer", d, "--account", 9, "--valid-from",
+         1795471200, "--days", 2)
+    capsys.readouterr()
+    fare("wallet", "--dir", w, "show")
+    cred = json.loads(capsys.readouterr().out)["credential"]
+    assert cred["valid_until_utc"] == "2026-11-25 22:00:00 UTC"
