@@ -46,7 +46,7 @@ def load_card(args):
         return None
     if args.wallet:
         from host_tools.sim import wallet
-        return wallet.load_wallet(args.wallet, need_credential=True).card()
+        return wallet.load_wallet(args.wallet).card()  # without a credential it answers 6A82
     if args.card:
         mod, _, name = args.card.partition(":")
         if not name:
