@@ -540,6 +540,7 @@ def summary_notes(results):
 
 def cmd_sync(args):
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     ports = list(args.port or [])
@@ -560,7 +561,7 @@ def cmd_sync(args):
             said.append(seconds)
             console.print("waiting for the depot database %s: another writer holds it (%s); "
                           "giving up after %.0f s (--db-wait)" % (args.db, holder, args.db_wait),
-                          highlight=False, soft_wrap=True)
+                          highlight=False, soft_wrap=True, markup=False)
     # create the schema and check the lock once, before any reader is connected
     db = depotdb.connect(args.db, lock_wait=args.db_wait, on_wait=waiting)
     try:
@@ -619,7 +620,8 @@ def cmd_sync(args):
     Console().print(summary_table(results))
     for mark, line in summary_notes(results):  # one line each, whatever the width
         console.print("%s %s" % ("[bold red]FAILED[/]" if mark == "FAILED" else
-                                 "[yellow]warning[/]", line), highlight=False, soft_wrap=True)
+                                 "[yellow]warning[/]", escape(line)), highlight=False,
+                      soft_wrap=True)
     return 1 if any(not r.ok for r in results) else 0
 
 
@@ -661,18 +663,18 @@ def cmd_report(args):
     try:
         console = Console(file=out, width=100) if out else Console()
         console.print(table)
-        console.print(_day_note(cfg), soft_wrap=True, highlight=False)
+        console.print(_day_note(cfg), soft_wrap=True, highlight=False, markup=False)
         if not rows:
             console.print("no trips%s%s%s in %s" % (
                 " on service day %s" % day if day else "",
                 " on line %d" % args.line if args.line is not None else "",
                 " from reader %d" % args.reader if args.reader is not None else "", args.db),
-                highlight=False)
+                highlight=False, markup=False)
         if incidents:
             console.print("[bold red]%d incident(s):[/]" % len(incidents))
             for rid, kind, a, b, detail, at in incidents:
                 console.print("  reader %s %s %d..%d: %s" % (rid, kind, a, b, detail),
-                              highlight=False)
+                              highlight=False, markup=False)
     finally:
         if out:
             out.close()

@@ -83,7 +83,8 @@ def test_report_files_trips_under_the_service_day_and_says_which(depot, capsys):
     rc, out, err = fare(capsys, "report", "--db", depot)
     assert rc == 0, err
     assert _report_days(out) == [("2026-11-23", "2"), ("2026-11-24", "4")]
-    assert "calendar days (00:00-24:00), time zone UTC" in out and "depot.toml" in out
+    assert "calendar days (00:00-24:00), time zone UTC" in out
+    assert "set [service_day] in depot.toml" in out
     # the operator's service day, configured once next to the database
     (depot.parent / "depot.toml").write_text(
         '[service_day]\ntime_zone = "+08:00"\nstarts_at = 4\n')
