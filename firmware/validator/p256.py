@@ -149,32 +149,58 @@ def _wnaf(k, w, size, out, pos):
     return n
 
 
-# One step of the chain: the doublings since the last addition, then an addition, in one engine
-# call (program `pr`, the entry at buf[off:off+64] for table programs). Returns whether the
-# accumulator is now the point at infinity.
-def _add(pr, buf, off, inf, doublings):
-    while doublings > 255 and not inf:   # a gap in a 256-step chain
-        F.run(F.ws, F.ws, F.chain_step(F.DBLS, 255), 0)
-        doublings -= 255
-    if type(pr) is int:     # a constant program (the _SET forms)
-        f = F.call(pr, buf, off)
-    else:
-        f = F.run(F.ws, buf, F.chain_step(pr, doublings), off)
-    if inf or not f & 1:
-        return False
-    if f & 2:   # the same point: double it
+# The rare step after an addition met the same x (flags of MADD): the entry was the accumulator
+# (double it) or its opposite (the sum is the point at infinity). Returns whether it is O.
+def _same_x(f):
+    if f & 2:
         F.call(G.SET_DBL)
         return False
-    return True  # the opposite point
+    return True
 
 
-# The sum of k_i * B_i over fixed bases [(FixedBase, k)] (0 <= k < n), using comb pieces of L
-# bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the variable
-# bases in the workspace areas 0 .. nvar-1 (their odd multiples made, NAF digits in _naf, `counts`
-# nonzero positions in _pos), in one doubling chain, into the accumulator (X, Y, Z). The
-# additions are taken in order of position, highest first, from every base; each is one engine
-# call that also does the doublings since the one before. Returns whether the sum is O.
+# The doublings of a chain step (0..255, a RPT count) into program pr; a longer gap (in a
+# 256-step chain) is doubled here first.
+def _gap(pr, n):
+    while n > 255:
+        F.run(F.ws, F.ws, F.chain_step(F.DBLS, 255), 0)
+        n -= 255
+    pr[1] = n
+
+
+# The sum of k_i * B_i over fixed bases [(FixedBase, k)] (at most two; 0 <= k < n), using comb
+# pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the
+# variable bases in workspace areas 0 and 1 (nvar of them: their odd multiples made, NAF digits
+# in _naf, `counts` nonzero positions in _pos), in one doubling chain, into the accumulator
+# (X, Y, Z). The additions are taken by position, highest first, from every base; each is one
+# engine call that also does the doublings since the one before (a patched program). Returns
+# whether the sum is O. This loop is the verifier's Python hot path: everything is a local.
 def _msm(L, fixed, nvar, counts):
+    run = F.run
+    ws = F.ws
+    vadd = F.VAR_ADD
+    vset = F.VAR_SET
+    vat = G.VAR_ADD_AT
+    tpos = F.TAB_ADD
+    tneg = F.TAB_ADD_NEG
+    MOV = G.MOV
+    SUB = G.SUB
+    ZERO = G.ZERO
+    # variable bases: the position of their next nonzero digit (-1: none left)
+    c0 = c1 = -1
+    j0 = j1 = -1
+    pos0 = _pos[0]
+    pos1 = _pos[1]
+    naf0 = _naf[0]
+    naf1 = _naf[1]
+    if nvar > 0 and counts[0]:
+        c0 = counts[0] - 1
+        j0 = pos0[c0]
+    if nvar > 1 and counts[1]:
+        c1 = counts[1] - 1
+        j1 = pos1[c1]
+    a0 = F.area(0) - 1
+    a1 = F.area(1) - 1
+    # fixed bases: [window index, position, base, digits, sign, width, windows, tooth step]
     fx = []
     for i in range(len(fixed)):
         fb, k = fixed[i]
@@ -187,48 +213,102 @@ def _msm(L, fixed, nvar, counts):
             raise ValueError("chain length")
         comb_digits(k, w, L, _digs[i])
         nw = (L + w - 1) // w
-        fx.append([nw - 1, fb, _digs[i], neg, w, nw, L // fb.spacing])
-    nxt = [counts[i] - 1 for i in range(nvar)]   # the next nonzero digit of each variable base
+        fx.append([nw - 1, (nw - 1) * w, fb, _digs[i], neg, w, nw, L // fb.spacing])
+    jf0 = jf1 = -1
+    if fx:
+        jf0 = fx[0][1]
+        if len(fx) > 1:
+            jf1 = fx[1][1]
     pieces = 256 // L
     inf = True
     at = 0      # the accumulator's position in the chain (while not inf)
     while True:
-        j = -1
-        for vi in range(nvar):
-            if nxt[vi] >= 0 and _pos[vi][nxt[vi]] > j:
-                j = _pos[vi][nxt[vi]]
-        for s in fx:
-            if s[0] >= 0 and s[0] * s[4] > j:
-                j = s[0] * s[4]
+        j = j0
+        if j1 > j:
+            j = j1
+        if jf0 > j:
+            j = jf0
+        if jf1 > j:
+            j = jf1
         if j < 0:
             break
-        for vi in range(nvar):
-            if nxt[vi] >= 0 and _pos[vi][nxt[vi]] == j:
-                nxt[vi] -= 1
-                d = _naf[vi][j]
-                neg = d >= 128
-                if neg:
-                    d = 256 - d
-                pr = F.var_entry(F.VAR_SET if inf else F.VAR_ADD, F.area(vi) + d - 1, neg)
-                inf = _add(pr, F.ws, 0, inf, at - j)
+        for v in (0, 1):
+            if v:
+                if j1 != j:
+                    continue
+                d = naf1[j]
+                s = a1
+                c1 -= 1
+                j1 = pos1[c1] if c1 >= 0 else -1
+            else:
+                if j0 != j:
+                    continue
+                d = naf0[j]
+                s = a0
+                c0 -= 1
+                j0 = pos0[c0] if c0 >= 0 else -1
+            if d >= 128:
+                s += 256 - d
+                ng = True
+            else:
+                s += d
+                ng = False
+            if inf:
+                pr = vset
+                o = 0
+            else:
+                pr = vadd
+                o = vat
+                _gap(pr, at - j)
+            pr[o + 2] = s
+            if ng:
+                pr[o + 4] = SUB
+                pr[o + 6] = ZERO
+                pr[o + 7] = s + 1
+            else:
+                pr[o + 4] = MOV
+                pr[o + 6] = s + 1
+            f = run(ws, ws, pr, 0)
+            at = j
+            if f & 1 and not inf:
+                inf = _same_x(f)
+            else:
+                inf = False
+        for t in fx:
+            if t[1] != j:
+                continue
+            i, _, fb, digs, neg0, w, nw, step = t
+            t[0] = i - 1
+            t[1] = (i - 1) * w if i else -1
+            if t is fx[0]:
+                jf0 = t[1]
+            else:
+                jf1 = t[1]
+            data = fb._data
+            width = w - 1
+            for q in range(pieces):
+                d = digs[q * nw + i]
+                if not d:
+                    continue
+                ng = neg0
+                if d < 0:
+                    d = -d
+                    ng ^= 1
+                if data is None:
+                    buf, off = fb.entry_at(q * step, d)
+                else:
+                    buf = data
+                    off = HEADER_SIZE + ((((q * step) << width) + d - 1) << 6)
+                if inf:
+                    f = F.call(G.TAB_SET_NEG if ng else G.TAB_SET, buf, off)
+                    inf = False
+                else:
+                    pr = tneg if ng else tpos
+                    _gap(pr, at - j)
+                    f = run(ws, buf, pr, off)
+                    if f & 1:
+                        inf = _same_x(f)
                 at = j
-        for s in fx:
-            i, fb, digs, neg0, w, nw, step = s
-            if i >= 0 and i * w == j:
-                s[0] = i - 1
-                for q in range(pieces):
-                    d = digs[q * nw + i]
-                    if d:
-                        neg = neg0
-                        if d < 0:
-                            d = -d
-                            neg ^= 1
-                        buf, off = fb.entry_at(q * step, d)
-                        if inf:
-                            inf = _add(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off, inf, 0)
-                        else:
-                            inf = _add(F.TAB_ADD_NEG if neg else F.TAB_ADD, buf, off, inf, at - j)
-                        at = j
     if not inf:
         while at > 0:
             k = at if at < 255 else 255

@@ -12,12 +12,18 @@ from validator import p256_progs as G
 from validator.p256_progs import (AREA, AREA_SLOTS, MOV, PROGS, RPT, SLOT_BYTES, SLOTS, SUB,
                                   VAR_ADD_AT, ZERO)
 
+# The engine: Xtensa assembly on the ESP32 (a frozen or xtensawin build has p256_xtensa), viper
+# machine code elsewhere (the unix port), the CPython twin on the host.
 try:
-    from validator import p256_native as _engine
+    from validator import p256_xtensa as _engine
     NATIVE = True
-except ImportError:  # CPython: no viper
-    from validator import p256_host as _engine
-    NATIVE = False
+except (ImportError, SyntaxError):
+    try:
+        from validator import p256_native as _engine
+        NATIVE = True
+    except (ImportError, SyntaxError):  # CPython: no viper
+        from validator import p256_host as _engine
+        NATIVE = False
 
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
 N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551

@@ -141,6 +141,17 @@ def mpy_cross_version():
     return int(m.group(1)), int(m.group(2))
 
 
+# Modules of the application that only some machines run: the signature verifier's engine in
+# Xtensa assembly (ESP32; elsewhere the viper engine p256_native runs) and its CPython twin (the
+# host tools only).
+ARCH_ONLY = {"validator/p256_xtensa.py": ("xtensa", "xtensawin"), "validator/p256_host.py": ()}
+
+
+def device_module(rel, arch):
+    """Whether module `rel` (a path in the manifest) goes to a device of this mpy arch."""
+    return rel not in ARCH_ONLY or arch in ARCH_ONLY[rel]
+
+
 def host_arch():
     """mpy-cross's -march for native code (the viper field arithmetic, validator/p256_native.py)
     that this machine's unix port runs, or None if mpy-cross has none for it."""
@@ -157,15 +168,17 @@ def build(target, arch, out_dir, frozen=False):
     man = mpmanifest.read(target.manifest)
     files = []
     if not frozen:
+        if arch in (None, "", "host"):
+            arch = host_arch()  # the unix port: its own machine's native code
         for src, rel in man.files:
+            if not device_module(rel, arch):
+                continue
             if src.with_suffix(".bin").exists():
                 # a module that only carries a constant table into a frozen build: on a file
                 # system the .bin twin next to it is read by offset instead (no heap)
                 continue
             dst = out_dir / (rel[:-3] + ".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if arch in (None, "", "host"):
-                arch = host_arch()  # the unix port: its own machine's native code
             march = ["-march=" + arch] if arch else []
             proc = subprocess.run([MPY_CROSS, *march, "-s", rel, "-o", str(dst), str(src)],
                                   capture_output=True, text=True)

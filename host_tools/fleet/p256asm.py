@@ -1,0 +1,368 @@
+"""Generates firmware/validator/p256_xtensa.py: the same field-program interpreter as the viper
+engine (host_tools/fleet/p256codegen.py), written in Xtensa assembly with MicroPython's inline
+assembler (`@micropython.asm_xtensa`), for the ESP32.
+
+Why: viper keeps at most two locals in registers and spills almost every intermediate value, so a
+limb product costs about 10 instructions; here it costs 4 (two 16-bit loads, `mull`, `add`), and
+a whole multiplication about 2,200 instead of 5,500. The arithmetic is exactly the viper
+engine's, step for step (the same limbs, the same reduction, the same carries), so both engines
+leave the same bits in the workspace: tests/firmware/test_p256_xtensa.py runs both on the Xtensa
+under qemu and compares them bit for bit, and with the CPython twin and the big-integer oracle.
+The unix port cannot run Xtensa code: there the viper engine runs (validator/p256_field.py
+picks the engine).
+
+Registers (the windowed ABI's a2..a5 hold the arguments):
+  a2 = the workspace (slot 0 is this engine's scratch: the reduction factors m_k of a product)
+  a3 = io + (iooff & 0xffff)       a4 = the program counter (an address)
+  a5 = the flags                   a14, a15 = RPT's count and body address
+  a6..a13 = free within an operation (a6: opcode, a7: d, a8: a, a9: b while dispatching)
+"""
+from host_tools.fleet.p256codegen import SLOT_P, P, Layout, _sub_offset
+from host_tools.fleet.p256programs import OPS
+
+SB = 40  # bytes a slot
+
+
+class _Asm:
+    def __init__(self):
+        self.lines = []
+        self.n = 0
+
+    def __call__(self, text):
+        self.lines.append("    " + text)
+
+    def label(self, name=None):
+        if name is None:
+            self.n += 1
+            name = "L%d" % self.n
+        return name
+
+    def put(self, name):
+        self.lines.append("    label(%s)" % name)
+
+
+def _slot_ptr(A, reg):
+    """reg = ws + 40 * reg (reg holds a slot number)."""
+    A("slli(%s, %s, 3)" % (reg, reg))
+    A("addx4(%s, %s, %s)" % (reg, reg, reg))
+    A("add(%s, %s, a2)" % (reg, reg))
+
+
+def _mul(A, lay, square):
+    """The Montgomery product of the slot at a8 (and a9) into the slot at a7; the reduction
+    factors m_k go to the scratch slot (a2). a12 = mask, a11 = the column, a6/a10 products,
+    a9 = the cross sum of a square."""
+    L, b = lay.limbs, lay.bits
+    A("movi(a12, %d)" % lay.mask)
+    A("movi(a11, 0)")
+    for k in range(2 * L - 1):
+        if square:
+            pairs = [(i, k - i) for i in range(max(0, k - L + 1), L) if i < k - i]
+            if pairs:
+                A("movi(a9, 0)")
+                for i, j in pairs:
+                    A("l16ui(a10, a8, %d)" % (2 * i))
+                    A("l16ui(a6, a8, %d)" % (2 * j))
+                    A("mull(a10, a10, a6)")
+                    A("add(a9, a9, a10)")
+                A("add(a9, a9, a9)")
+                A("add(a11, a11, a9)")
+            if k % 2 == 0 and k // 2 < L:
+                A("l16ui(a10, a8, %d)" % k)
+                A("mull(a10, a10, a10)")
+                A("add(a11, a11, a10)")
+        else:
+            for i in range(max(0, k - L + 1), min(k, L - 1) + 1):
+                A("l16ui(a10, a8, %d)" % (2 * i))
+                A("l16ui(a6, a9, %d)" % (2 * (k - i)))
+                A("mull(a10, a10, a6)")
+                A("add(a11, a11, a10)")
+        for off, sh, s in lay.pterms:
+            j = k - off
+            if 0 <= j < L:
+                A("l16ui(a10, a2, %d)" % (2 * j))
+                A("slli(a10, a10, %d)" % sh)
+                A("%s(a11, a11, a10)" % ("add" if s > 0 else "sub"))
+        A("and_(a10, a11, a12)")
+        if k < L:
+            A("s16i(a10, a2, %d)" % (2 * k))
+        else:
+            A("s16i(a10, a7, %d)" % (2 * (k - L)))
+        A("srai(a11, a11, %d)" % b)
+    A("s16i(a11, a7, %d)" % (2 * (L - 1)))
+
+
+def _fold_carry(A, lay):
+    """The slot at a7 (limbs >= 0, value below 2^261) below 2^258 with reduced limbs: q from the
+    top limb, q*p subtracted within one carry pass (viper: _lines_fold_carry)."""
+    L, b = lay.limbs, lay.bits
+    adj = {0: [(0, "add")]}
+    for off, sh, s in lay.pterms[:3]:
+        adj.setdefault(off, []).append((sh, "sub" if s > 0 else "add"))
+    A("l16ui(a10, a7, %d)" % (2 * (L - 1)))
+    A("srai(a10, a10, %d)" % lay.top_shift)
+    A("addi(a10, a10, -1)")            # a10 = q
+    A("movi(a9, %d)" % lay.mask)
+    A("movi(a11, 0)")                  # carry
+    for i in range(L - 1):
+        A("l16ui(a6, a7, %d)" % (2 * i))
+        A("add(a6, a6, a11)")
+        for sh, op in adj.get(i, []):
+            if sh:
+                A("slli(a12, a10, %d)" % sh)
+                A("%s(a6, a6, a12)" % op)
+            else:
+                A("%s(a6, a6, a10)" % op)
+        A("and_(a12, a6, a9)")
+        A("s16i(a12, a7, %d)" % (2 * i))
+        A("srai(a11, a6, %d)" % b)
+    A("l16ui(a6, a7, %d)" % (2 * (L - 1)))
+    A("add(a6, a6, a11)")
+    A("slli(a12, a10, %d)" % lay.top_shift)
+    A("sub(a6, a6, a12)")
+    A("s16i(a6, a7, %d)" % (2 * (L - 1)))
+
+
+def generate():
+    lay = Layout(13)
+    lay.check()
+    L, M, bits = lay.limbs, lay.mask, lay.bits
+    assert lay.slot_bytes == SB
+    A = _Asm()
+    loop, done = "top", "done"
+    # MicroPython's inline assembler sizes a branch to a label it has not seen yet (a forward
+    # one) as a branch to label 0 in its first pass, and to the real label in the last: a
+    # forward branch near label 0 gets two sizes and the build fails (mp_asm_base_label_assign's
+    # assertion). So label 0 comes first, followed by padding that is never run, and no forward
+    # branch uses the 12-bit bccz forms (beqz, bnez: their range would reach back to it).
+    A.put("first")
+    A("j(start)")
+    for _ in range(44):
+        A("nop()")                     # 132 bytes: beyond an 8-bit branch's reach
+    A.put("start")
+    A("movi(a6, 65535)")
+    A("and_(a6, a5, a6)")
+    A("add(a3, a3, a6)")               # io + iooff
+    A("srai(a6, a5, 16)")
+    A("add(a4, a4, a6)")               # the program's first operation
+    A("movi(a5, 0)")                   # flags
+    A.put(loop)
+    A("l8ui(a6, a4, 0)")
+    A("l8ui(a7, a4, 1)")
+    A("l8ui(a8, a4, 2)")
+    A("l8ui(a9, a4, 3)")
+    A("addi(a4, a4, 4)")
+
+    def case(code):
+        nxt = A.label()
+        A("movi(a10, %d)" % code)
+        A("bne(a6, a10, %s)" % nxt)
+        return nxt
+
+    # MUL
+    nxt = case(OPS["MUL"])
+    for r in ("a7", "a8", "a9"):
+        _slot_ptr(A, r)
+    _mul(A, lay, False)
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # SQR and SQRN: b squarings (one for SQR); a13 counts
+    nxt = A.label()
+    sqr = A.label()
+    A("movi(a10, %d)" % OPS["SQR"])
+    A("movi(a13, 1)")
+    A("beq(a6, a10, %s)" % sqr)
+    A("movi(a10, %d)" % OPS["SQRN"])
+    A("bne(a6, a10, %s)" % nxt)
+    A("mov(a13, a9)")
+    A("beqz(a13, %s)" % loop)          # no squarings: nothing to do (viper: the same)
+    A.put(sqr)
+    _slot_ptr(A, "a7")
+    _slot_ptr(A, "a8")
+    again = A.label()
+    A.put(again)
+    _mul(A, lay, True)
+    A("mov(a8, a7)")
+    A("addi(a13, a13, -1)")
+    A("bnez(a13, %s)" % again)
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # ADD, SUB, MULS: limb by limb into d, then the fold and carry pass
+    for name in ("ADD", "SUB", "MULS"):
+        nxt = case(OPS[name])
+        _slot_ptr(A, "a7")
+        _slot_ptr(A, "a8")
+        if name != "MULS":
+            _slot_ptr(A, "a9")
+        k = _sub_offset(lay)
+        for i in range(L):
+            A("l16ui(a10, a8, %d)" % (2 * i))
+            if name == "MULS":
+                A("mull(a10, a10, a9)")
+            else:
+                A("l16ui(a11, a9, %d)" % (2 * i))
+                if name == "ADD":
+                    A("add(a10, a10, a11)")
+                else:
+                    A("sub(a10, a10, a11)")
+                    A("movi(a11, %d)" % k[i])
+                    A("add(a10, a10, a11)")
+            A("s16i(a10, a7, %d)" % (2 * i))
+        _fold_carry(A, lay)
+        A("j(%s)" % loop)
+        A.put(nxt)
+    # MOV
+    nxt = case(OPS["MOV"])
+    _slot_ptr(A, "a7")
+    _slot_ptr(A, "a8")
+    for i in range(L):
+        A("l16ui(a10, a8, %d)" % (2 * i))
+        A("s16i(a10, a7, %d)" % (2 * i))
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # RPT, NEXT
+    nxt = case(OPS["RPT"])
+    body = A.label()
+    A("movi(a10, 0)")
+    A("bne(a7, a10, %s)" % body)
+    A("addi(a8, a8, 1)")
+    A("slli(a8, a8, 2)")
+    A("add(a4, a4, a8)")               # skip the body and its NEXT
+    A("j(%s)" % loop)
+    A.put(body)
+    A("mov(a14, a7)")
+    A("mov(a15, a4)")
+    A("j(%s)" % loop)
+    A.put(nxt)
+    nxt = case(OPS["NEXT"])
+    A("addi(a14, a14, -1)")
+    A("beqz(a14, %s)" % loop)
+    A("mov(a4, a15)")
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # ISZ: flag bit d if the slot is a multiple of p below 2^258 (its limbs equal k*p's)
+    nxt = case(OPS["ISZ"])
+    _slot_ptr(A, "a8")
+    found = A.label()
+    for kk in range(((1 << 258) // P) + 1):
+        other = A.label()
+        for i, v in enumerate(lay.to_limbs(kk * P)):
+            A("l16ui(a10, a8, %d)" % (2 * i))
+            A("movi(a11, %d)" % v)
+            A("bne(a10, a11, %s)" % other)
+        A("j(%s)" % found)
+        A.put(other)
+    A("j(%s)" % loop)
+    A.put(found)
+    A("movi(a10, 1)")
+    A("ssl(a7)")
+    A("sll(a10, a10)")
+    A("or_(a5, a5, a10)")
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # LOAD d, b: 32 big-endian bytes at io + 32b into the slot's limbs (bit t of the number is
+    # bit t % 8 of byte 31 - t // 8)
+    nxt = case(OPS["LOAD"])
+    _slot_ptr(A, "a7")
+    A("slli(a9, a9, 5)")
+    A("add(a9, a9, a3)")
+    for k in range(L):
+        lo = bits * k
+        hi = min(lo + bits, 256)
+        first = True
+        for t in range(lo - lo % 8, hi, 8):     # the bytes that hold bits lo .. hi-1
+            A("l8ui(a10, a9, %d)" % (31 - t // 8))
+            sh = t - lo
+            if sh > 0:
+                A("slli(a10, a10, %d)" % sh)
+            elif sh < 0:
+                A("srai(a10, a10, %d)" % -sh)
+            A(("mov(a11, a10)") if first else "or_(a11, a11, a10)")
+            first = False
+        if hi - lo == bits:
+            A("movi(a10, %d)" % M)
+            A("and_(a11, a11, a10)")
+        A("s16i(a11, a7, %d)" % (2 * k))
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # STORE a, b: the (reduced) slot as 32 big-endian bytes at io + 32b
+    nxt = case(OPS["STORE"])
+    _slot_ptr(A, "a8")
+    A("slli(a9, a9, 5)")
+    A("add(a9, a9, a3)")
+    A("movi(a12, 255)")
+    for byte in range(32):
+        lo = 8 * byte
+        first = True
+        for k in range(lo // bits, (lo + 7) // bits + 1):
+            A("l16ui(a10, a8, %d)" % (2 * k))
+            sh = bits * k - lo
+            if sh > 0:
+                A("slli(a10, a10, %d)" % sh)
+            elif sh < 0:
+                A("srai(a10, a10, %d)" % -sh)
+            A(("mov(a11, a10)") if first else "or_(a11, a11, a10)")
+            first = False
+        A("and_(a11, a11, a12)")
+        A("s8i(a11, a9, %d)" % (31 - byte))
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # CANON d, a: d = a, then subtract p while that does not borrow (at most 5 times)
+    nxt = case(OPS["CANON"])
+    _slot_ptr(A, "a7")
+    _slot_ptr(A, "a8")
+    for i in range(L):
+        A("l16ui(a10, a8, %d)" % (2 * i))
+        A("s16i(a10, a7, %d)" % (2 * i))
+    A("movi(a9, %d)" % (SB * SLOT_P))  # the slot of p (validator.p256_progs.SP)
+    A("add(a9, a9, a2)")
+    A("movi(a13, %d)" % (((1 << 258) // P) + 1))
+    A("movi(a12, %d)" % M)
+    again = A.label()
+    A.put(again)
+    A("movi(a11, 0)")
+    for i in range(L):                 # trial: the borrow of d - p
+        A("l16ui(a10, a7, %d)" % (2 * i))
+        A("l16ui(a6, a9, %d)" % (2 * i))
+        A("sub(a10, a10, a6)")
+        A("add(a10, a10, a11)")
+        A("srai(a11, a10, %d)" % bits)
+    A("bltz(a11, %s)" % loop)
+    A("movi(a11, 0)")
+    for i in range(L):
+        A("l16ui(a10, a7, %d)" % (2 * i))
+        A("l16ui(a6, a9, %d)" % (2 * i))
+        A("sub(a10, a10, a6)")
+        A("add(a10, a10, a11)")
+        A("srai(a11, a10, %d)" % bits)
+        A("and_(a10, a10, a12)")
+        A("s16i(a10, a7, %d)" % (2 * i))
+    A("addi(a13, a13, -1)")
+    A("bnez(a13, %s)" % again)
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # BIT0
+    nxt = case(OPS["BIT0"])
+    _slot_ptr(A, "a8")
+    A("l16ui(a10, a8, 0)")
+    A("movi(a11, 1)")
+    A("and_(a10, a10, a11)")
+    A("ssl(a7)")
+    A("sll(a10, a10)")
+    A("or_(a5, a5, a10)")
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # END, or an unknown opcode
+    A.put(done)
+    A("mov(a2, a5)")
+    head = ["# GENERATED by host_tools/fleet/p256asm.py -- do not edit: change the generator and",
+            "# run `python -m host_tools.fleet.p256gen`.",
+            "#",
+            "# validator.p256_native's interpreter of field programs in Xtensa assembly (MicroPython's",
+            "# inline assembler), for the ESP32: the same operations, the same arithmetic step for step",
+            "# (tests/firmware/test_p256_xtensa.py compares the two engines bit for bit under qemu), about",
+            "# 2.5 times fewer instructions. run(ws, io, prog, arg): see p256_native.py.",
+            "import micropython", "", "",
+            "@micropython.asm_xtensa",
+            "def run(a2, a3, a4, a5):"]
+    return "\n".join(head + A.lines) + "\n"

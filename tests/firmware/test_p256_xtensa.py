@@ -1,0 +1,267 @@
+"""The native P-256 engines on a 32-bit Xtensa (qemu-user, core dc233c: windowed ABI and MUL32 like
+the ESP32's LX6), from the very bytes mpy-cross -march=xtensawin makes for the ESP32:
+- every operation of the interpreter, on random and edge-case field elements, equals the
+  big-integer model (host_tools p256_host semantics, Python ints), in both the viper engine
+  (validator/p256_native.py) and the assembly engine (validator/p256_xtensa.py), and the two
+  leave the same bits in the workspace;
+- whole verifications (valid and invalid signatures of every kind, the table builder) replay their
+  exact engine calls on the Xtensa with the same flags as on the host;
+- the generator's 32-bit bounds are what keeps this right: a variant with 14-bit limbs, whose
+  column sums pass 2^31, is refused by the generator, gives right answers on the 64-bit unix
+  port and wrong ones on the Xtensa (the overflow this harness exists to catch);
+- the engine code calls nothing of the MicroPython runtime (the harness stubs every entry).
+The harness: tests/xtensa_harness.py; qemu-user comes from Debian (make test installs it)."""
+import hashlib
+import random
+import struct
+
+import pytest
+
+import p256_xtensa_kit as K
+import xtensa_harness as X
+from host_tools.common import ecsign
+from host_tools.fleet import p256codegen, p256programs as PP
+from validator import p256
+from validator import p256_progs as G
+
+
+
+@pytest.fixture(autouse=True)
+def _qemu():
+    if X.qemu_path() is None:   # make test installs it; a failure, not a skip: this is the proof
+        pytest.fail("qemu-xtensa is missing: apt-get install qemu-user (make test does it as root)")
+P = p256.P
+R = 1 << 260
+RINV = pow(R, -1, P)
+SB = G.SLOT_BYTES
+OPS = PP.OPS
+FIRST = 20      # slots used for operands here (after the constants and the accumulator)
+
+
+def engines():
+    return {"viper": K.engine_code(), "asm": K.engine_code(K.ASM_SRC)}
+
+
+def ws_with(values):
+    """A workspace in limbs: the constants, then `values` (ints below 2^258) from slot FIRST."""
+    base = [0] * G.SLOTS
+    for k, v in zip((G.ZERO, G.SP, G.ONE_RAW, G.ONE, G.R2, G.BM),
+                    (0, P, 1, R % P, R * R % P, p256.B * R % P)):
+        base[k] = v
+    mem = bytearray(K.workspace_bytes(base))
+    for i, v in enumerate(values):
+        mem[SB * (FIRST + i):SB * (FIRST + i + 1)] = K.limbs(v)
+    return mem
+
+
+def slot(mem, k):
+    return K.value(bytes(mem[SB * k:SB * (k + 1)]))
+
+
+def run_prog(code, mem, prog, io=b"", iooff=0):
+    """Runs one program (bytes) on the Xtensa; returns (workspace after, io after, flags)."""
+    mem = bytearray(mem)
+    n = len(mem)
+    while len(mem) % 4:
+        mem.append(0)
+    po = len(mem)
+    mem += prog
+    while len(mem) % 4:
+        mem.append(0)
+    io_at = len(mem)
+    mem += io
+    res = X.run(code, bytes(mem), [("run", [("mem", 0), ("mem", io_at), ("mem", po), iooff])])
+    return res.memory[:n], res.memory[io_at:io_at + len(io)], res.returns[0]
+
+
+EDGE = [0, 1, 2, P - 1, P, P + 1, 2 * P - 1, 2 * P, 3 * P + 5, 4 * P, (1 << 256) - 1,
+        (1 << 257) + 3, (1 << 258) - 1, sum(0x1555 << (13 * i) for i in range(20)) % (1 << 258)]
+
+
+def values(rng, n):
+    out = list(EDGE)
+    while len(out) < n:
+        out.append(rng.choice([rng.randrange(P), rng.randrange(1 << 258), rng.randrange(1 << 13),
+                               P - rng.randrange(1 << 20)]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["viper", "asm"])
+def test_every_operation_matches_the_big_integer_model(name):
+    rng = random.Random(20261207)
+    code = engines()[name]
+    vals = values(rng, 40)
+    for chunk in range(0, len(vals), 8):
+        xs = vals[chunk:chunk + 8]
+        mem = ws_with(xs)
+        for op in ("MUL", "SQR", "ADD", "SUB", "MOV", "MULS", "SQRN"):
+            for i in range(len(xs)):
+                a, b = FIRST + i, FIRST + (i * 3 + 1) % len(xs)
+                d = FIRST + 10
+                arg = {"MULS": 1 + i % 8, "SQRN": i % 4}.get(op, b)
+                out, _, _ = run_prog(code, mem, PP.prog((OPS[op], d, a, arg)))
+                va, vb = xs[i], xs[(i * 3 + 1) % len(xs)]
+                want = {"MUL": va * vb * RINV, "SQR": va * va * RINV, "ADD": va + vb,
+                        "SUB": va - vb, "MOV": va, "MULS": va * arg,
+                        "SQRN": None}[op]
+                if op == "SQRN":
+                    want = va
+                    for _ in range(arg):
+                        want = want * want * RINV % P
+                    if arg == 0:
+                        want = 0       # no squaring: d is left as it was (zero here)
+                got = slot(out, d)
+                assert got % P == want % P, (op, hex(va), hex(vb))
+                # the representation the next operation relies on: limbs reduced, value < 2^258
+                limbs = struct.unpack("<20H", bytes(out[SB * d:SB * (d + 1)]))
+                assert all(x < 1 << 13 for x in limbs[:19]) and got < 1 << 258, (op, hex(va))
+
+
+@pytest.mark.parametrize("name", ["viper", "asm"])
+def test_conversions_checks_and_loops(name):
+    rng = random.Random(7)
+    code = engines()[name]
+    for v in values(rng, 24):
+        v %= 1 << 258
+        mem = ws_with([v])
+        # CANON then STORE: the value mod p as 32 big-endian bytes; BIT0 its parity; ISZ
+        prog = PP.prog((OPS["CANON"], FIRST + 1, FIRST), (OPS["STORE"], 0, FIRST + 1, 1),
+                       (OPS["BIT0"], 3, FIRST + 1), (OPS["ISZ"], 0, FIRST))
+        out, io, flags = run_prog(code, mem, prog, bytes(64))
+        assert int.from_bytes(io[32:64], "big") == v % P
+        assert flags == ((v % P) & 1) << 3 | (v % P == 0)
+        # LOAD from bytes (no reduction)
+        b = (v % (1 << 256)).to_bytes(32, "big")
+        out, _, _ = run_prog(code, mem, PP.prog((OPS["LOAD"], FIRST + 2, 0, 0)), bytes(5) + b, 5)
+        assert slot(out, FIRST + 2) == v % (1 << 256)
+    # RPT: a body run n times, skipped for n = 0
+    mem = ws_with([5, 0])
+    for n in (0, 1, 7, 255):
+        prog = PP.prog((OPS["RPT"], n, 1), (OPS["ADD"], FIRST + 1, FIRST + 1, FIRST),
+                       (OPS["NEXT"],))
+        out, _, _ = run_prog(code, mem, prog)
+        assert slot(out, FIRST + 1) % P == 5 * n
+
+
+def test_both_engines_leave_the_same_bits():
+    # the same programs on random workspaces: every slot but the assembly engine's scratch agree
+    rng = random.Random(3)
+    e = engines()
+    for trial in range(6):
+        xs = values(rng, 8)[trial:trial + 8]
+        mem = ws_with(xs)
+        ops = []
+        for _ in range(60):
+            op = rng.choice(["MUL", "SQR", "ADD", "SUB", "MULS", "MOV"])
+            d, a, b = (FIRST + rng.randrange(8) for _ in range(3))
+            ops.append((OPS[op], d, a, 1 + b % 8 if op == "MULS" else b))
+        prog = PP.prog(*ops)
+        a, _, fa = run_prog(e["viper"], mem, prog)
+        b, _, fb = run_prog(e["asm"], mem, prog)
+        assert a[SB:] == b[SB:] and fa == fb
+
+
+def _cases():
+    from ecdsa import NIST256p, SigningKey
+    key = SigningKey.from_secret_exponent(0x1234567 * 0xfedcba987654321, curve=NIST256p,
+                                          hashfunc=hashlib.sha256)
+    out = []
+    for comp in (True, False):
+        pub = ecsign.public_bytes(key, compressed=comp)
+        d = hashlib.sha256(b"%d" % comp).digest()
+        sig, recid = ecsign.sign_digest(key, d)
+        bad = sig[:5] + bytes([sig[5] ^ 4]) + sig[6:]
+        out += [("recoverable", lambda p=pub, d=d, s=sig, r=recid: p256.verify_recoverable(p, d, s, r), True),
+                ("recoverable, wrong recid", lambda p=pub, d=d, s=sig, r=recid: p256.verify_recoverable(p, d, s, r ^ 1), False),
+                ("verify", lambda p=pub, d=d, s=sig: p256.verify(p, d, s), True),
+                ("verify, tampered", lambda p=pub, d=d, s=bad: p256.verify(p, d, s), False)]
+    fb = p256.FixedBase(ecsign.public_bytes(key), p256.build_table(ecsign.public_bytes(key), None, 4, 6))
+    d = hashlib.sha256(b"issuer").digest()
+    sig, _ = ecsign.sign_digest(key, d)
+    out += [("verify_fixed", lambda: p256.verify_fixed(fb, d, sig), True),
+            ("verify_fixed, other digest", lambda: p256.verify_fixed(fb, d[::-1], sig), False),
+            ("build_table", lambda: p256.build_table(ecsign.public_bytes(key), None, 2, 3),
+             None)]
+    return out
+
+
+@pytest.mark.parametrize("name", ["viper", "asm"])
+def test_whole_verifications_replayed_on_the_xtensa(name):
+    p256._generator()
+    code = engines()[name]
+    for what, fn, expected in _cases():
+        with K.Recorder() as rec:
+            result = fn()
+        if expected is not None:
+            assert result is expected, what
+        _, flags = K.replay(rec, code, count=False)
+        assert flags == [c[2] for c in rec.calls], what
+
+
+def test_a_variant_whose_sums_pass_2_to_the_31_is_refused_and_fails_on_the_xtensa(tmp_path):
+    # 14-bit limbs: 19 limbs, a product column of 19 * (2^14 - 1)^2 > 2^31
+    lay = p256codegen.Layout(14)
+    with pytest.raises(OverflowError):
+        lay.check()
+    src = tmp_path / "p256_native.py"
+    src.write_text(p256codegen.generate(bits=14, check=False))
+    code = K.engine_code(src)
+    sb = 2 * lay.limbs
+    rinv = pow(1 << lay.rbits, -1, P)
+    wrong = 0
+    # operands whose limbs are near the top (p - 1 is mostly ones), where the sums are largest
+    for a, b in ((P - 1, P - 1), ((1 << 258) - 1, (1 << 258) - 1), (P - 2, (1 << 257) + 1)):
+        mem = bytearray(sb * 8)
+        mem[sb * 2:sb * 3] = K.limbs(P, 14)                  # its p slot (CANON), unused here
+        mem[sb * 4:sb * 5] = K.limbs(a, 14)
+        mem[sb * 5:sb * 6] = K.limbs(b, 14)
+        prog = PP.prog((OPS["MUL"], 6, 4, 5))
+        res = X.run(code, bytes(mem) + prog, [("run", [("mem", 0), ("mem", 0),
+                                                        ("mem", len(mem)), 0])])
+        got = K.value(bytes(res.memory[sb * 6:sb * 7]), 14)
+        wrong += got % P != a * b * rinv % P
+    assert wrong, "the 32-bit overflow went unseen"
+
+
+def test_the_same_variant_is_right_on_the_64_bit_unix_port(tmp_path):
+    # ... which is why a unix-port test alone cannot prove the ESP32 code right
+    from mpharness import run_mp
+    lay = p256codegen.Layout(14)
+    (tmp_path / "v14.py").write_text(p256codegen.generate(bits=14, check=False))
+    rinv = pow(1 << lay.rbits, -1, P)
+    a, b = P - 1, P - 1        # one of the products the Xtensa gets wrong
+    sb = 2 * lay.limbs
+    out = run_mp("""
+import sys
+sys.path.insert(0, %r)
+import v14
+ws = bytearray(%d * 8)
+def put(k, v):
+    for i in range(%d):
+        ws[%d * k + 2 * i] = v & 0xff
+        ws[%d * k + 2 * i + 1] = (v >> 8) & 0x3f
+        v >>= 14
+put(4, %d)
+put(5, %d)
+v14.run(ws, ws, bytes([1, 6, 4, 5, 0, 0, 0, 0]), 0)
+print(sum((ws[%d * 6 + 2 * i] | ws[%d * 6 + 2 * i + 1] << 8) << (14 * i) for i in range(%d)))
+""" % (str(tmp_path), sb, lay.limbs, sb, sb, a, b, sb, sb, lay.limbs), heap="4m")
+    assert int(out.split()[-1]) % P == a * b * rinv % P
+
+
+def test_the_engines_call_nothing_of_the_runtime():
+    # every run above goes through stubs that end the process if called; one more, on purpose
+    # over every opcode, makes it explicit
+    mem = ws_with([3, 4])
+    prog = PP.prog(*[(OPS[k], FIRST + 2, FIRST, FIRST + 1) for k in
+                     ("MUL", "SQR", "ADD", "SUB", "MOV", "ISZ", "BIT0", "CANON")])
+    for code in engines().values():
+        run_prog(code, mem, prog)
+
+
+def test_generated_modules_are_current():
+    root = K.ROOT / "firmware" / "validator"
+    from host_tools.fleet import p256asm
+    assert (root / "p256_native.py").read_text() == p256codegen.generate()
+    assert (root / "p256_xtensa.py").read_text() == p256asm.generate()
+    assert (root / "p256_progs.py").read_text() == PP.module_text()
