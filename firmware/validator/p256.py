@@ -71,25 +71,6 @@ def encode_uncompressed(x, y):
     return b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
 
 
-# x^-1 mod m (m prime, x not 0 mod m) by the extended Euclidean algorithm (MicroPython's
-# pow(x, -1, m) is 0; Fermat's pow is 7x slower here).
-def inv(x, m):
-    a, b = m, x % m
-    ta, tb = 0, 1  # a = ta * x, b = tb * x (mod m)
-    while b > 1:
-        q, a = divmod(a, b)
-        ta -= q * tb
-        if a <= 1:
-            if a:
-                return ta % m
-            break
-        q, b = divmod(b, a)
-        tb -= q * ta
-    if b == 1:
-        return tb % m
-    raise ValueError("not invertible")
-
-
 # The generator's FixedBase, from the first that works of: the table file p256_gtable.bin next
 # to this module (a file-system install: read by offset, no RAM), the module p256_gtable (a
 # frozen build: the constant stays in flash), a small table computed in RAM (4.6 KB). A damaged
@@ -317,25 +298,29 @@ def _msm(L, fixed, nvar, counts):
     return inf
 
 
-# (e, r, s) or None.
-def _parse_sig(digest, signature):
+_N_BYTES = N.to_bytes(32, "big")
+_ZERO32 = bytes(32)
+
+
+# Whether digest and signature are well formed: 32 bytes, and r||s of 64 with 0 < r, s < n
+# (compared as big-endian bytes: no big integers).
+def _well_formed(digest, signature):
     if not (is_bytes(digest) and is_bytes(signature)):
-        return None
+        return False
     if len(digest) != 32 or len(signature) != 64:
-        return None
-    r = int.from_bytes(signature[0:32], "big")
-    s = int.from_bytes(signature[32:64], "big")
-    if not (0 < r < N and 0 < s < N):
-        return None
-    return int.from_bytes(digest, "big"), r, s
+        return False
+    r = bytes(signature[0:32])
+    s = bytes(signature[32:64])
+    return _ZERO32 < r < _N_BYTES and _ZERO32 < s < _N_BYTES
 
 
-# x(X : - : Z) mod n == r, without an inversion: X == r Z^2 or (r + n < p) X == (r + n) Z^2.
-def _x_matches(inf, r):
+# x(X : - : Z) mod n == r (the signature's first half), without an inversion: X == r Z^2, or
+# (r + n < p) X == (r + n) Z^2.
+def _x_matches(inf, signature):
     if inf:
         return False
-    _rr[0:32] = r.to_bytes(32, "big")
-    r2 = r + N
+    _rr[0:32] = signature[0:32]
+    r2 = int.from_bytes(signature[0:32], "big") + N
     big = r2 < P
     _rr[32:64] = r2.to_bytes(32, "big") if big else _rr[0:32]
     f = F.call(G.X_IS, _rr)
@@ -356,20 +341,16 @@ def decode_point(public_key):
 # Standard ECDSA verification (see the API above).
 def verify(public_key, digest, signature):
     try:
-        sig = _parse_sig(digest, signature)
-        if sig is None:
+        if not _well_formed(digest, signature):
             return False
         g = _generator()
+        u1, u2 = F.scalars(digest, signature)    # before the key: it works in the areas too
         if not F.load_key(public_key, 0):
             return False
-        e, r, s = sig
-        si = inv(s, N)
-        u1 = e * si % N
-        u2 = r * si % N
         if F.call(G.VAR1) & 1:
             return False
         n = _wnaf(u2, NAF_WIDTH, 32, _naf[0], _pos[0])
-        return _x_matches(_msm(256, [(g, u1)], 1, (n,)), r)
+        return _x_matches(_msm(256, [(g, u1)], 1, (n,)), signature)
     except (MemoryError, OSError):
         raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:
@@ -411,24 +392,25 @@ def verify_recoverable(public_key, digest, signature, recid):
     try:
         if type(recid) is not int or not 0 <= recid <= 3:
             return False
-        sig = _parse_sig(digest, signature)
-        if sig is None:
+        if not _well_formed(digest, signature):
             return False
         g = _generator()
+        u1, u2 = F.scalars(digest, signature)    # before the keys: it works in the areas too
         if not F.load_key(public_key, 0):
             return False
-        e, r, s = sig
-        rx = r + N if recid & 2 else r
-        if rx >= P:
-            return False
-        _rr[0:32] = rx.to_bytes(32, "big")
+        if recid & 2:
+            rx = int.from_bytes(signature[0:32], "big") + N
+            if rx >= P:
+                return False
+            _rr[0:32] = rx.to_bytes(32, "big")
+        else:
+            _rr[0:32] = signature[0:32]
         if not F.lift_x(_rr, 0, recid & 1, 1):
             return False
-        si = inv(s, N)
-        u1 = e * si % N
-        u2 = r * si % N
         v, w = _half_gcd(u2, N)
-        a = v * u1 % N
+        a = F.scalar_mul(v if v > 0 else -v, u1)
+        if v < 0 and a:
+            a = N - a
         # a*G + w*Q + (-v)*R: fold the signs into the points, keep the scalars positive
         if w < 0:
             w = -w
@@ -453,14 +435,12 @@ def verify_fixed(fixed_base, digest, signature):
     try:
         if not isinstance(fixed_base, FixedBase):
             return False
-        sig = _parse_sig(digest, signature)
-        if sig is None:
+        if not _well_formed(digest, signature):
             return False
-        e, r, s = sig
-        si = inv(s, N)
+        u1, u2 = F.scalars(digest, signature)
         g = _generator()
         L = max(g.spacing, fixed_base.spacing)
-        return _x_matches(_msm(L, [(g, e * si % N), (fixed_base, r * si % N)], 0, ()), r)
+        return _x_matches(_msm(L, [(g, u1), (fixed_base, u2)], 0, ()), signature)
     except (MemoryError, OSError):
         raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:

@@ -83,9 +83,9 @@ def var_entry(pr, x_slot, negate):
 
 
 def _set_constants():
-    c = bytearray(32 * 6)
+    c = bytearray(32 * 8)
     R = 1 << R_BITS
-    for i, v in enumerate((0, P, 1, R % P, R * R % P, B * R % P)):
+    for i, v in enumerate((0, P, 1, R % P, R * R % P, B * R % P, N, R * R % N)):
         c[32 * i:32 * i + 32] = v.to_bytes(32, "big")
     call(G.SET_CONSTANTS, c)
 
@@ -131,6 +131,26 @@ def lift_x(buf, o, odd, i):
     if (f >> 1) & 1 != odd:
         call(G.NEG_Y_1 if i else G.NEG_Y_0)
     return True
+
+
+# The scalars of a signature: u1 = e/s, u2 = r/s (mod n) as ints, from e (digest) and r||s. The
+# inverse and the products are native (Montgomery mod n), not big-integer Python.
+_sc = bytearray(96)
+
+
+def scalars(digest, signature):
+    _sc[0:32] = digest
+    _sc[32:96] = signature
+    call(G.SCALARS, _sc)
+    return int.from_bytes(_sc[0:32], "big"), int.from_bytes(_sc[32:64], "big")
+
+
+# k * v mod n for 0 <= k, v < 2^256 (native).
+def scalar_mul(k, v):
+    _sc[0:32] = k.to_bytes(32, "big")
+    _sc[32:64] = v.to_bytes(32, "big")
+    call(G.SCALAR_MUL, _sc)
+    return int.from_bytes(_sc[0:32], "big")
 
 
 # Area i's point as (x, y) ints.

@@ -17,7 +17,7 @@ Registers (the windowed ABI's a2..a5 hold the arguments):
   a5 = the flags                   a14, a15 = RPT's count and body address
   a6..a13 = free within an operation (a6: opcode, a7: d, a8: a, a9: b while dispatching)
 """
-from host_tools.fleet.p256codegen import SLOT_P, P, Layout, _sub_offset
+from host_tools.fleet.p256codegen import N, P, Layout, _sub_offset
 from host_tools.fleet.p256programs import OPS
 
 SB = 40  # bytes a slot
@@ -89,6 +89,44 @@ def _mul(A, lay, square):
         else:
             A("s16i(a10, a7, %d)" % (2 * (k - L)))
         A("srai(a11, a11, %d)" % b)
+    A("s16i(a11, a7, %d)" % (2 * (L - 1)))
+
+
+def _muln(A, lay):
+    """The Montgomery product mod n of the slots at a8, a9 into a7 (p256codegen._lines_muln):
+    unsigned column sums (below 2^32), logical shifts; the factors u_k in the scratch slot (a2);
+    a12 = mask, a13 = n' (-1/n mod 2^bits), a11 = the column."""
+    L, b = lay.limbs, lay.bits
+    nl = lay.to_limbs(N)
+    nprime = (-pow(N, -1, 1 << b)) % (1 << b)
+    A("movi(a12, %d)" % lay.mask)
+    A("movi(a13, %d)" % nprime)
+    A("movi(a11, 0)")
+    for k in range(2 * L - 1):
+        for i in range(max(0, k - L + 1), min(k, L - 1) + 1):
+            A("l16ui(a10, a8, %d)" % (2 * i))
+            A("l16ui(a6, a9, %d)" % (2 * (k - i)))
+            A("mull(a10, a10, a6)")
+            A("add(a11, a11, a10)")
+        for j in range(max(0, k - L + 1), min(k, L)):
+            if nl[k - j]:
+                A("l16ui(a10, a2, %d)" % (2 * j))
+                A("movi(a6, %d)" % nl[k - j])
+                A("mull(a10, a10, a6)")
+                A("add(a11, a11, a10)")
+        if k < L:
+            A("and_(a10, a11, a12)")
+            A("mull(a10, a10, a13)")
+            A("and_(a10, a10, a12)")
+            A("s16i(a10, a2, %d)" % (2 * k))
+            if nl[0]:
+                A("movi(a6, %d)" % nl[0])
+                A("mull(a10, a10, a6)")
+                A("add(a11, a11, a10)")
+        else:
+            A("and_(a10, a11, a12)")
+            A("s16i(a10, a7, %d)" % (2 * (k - L)))
+        A("srli(a11, a11, %d)" % b)
     A("s16i(a11, a7, %d)" % (2 * (L - 1)))
 
 
@@ -185,6 +223,13 @@ def generate():
     A("mov(a8, a7)")
     A("addi(a13, a13, -1)")
     A("bnez(a13, %s)" % again)
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # MULN
+    nxt = case(OPS["MULN"])
+    for r in ("a7", "a8", "a9"):
+        _slot_ptr(A, r)
+    _muln(A, lay)
     A("j(%s)" % loop)
     A.put(nxt)
     # ADD, SUB, MULS: limb by limb into d, then the fold and carry pass
@@ -307,15 +352,15 @@ def generate():
         A("s8i(a11, a9, %d)" % (31 - byte))
     A("j(%s)" % loop)
     A.put(nxt)
-    # CANON d, a: d = a, then subtract p while that does not borrow (at most 5 times)
+    # CANON d, a, b: d = a, then subtract the modulus in slot b while that does not borrow (at
+    # most 5 times)
     nxt = case(OPS["CANON"])
     _slot_ptr(A, "a7")
     _slot_ptr(A, "a8")
     for i in range(L):
         A("l16ui(a10, a8, %d)" % (2 * i))
         A("s16i(a10, a7, %d)" % (2 * i))
-    A("movi(a9, %d)" % (SB * SLOT_P))  # the slot of p (validator.p256_progs.SP)
-    A("add(a9, a9, a2)")
+    _slot_ptr(A, "a9")                 # the modulus: p (SP) or n (SN)
     A("movi(a13, %d)" % (((1 << 258) // P) + 1))
     A("movi(a12, %d)" % M)
     again = A.label()

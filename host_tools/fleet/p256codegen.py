@@ -27,10 +27,9 @@ module; tests/firmware/test_p256_native.py checks that the committed file is wha
 """
 
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
+N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
 
 from host_tools.fleet.p256programs import MULS_MAX, OPS, module_text  # noqa: E402
-# Slots the interpreter itself relies on (p256.py fills them at import).
-SLOT_P = 2          # p in limbs (CANON): validator.p256_progs.SP
 INT32_MAX = (1 << 31) - 1
 INT32_MIN = -(1 << 31)
 
@@ -72,9 +71,10 @@ class Layout:
                                  ("SQR", _lines_mul(self, True), False),
                                  ("ADD", _lines_addsub(self, False) + _lines_fold_carry(self), True),
                                  ("SUB", _lines_addsub(self, True) + _lines_fold_carry(self), True),
-                                 ("MULS", _lines_muls(self) + _lines_fold_carry(self), False)):
+                                 ("MULS", _lines_muls(self) + _lines_fold_carry(self), False),
+                                 ("MULN unsigned", _lines_muln(self), True)):
             env = {"pa": _Limbs(inp), "pb": _Limbs(inp), "pd": _Limbs([Interval(0, 0)] * self.limbs),
-                   "b": Interval(1, MULS_MAX)}
+                   "b": Interval(1, MULS_MAX), "uint": lambda v: Interval.of(v)}
             seen = Interval.seen = _Seen()
             try:
                 for ln in lines:
@@ -100,8 +100,13 @@ class Layout:
         return out
 
     def check(self):
-        bad = {k: v for k, v in self.bounds().items()
-               if v[0] < INT32_MIN or v[1] > INT32_MAX or "negative" in k}
+        def wrong(k, v):
+            if "negative" in k:
+                return True
+            if "unsigned" in k:        # uint arithmetic: [0, 2^32)
+                return v[0] < 0 or v[1] > 2 * INT32_MAX + 1
+            return v[0] < INT32_MIN or v[1] > INT32_MAX
+        bad = {k: v for k, v in self.bounds().items() if wrong(k, v)}
         if bad:
             raise OverflowError("a signed 32-bit word overflows: %r" % bad)
 
@@ -230,6 +235,31 @@ def _lines_mul(lay, square):
     return out
 
 
+def _lines_muln(lay):
+    """The Montgomery product mod n (dense: n has no special form), unsigned: a column holds up to
+    2L products (the operands' and the reduction's), whose sum passes 2^31 but not 2^32; every
+    term is non-negative, so the accumulator is a uint and the carry a logical shift (tn, cn: a
+    viper local keeps one type, and t, c are ints elsewhere)."""
+    L, M, b = lay.limbs, lay.mask, lay.bits
+    nl = lay.to_limbs(N)
+    nprime = (-pow(N, -1, 1 << b)) % (1 << b)
+    out = []
+    for k in range(2 * L - 1):
+        terms = ["pa[%d] * pb[%d]" % (i, k - i) for i in range(max(0, k - L + 1), min(k, L - 1) + 1)]
+        terms += ["u%d * %d" % (j, nl[k - j]) for j in range(max(0, k - L + 1), min(k, L)) if nl[k - j]]
+        expr = ("cn + " if k else "uint(0) + ") + " + ".join(terms)
+        out.append("tn = " + expr)
+        if k < L:
+            out.append("u%d = ((tn & %d) * %d) & %d" % (k, M, nprime, M))
+            if nl[0]:
+                out.append("tn = tn + u%d * %d" % (k, nl[0]))
+        else:
+            out.append("pd[%d] = tn & %d" % (k - L, M))
+        out.append("cn = tn >> %d" % b)
+    out.append("pd[%d] = cn" % (L - 1))
+    return out
+
+
 def _lines_fold_carry(lay):
     """Bring pd (limbs >= 0, value below 2^261) below 2^258 with limbs in [0, 2^bits): subtract
     q*p, q from the top limb (minus one, so that the result stays positive whatever the lower
@@ -322,6 +352,12 @@ def generate(bits=13, check=True):
     w(ind + "else:")
     w(block(_lines_addsub(lay, True), 4))
     w(block(_lines_fold_carry(lay)))
+    # MULN
+    w("        elif op == %d:  # MULN d = a * b / R mod n (below 2n), unsigned sums" % OPS["MULN"])
+    w(ind + "pa = ptr16(wsa + a * %d)" % SB)
+    w(ind + "pb = ptr16(wsa + b * %d)" % SB)
+    w(ind + "pd = ptr16(wsa + d * %d)" % SB)
+    w(block(_lines_muln(lay)))
     # MULS
     w("        elif op == %d:  # MULS d = a * b for a small b (1..%d); then fold" % (OPS["MULS"], MULS_MAX))
     w(ind + "pa = ptr16(wsa + a * %d)" % SB)
@@ -389,10 +425,10 @@ def generate(bits=13, check=True):
     w(ind + "    nb -= 8")
     w(ind + "    i -= 1")
     # CANON
-    w("        elif op == %d:  # CANON d = a reduced to [0, p) (subtract p while it does not borrow)" % OPS["CANON"])
+    w("        elif op == %d:  # CANON d = a reduced mod the modulus in slot b (p or n): subtract it while that does not borrow" % OPS["CANON"])
     w(ind + "pa = ptr16(wsa + a * %d)" % SB)
     w(ind + "pd = ptr16(wsa + d * %d)" % SB)
-    w(ind + "pb = ptr16(wsa + %d)" % (SLOT_P * SB))
+    w(ind + "pb = ptr16(wsa + b * %d)" % SB)
     w(ind + "i = 0")
     w(ind + "while i < %d:" % L)
     w(ind + "    pd[i] = pa[i]")

@@ -13,13 +13,14 @@ validator/p256_host.py on CPython); the slot map below is what validator/p256_fi
 p256_fixed.py and p256.py patch programs and read results by.
 """
 OPS = dict(END=0, MUL=1, SQR=2, ADD=3, SUB=4, MOV=5, SQRN=6, ISZ=7, LOAD=8, STORE=9, CANON=10,
-           BIT0=11, RPT=12, NEXT=13, MULS=14)
+           BIT0=11, RPT=12, NEXT=13, MULS=14, MULN=15)
 MULS_MAX = 8        # MULS multiplies by a small constant 1..8
 
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS = (
+END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS, MULN = (
     OPS[k] for k in ("END", "MUL", "SQR", "ADD", "SUB", "MOV", "SQRN", "ISZ", "LOAD", "STORE",
-                     "CANON", "BIT0", "RPT", "NEXT", "MULS"))
+                     "CANON", "BIT0", "RPT", "NEXT", "MULS", "MULN"))
+N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
 
 # slots
 SLOT_BYTES = 40  # 20 limbs of 13 bits in 16-bit words (host_tools.fleet.p256codegen)
@@ -30,10 +31,12 @@ ONE_RAW = 3     # plain 1: a product with it leaves Montgomery form
 ONE = 4         # R mod p: 1 in Montgomery form
 R2 = 5          # R^2 mod p: a product with it enters Montgomery form
 BM = 6          # the curve's b in Montgomery form
-X, Y, Z = 7, 8, 9           # the accumulator (Jacobian)
-X2, Y2 = 10, 11             # the affine point added to it
-T = 12                      # temporaries T+0 .. T+11
-AREA = 24                   # two areas of AREA_SLOTS for variable bases (or a table batch)
+SN = 7          # the group order n, in limbs (CANON ... SN; MULN's modulus)
+RRN = 8         # R^2 mod n: a MULN with it enters n's Montgomery form
+X, Y, Z = 9, 10, 11         # the accumulator (Jacobian)
+X2, Y2 = 12, 13             # the affine point added to it
+T = 14                      # temporaries T+0 .. T+11
+AREA = 26                   # two areas of AREA_SLOTS for variable bases (or a table batch)
 AREA_SLOTS = 25             # 16: odd multiples x, y of 1P .. 15P; 8: their Z ratios; 1: last Z
 SLOTS = AREA + 2 * AREA_SLOTS
 BATCH = 8                   # table points made affine per inversion (8 x 64 bytes of output)
@@ -196,15 +199,15 @@ def _load_point(d):
 def _lift_x(d):
     return [(LOAD, d, 0, 0), (MUL, d, d, R2)] + _rhs(_t(0), d, _t(1)) + _sqrt() + \
         [(MOV, d + 1, _t(7)), (SQR, _t(1), d + 1), (SUB, _t(1), _t(1), _t(0)), (ISZ, 0, _t(1)),
-         (MUL, _t(1), d + 1, ONE_RAW), (CANON, _t(1), _t(1)), (BIT0, 1, _t(1))]
+         (MUL, _t(1), d + 1, ONE_RAW), (CANON, _t(1), _t(1), SP), (BIT0, 1, _t(1))]
 
 
 LOAD_POINT = [prog(*_load_point(area(i))) for i in (0, 1)]
 LIFT_X = [prog(*_lift_x(area(i))) for i in (0, 1)]
 NEG_Y = [prog((SUB, area(i) + 1, ZERO, area(i) + 1)) for i in (0, 1)]
 # the coordinates of area i's point as 64 bytes x || y into io + iooff
-STORE_POINT = [prog((MUL, _t(0), area(i), ONE_RAW), (CANON, _t(0), _t(0)), (STORE, 0, _t(0), 0),
-                    (MUL, _t(0), area(i) + 1, ONE_RAW), (CANON, _t(0), _t(0)),
+STORE_POINT = [prog((MUL, _t(0), area(i), ONE_RAW), (CANON, _t(0), _t(0), SP), (STORE, 0, _t(0), 0),
+                    (MUL, _t(0), area(i) + 1, ONE_RAW), (CANON, _t(0), _t(0), SP),
                     (STORE, 0, _t(0), 1)) for i in (0, 1)]
 # the accumulator is O (Z = 0): flag bit 0
 IS_INF = prog((ISZ, 0, Z))
@@ -219,9 +222,44 @@ TO_AFFINE = prog(*_body([(MOV, _t(0), Z)], _inv(), [(SQR, _t(8), _t(7)), (MUL, X
 
 
 
-# Constants into their slots ZERO .. BM: LOAD of the 32-byte big-endian values 0, p, 1, R mod p,
-# R^2 mod p, B*R mod p (in that order) from io.
-SET_CONSTANTS = prog(*[(LOAD, ZERO + i, 0, i) for i in range(6)])
+# Constants into their slots ZERO .. RRN: LOAD of the 32-byte big-endian values 0, p, 1, R mod p,
+# R^2 mod p, B*R mod p, n, R^2 mod n (in that order) from io.
+SET_CONSTANTS = prog(*[(LOAD, ZERO + i, 0, i) for i in range(8)])
+
+# The scalars of a signature, mod n (MULN: Montgomery products mod n): from e, r, s (32 bytes
+# each at io, io+32, io+64), u1 = e/s and u2 = r/s (mod n, reduced) back into io and io+32.
+# 1/s = s^(n-2): fixed 4-bit windows over the precomputed s^1..s^15 (AREA .. AREA+14, Montgomery
+# form): 252 squarings and at most 63 products.
+def _scalars():
+    a = AREA
+    out = [(LOAD, a, 0, 2), (MULN, a, a, RRN)]              # s~ = s*R mod n
+    for k in range(1, 15):
+        out.append((MULN, a + k, a + k - 1, a))               # s~^(k+1)
+    e = N - 2
+    top = (e.bit_length() + 3) // 4
+    acc = _t(0)
+    first = True
+    for i in range(top - 1, -1, -1):
+        w = (e >> (4 * i)) & 15
+        if first:
+            out.append((MOV, acc, a + w - 1))
+            first = False
+            continue
+        out += [(RPT, 4, 1), (MULN, acc, acc, acc), (NEXT,)]
+        if w:
+            out.append((MULN, acc, acc, a + w - 1))
+    # acc = s~^(n-2) = (1/s)*R; a plain value times it is that value over s (Montgomery)
+    out += [(LOAD, _t(1), 0, 0), (MULN, _t(1), _t(1), acc), (CANON, _t(1), _t(1), SN),
+            (STORE, 0, _t(1), 0),
+            (LOAD, _t(1), 0, 1), (MULN, _t(1), _t(1), acc), (CANON, _t(1), _t(1), SN),
+            (STORE, 0, _t(1), 1)]
+    return out
+
+
+SCALARS = prog(*_scalars())
+# k*v mod n of two values below 2^256 at io (k) and io+32 (v), back into io: k~ = k R, then v k~
+SCALAR_MUL = prog((LOAD, _t(0), 0, 0), (MULN, _t(0), _t(0), RRN), (LOAD, _t(1), 0, 1),
+                  (MULN, _t(1), _t(1), _t(0)), (CANON, _t(1), _t(1), SN), (STORE, 0, _t(1), 0))
 
 # Table building (p256_fixed.build_table): each new point (the accumulator plus B in (X2, Y2)) is
 # copied into the batch area (X, Y, Z at AREA + 3i), the running products of the Z's after them
@@ -236,24 +274,25 @@ TB_PROD = prog((MUL, 0, 0, 0))                      # c_i = c_(i-1) * Z_i (MOV f
 TB_INV = prog(*([(MOV, T, 0)] + _inv()))            # T+7 = 1 / c_(n-1)
 _zi, _zz, _z, _x, _y = T + 7, T + 8, T + 9, T + 10, T + 11
 _OUT_TAIL = [(SQR, _zz, _z), (MUL, _x, 0, _zz), (MUL, _zz, _zz, _z), (MUL, _y, 0, _zz),
-             (MUL, _x, _x, ONE_RAW), (CANON, _x, _x), (STORE, 0, _x, 0),
-             (MUL, _y, _y, ONE_RAW), (CANON, _y, _y), (STORE, 0, _y, 1)]
+             (MUL, _x, _x, ONE_RAW), (CANON, _x, _x, SP), (STORE, 0, _x, 0),
+             (MUL, _y, _y, ONE_RAW), (CANON, _y, _y, SP), (STORE, 0, _y, 1)]
 # point i > 0: z_i = 1/Z_i from the inverse of c_i and c_(i-1); out as entry i
 TB_OUT = prog(*([(MUL, _z, _zi, 0), (MUL, _zi, _zi, 0)] + _OUT_TAIL))
 TB_OUT0 = prog(*([(MOV, _z, _zi)] + _OUT_TAIL))     # point 0: z_0 is what is left
 TB_SET_BASE = prog((MOV, X2, AREA), (MOV, Y2, AREA + 1))
 # the affine (X2, Y2) (after TO_AFFINE) as 64 bytes x || y at io + iooff
-STORE_XY2 = prog((MUL, T, X2, ONE_RAW), (CANON, T, T), (STORE, 0, T, 0),
-                 (MUL, T, Y2, ONE_RAW), (CANON, T, T), (STORE, 0, T, 1))
+STORE_XY2 = prog((MUL, T, X2, ONE_RAW), (CANON, T, T, SP), (STORE, 0, T, 0),
+                 (MUL, T, Y2, ONE_RAW), (CANON, T, T, SP), (STORE, 0, T, 1))
 TB_FROM_BASE = prog(*_SET)
 
 # What the generated module holds: slot numbers and sizes, then the programs.
-NUMBERS = ("SLOT_BYTES", "SCR", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "X", "Y", "Z", "X2", "Y2",
+NUMBERS = ("SLOT_BYTES", "SCR", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "SN", "RRN", "X", "Y",
+           "Z", "X2", "Y2",
            "T", "AREA", "AREA_SLOTS", "SLOTS", "BATCH", "BATCH_C", "VAR_ADD_AT", "RPT", "SUB",
            "MOV", "MUL")
 PROGRAMS = ("DBL", "SET_DBL", "TAB_ADD", "TAB_ADD_NEG", "TAB_SET", "TAB_SET_NEG", "VAR_ADD",
             "VAR_SET", "DBLS", "VAR1", "VAR2", "LOAD_POINT", "LIFT_X", "NEG_Y", "STORE_POINT",
-            "IS_INF", "X_IS", "TO_AFFINE", "STORE_XY2", "SET_CONSTANTS", "TB_STEP", "TB_FIRST", "TB_SECOND",
+            "IS_INF", "X_IS", "TO_AFFINE", "STORE_XY2", "SET_CONSTANTS", "SCALARS", "SCALAR_MUL", "TB_STEP", "TB_FIRST", "TB_SECOND",
             "TB_PROD", "TB_INV", "TB_OUT", "TB_OUT0", "TB_SET_BASE", "TB_FROM_BASE")
 
 

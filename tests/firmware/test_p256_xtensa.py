@@ -125,7 +125,7 @@ def test_conversions_checks_and_loops(name):
         v %= 1 << 258
         mem = ws_with([v])
         # CANON then STORE: the value mod p as 32 big-endian bytes; BIT0 its parity; ISZ
-        prog = PP.prog((OPS["CANON"], FIRST + 1, FIRST), (OPS["STORE"], 0, FIRST + 1, 1),
+        prog = PP.prog((OPS["CANON"], FIRST + 1, FIRST, G.SP), (OPS["STORE"], 0, FIRST + 1, 1),
                        (OPS["BIT0"], 3, FIRST + 1), (OPS["ISZ"], 0, FIRST))
         out, io, flags = run_prog(code, mem, prog, bytes(64))
         assert int.from_bytes(io[32:64], "big") == v % P
@@ -254,7 +254,7 @@ def test_the_engines_call_nothing_of_the_runtime():
     # over every opcode, makes it explicit
     mem = ws_with([3, 4])
     prog = PP.prog(*[(OPS[k], FIRST + 2, FIRST, FIRST + 1) for k in
-                     ("MUL", "SQR", "ADD", "SUB", "MOV", "ISZ", "BIT0", "CANON")])
+                     ("MUL", "SQR", "ADD", "SUB", "MOV", "ISZ", "BIT0", "CANON", "MULN")])
     for code in engines().values():
         run_prog(code, mem, prog)
 
