@@ -8,7 +8,6 @@
 #   dynamic     = CBOR map {1 time, 2 counter}
 #   rider sig   = ECDSA P-256 over SHA-256(tag || SHA-256(credential) || issuer sig
 #                                          [|| challenge] || dynamic)
-import gc
 import hashlib
 
 from validator import cbor, p256, reasons
@@ -202,7 +201,6 @@ def check_credential(cred, isig, keyring, now, cache):
         point = cache.get_point(e)
         if point is not None:
             return t, cred_hash, point
-    gc.collect()  # lay the verifier's temporaries out in one free heap, not in the gaps
     if not keyring.verify(key, cred_hash, isig):
         raise Reject(reasons.BAD_ISSUER_SIG)
     point = p256.decode_point(t[3])

@@ -56,7 +56,10 @@ _HALF_N = 1 << 255
 _gbase = None
 # digit buffers, allocated once: NAF digits of two variable bases (d & 0xff), comb digits of two
 # fixed bases, r and r + n for the final check
-_naf = (bytearray(257), bytearray(257))
+# the block of a VRUN (p256_progs VRUN_*), whose NAF digits _wnaf writes in place
+_vb = bytearray(G.VRUN_SIZE)
+_naf = (memoryview(_vb)[G.VRUN_NAF0:G.VRUN_NAF0 + 257],
+        memoryview(_vb)[G.VRUN_NAF0 + 257:G.VRUN_NAF0 + 514])
 _NAF0 = bytes(257)
 _pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))   # their nonzero positions
 _digs = (array("h", bytes(288)), array("h", bytes(288)))   # up to (256/L) * ceil(L/w) <= 144
@@ -148,14 +151,107 @@ def _gap(pr, n):
     pr[1] = n
 
 
+# The fixed bases' comb digits: [window, its position, base, digits, sign, width, windows,
+# tooth step] for each of `fixed` [(FixedBase, k)] (0 <= k < n), with pieces of L bits.
+def _fixed_digits(L, fixed):
+    fx = []
+    for i in range(len(fixed)):
+        fb, k = fixed[i]
+        neg = 0
+        if k >= _HALF_N:  # keep the top window's digit within the table: k*B = -((n-k)*B)
+            k = N - k
+            neg = 1
+        w = fb.width
+        if L % fb.spacing or 256 % L:
+            raise ValueError("chain length")
+        comb_digits(k, w, L, _digs[i])
+        nw = (L + w - 1) // w
+        fx.append([nw - 1, (nw - 1) * w, fb, _digs[i], neg, w, nw, L // fb.spacing])
+    return fx
+
+
 # The sum of k_i * B_i over fixed bases [(FixedBase, k)] (at most two; 0 <= k < n), using comb
 # pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the
 # variable bases in workspace areas 0 and 1 (nvar of them: their odd multiples made, NAF digits
 # in _naf, `counts` nonzero positions in _pos), in one doubling chain, into the accumulator
-# (X, Y, Z). The additions are taken by position, highest first, from every base; each is one
-# engine call that also does the doublings since the one before (a patched program). Returns
-# whether the sum is O. This loop is the verifier's Python hot path: everything is a local.
+# (X, Y, Z); returns whether the sum is O. The chain between two windows of the fixed bases is
+# one VRUN (the doublings and the variable bases' additions); the fixed bases' additions at a
+# window are one engine call each. An addition that meets the same x (P + P, P - P: rare, and
+# only for special scalars) makes the chain start again step by step (_msm_steps).
 def _msm(L, fixed, nvar, counts):
+    fx = _fixed_digits(L, fixed)
+    top = -1
+    for v in range(nvar):
+        if counts[v] and _pos[v][counts[v] - 1] > top:
+            top = _pos[v][counts[v] - 1]
+    for t in fx:
+        if t[1] > top:
+            top = t[1]
+    if top < 0:
+        return True
+    b = _vb
+    b[5] = nvar
+    run = F.run
+    ws = F.ws
+    tpos = F.TAB_ADD
+    tneg = F.TAB_ADD_NEG
+    tpos[1] = tneg[1] = 0
+    pieces = 256 // L
+    inf = 1
+    j = top
+    while True:
+        jf = -1
+        for t in fx:
+            if t[1] > jf:
+                jf = t[1]
+        end = jf if jf >= 0 else 0
+        b[0] = j & 255
+        b[1] = j >> 8
+        b[2] = end & 255
+        b[3] = end >> 8
+        b[4] = inf
+        if F.vrun(b) & 128:
+            return _msm_steps(L, fixed, nvar, counts)
+        inf = b[4]
+        if jf < 0:
+            break
+        for t in fx:
+            if t[1] != jf:
+                continue
+            i, _, fb, digs, neg0, w, nw, step = t
+            t[0] = i - 1
+            t[1] = (i - 1) * w if i else -1
+            data = fb._data
+            width = w - 1
+            for q in range(pieces):
+                d = digs[q * nw + i]
+                if not d:
+                    continue
+                ng = neg0
+                if d < 0:
+                    d = -d
+                    ng ^= 1
+                if data is None:
+                    buf, off = fb.entry_at(q * step, d)
+                else:
+                    buf = data
+                    off = HEADER_SIZE + ((((q * step) << width) + d - 1) << 6)
+                if inf:
+                    F.call(G.TAB_SET_NEG if ng else G.TAB_SET, buf, off)
+                    inf = 0
+                else:
+                    f = run(ws, buf, tneg if ng else tpos, off)
+                    if f & 1:
+                        inf = 1 if _same_x(f) else 0
+        if jf == 0:
+            break
+        j = jf - 1
+    return bool(inf)
+
+
+# The same sum, one engine call per addition (the chain's doublings in the same call): the
+# path for the rare chains that meet the same x. Everything is a local.
+def _msm_steps(L, fixed, nvar, counts):
     run = F.run
     ws = F.ws
     vadd = F.VAR_ADD
@@ -181,20 +277,7 @@ def _msm(L, fixed, nvar, counts):
         j1 = pos1[c1]
     a0 = F.area(0) - 1
     a1 = F.area(1) - 1
-    # fixed bases: [window index, position, base, digits, sign, width, windows, tooth step]
-    fx = []
-    for i in range(len(fixed)):
-        fb, k = fixed[i]
-        neg = 0
-        if k >= _HALF_N:  # keep the top window's digit within the table: k*B = -((n-k)*B)
-            k = N - k
-            neg = 1
-        w = fb.width
-        if L % fb.spacing or 256 % L:
-            raise ValueError("chain length")
-        comb_digits(k, w, L, _digs[i])
-        nw = (L + w - 1) // w
-        fx.append([nw - 1, (nw - 1) * w, fb, _digs[i], neg, w, nw, L // fb.spacing])
+    fx = _fixed_digits(L, fixed)
     jf0 = jf1 = -1
     if fx:
         jf0 = fx[0][1]

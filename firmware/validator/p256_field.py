@@ -10,7 +10,7 @@
 # Comments, not docstrings: MicroPython parses docstrings.
 from validator import p256_progs as G
 from validator.p256_progs import (AREA, AREA_SLOTS, MOV, PROGS, RPT, SLOT_BYTES, SLOTS, SUB,
-                                  VAR_ADD_AT, ZERO)
+                                  VAR_ADD_AT, VRUN_NAF0, ZERO)
 
 # The engine: Xtensa assembly on the ESP32 (a frozen or xtensawin build has p256_xtensa), viper
 # machine code elsewhere (the unix port), the CPython twin on the host.
@@ -36,6 +36,10 @@ R_BITS = 260
 ws = bytearray(SLOTS * SLOT_BYTES) if NATIVE else _engine.workspace(SLOTS)
 io = bytearray(64)          # bytes in and out of the workspace (keys, coordinates)
 run = _engine.run
+
+
+# Does the engine run VRUN itself (the Xtensa engine), or does vrun() below step through it?
+VRUN = getattr(_engine, "VRUN", False)
 
 
 # Runs the program at offset `prog` of PROGS, with io at buf[iooff:] (buf: the workspace when the
@@ -80,6 +84,43 @@ def var_entry(pr, x_slot, negate):
     else:
         pr[o + 4], pr[o + 6], pr[o + 7] = MOV, x_slot + 1, 0
     return pr
+
+
+# A stretch of the doubling chain (p256_progs VRUN_*: the block b says where it starts and ends,
+# whether the accumulator is O, the variable bases' NAF digits). One engine call on the Xtensa;
+# elsewhere the same steps, one call each. Returns flag bit 7 if an addition met the same x (the
+# accumulator is then void); else updates the block (the position, whether O).
+def vrun(b):
+    if VRUN:
+        return run(ws, b, PROGS, G.VRUN_PROG << 16)
+    j = b[0] | (b[1] << 8)
+    end = b[2] | (b[3] << 8)
+    inf = b[4]
+    nvar = b[5]
+    while True:
+        if not inf:
+            call(G.DBL)
+        for v in range(nvar):
+            d = b[VRUN_NAF0 + 257 * v + j]
+            if d:
+                neg = d >= 128
+                if neg:
+                    d = 256 - d
+                x = AREA + v * AREA_SLOTS + d - 1
+                if inf:
+                    run(ws, ws, var_entry(VAR_SET, x, neg), 0)
+                    inf = 0
+                else:
+                    VAR_ADD[1] = 0
+                    if run(ws, ws, var_entry(VAR_ADD, x, neg), 0) & 1:
+                        return 128
+        if j == end:
+            break
+        j -= 1
+    b[0] = j & 255
+    b[1] = j >> 8
+    b[4] = inf
+    return 0
 
 
 def _set_constants():

@@ -161,7 +161,170 @@ def _fold_carry(A, lay):
     A("s16i(a6, a7, %d)" % (2 * (L - 1)))
 
 
+def _addsub_body(A, lay, name):
+    """ADD, SUB or MULS of the slots at a8 (and a9; MULS: a9 holds the small factor) into a7,
+    limb by limb, then the fold and carry pass."""
+    L = lay.limbs
+    k = _sub_offset(lay)
+    for i in range(L):
+        A("l16ui(a10, a8, %d)" % (2 * i))
+        if name == "MULS":
+            A("mull(a10, a10, a9)")
+        else:
+            A("l16ui(a11, a9, %d)" % (2 * i))
+            if name == "ADD":
+                A("add(a10, a10, a11)")
+            else:
+                A("sub(a10, a10, a11)")
+                A("movi(a11, %d)" % k[i])
+                A("add(a10, a10, a11)")
+        A("s16i(a10, a7, %d)" % (2 * i))
+    _fold_carry(A, lay)
+
+
+def _isz_body(A, lay):
+    """a10 = 1 if the slot at a8 is a multiple of p below 2^258 (its limbs equal k*p's), else 0."""
+    found = A.label()
+    done = A.label()
+    for kk in range(((1 << 258) // P) + 1):
+        other = A.label()
+        for i, v in enumerate(lay.to_limbs(kk * P)):
+            A("l16ui(a10, a8, %d)" % (2 * i))
+            A("movi(a11, %d)" % v)
+            A("bne(a10, a11, %s)" % other)
+        A("j(%s)" % found)
+        A.put(other)
+    A("movi(a10, 0)")
+    A("j(%s)" % done)
+    A.put(found)
+    A("movi(a10, 1)")
+    A.put(done)
+
+
+def _vrun(A, PP):
+    """VRUN (p256programs VRUN_*), a state machine over the block at a3 that runs DBL, MADD, SET
+    and a negation as sub-programs of PROGS: it points a4 at one, keeps its own address in a15,
+    and the sub-program's RET brings it back here; VRUN_PHASE says where it was."""
+    blob, where = PP.layout()
+    here = where["VRUN_PROG"] + 4           # a4 (the next operation) is here, in PROGS
+
+    def call(sub, phase):
+        A("movi(a10, %d)" % phase)
+        A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
+        A("addi(a15, a4, -4)")              # back to this VRUN afterwards
+        A("movi(a10, %d)" % (where[sub] - here))
+        A("add(a4, a4, a10)")
+        A("j(top)")
+
+    def go(label, phase):
+        A("movi(a10, %d)" % phase)
+        A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
+        A("j(%s)" % label)
+
+    labels = ["V%d" % k for k in range(7)]
+    A("l8ui(a10, a3, %d)" % PP.VRUN_PHASE)
+    for k in range(1, 7):
+        A("movi(a11, %d)" % k)
+        A("beq(a10, a11, %s)" % labels[k])
+    # 0: a new position: a doubling unless the accumulator is O
+    A.put(labels[0])
+    A("movi(a10, 0)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_BASE)
+    A("l8ui(a10, a3, %d)" % PP.VRUN_INF)
+    A("movi(a11, 0)")
+    A("bne(a10, a11, %s)" % labels[1])
+    call("SUB_DBL", 1)
+    # 1: the next variable base's digit at this position
+    A.put(labels[1])
+    A("l8ui(a6, a3, %d)" % PP.VRUN_BASE)
+    A("l8ui(a10, a3, %d)" % PP.VRUN_NVAR)
+    A("bge(a6, a10, %s)" % labels[6])
+    A("movi(a10, 257)")
+    A("mull(a10, a10, a6)")
+    A("l16ui(a11, a3, %d)" % PP.VRUN_J)
+    A("add(a10, a10, a11)")
+    A("add(a10, a10, a3)")
+    A("l8ui(a10, a10, %d)" % PP.VRUN_NAF0)    # d & 0xff
+    nonzero, pos = A.label(), A.label()
+    A("movi(a11, 0)")
+    A("bne(a10, a11, %s)" % nonzero)
+    A("addi(a6, a6, 1)")
+    A("s8i(a6, a3, %d)" % PP.VRUN_BASE)
+    A("j(%s)" % labels[1])
+    A.put(nonzero)
+    A("movi(a12, 0)")
+    A("movi(a11, 128)")
+    A("bltu(a10, a11, %s)" % pos)
+    A("movi(a11, 256)")
+    A("sub(a10, a11, a10)")                # |d|
+    A("movi(a12, 1)")
+    A.put(pos)
+    A("s8i(a12, a3, %d)" % PP.VRUN_NEG)
+    # the multiple's slot: area(base) + |d| - 1, its x and y copied to X2, Y2
+    A("movi(a11, %d)" % PP.AREA_SLOTS)
+    A("mull(a11, a11, a6)")
+    A("add(a10, a10, a11)")
+    A("addi(a10, a10, %d)" % (PP.AREA - 1))
+    _slot_ptr(A, "a10")
+    A("movi(a7, %d)" % (SB * PP.X2))
+    A("add(a7, a7, a2)")
+    for i in range(2 * SB // 2):           # x then y: X2 and Y2 are adjacent, as are x and y
+        A("l16ui(a11, a10, %d)" % (2 * i))
+        A("s16i(a11, a7, %d)" % (2 * i))
+    A("movi(a11, 0)")
+    A("beq(a12, a11, %s)" % labels[2])
+    call("SUB_NEG", 2)
+    # 2: the point in (X2, Y2): set the accumulator to it (O + P) or add it
+    A.put(labels[2])
+    A("l8ui(a10, a3, %d)" % PP.VRUN_INF)
+    A("movi(a11, 0)")
+    add = A.label()
+    A("beq(a10, a11, %s)" % add)
+    call("SUB_SET", 4)
+    A.put(add)
+    A("movi(a10, -4)")
+    A("and_(a5, a5, a10)")                 # MADD's flag bits afresh
+    call("SUB_MADD", 3)
+    # 3: after MADD: the same x stops the run (Python's chain takes over from the start)
+    A.put(labels[3])
+    A("movi(a10, 1)")
+    A("and_(a10, a5, a10)")
+    A("movi(a11, 0)")
+    stop = A.label()
+    A("bne(a10, a11, %s)" % stop)
+    go(labels[5], 5)
+    A.put(stop)
+    A("movi(a10, 0)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
+    A("movi(a10, 128)")
+    A("or_(a5, a5, a10)")
+    A("j(done)")
+    # 4: after SET: the accumulator is a point now
+    A.put(labels[4])
+    A("movi(a10, 0)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_INF)
+    # 5: the next base
+    A.put(labels[5])
+    A("l8ui(a6, a3, %d)" % PP.VRUN_BASE)
+    A("addi(a6, a6, 1)")
+    A("s8i(a6, a3, %d)" % PP.VRUN_BASE)
+    go(labels[1], 1)
+    # 6: the position is done: the next one, or the end
+    A.put(labels[6])
+    A("l16ui(a10, a3, %d)" % PP.VRUN_J)
+    A("l16ui(a11, a3, %d)" % PP.VRUN_END)
+    finished = A.label()
+    A("beq(a10, a11, %s)" % finished)
+    A("addi(a10, a10, -1)")
+    A("s16i(a10, a3, %d)" % PP.VRUN_J)
+    go(labels[0], 0)
+    A.put(finished)
+    A("movi(a10, 0)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
+
+
 def generate():
+    from host_tools.fleet import p256programs as PP
     lay = Layout(13)
     lay.check()
     L, M, bits = lay.limbs, lay.mask, lay.bits
@@ -197,13 +360,25 @@ def generate():
         A("bne(a6, a10, %s)" % nxt)
         return nxt
 
-    # MUL
-    nxt = case(OPS["MUL"])
-    for r in ("a7", "a8", "a9"):
-        _slot_ptr(A, r)
-    _mul(A, lay, False)
-    A("j(%s)" % loop)
-    A.put(nxt)
+    # the arithmetic: slot pointers in a7 (d), a8 (a), a9 (b), then the body
+    for name in ("MUL", "ADD", "SUB", "MULN", "MULS", "MOV"):
+        nxt = case(OPS[name])
+        _slot_ptr(A, "a7")
+        _slot_ptr(A, "a8")
+        if name in ("MUL", "ADD", "SUB", "MULN"):
+            _slot_ptr(A, "a9")
+        if name == "MUL":
+            _mul(A, lay, False)
+        elif name == "MULN":
+            _muln(A, lay)
+        elif name == "MOV":
+            for i in range(L):
+                A("l16ui(a10, a8, %d)" % (2 * i))
+                A("s16i(a10, a7, %d)" % (2 * i))
+        else:
+            _addsub_body(A, lay, name)
+        A("j(%s)" % loop)
+        A.put(nxt)
     # SQR and SQRN: b squarings (one for SQR); a13 counts
     nxt = A.label()
     sqr = A.label()
@@ -223,46 +398,6 @@ def generate():
     A("mov(a8, a7)")
     A("addi(a13, a13, -1)")
     A("bnez(a13, %s)" % again)
-    A("j(%s)" % loop)
-    A.put(nxt)
-    # MULN
-    nxt = case(OPS["MULN"])
-    for r in ("a7", "a8", "a9"):
-        _slot_ptr(A, r)
-    _muln(A, lay)
-    A("j(%s)" % loop)
-    A.put(nxt)
-    # ADD, SUB, MULS: limb by limb into d, then the fold and carry pass
-    for name in ("ADD", "SUB", "MULS"):
-        nxt = case(OPS[name])
-        _slot_ptr(A, "a7")
-        _slot_ptr(A, "a8")
-        if name != "MULS":
-            _slot_ptr(A, "a9")
-        k = _sub_offset(lay)
-        for i in range(L):
-            A("l16ui(a10, a8, %d)" % (2 * i))
-            if name == "MULS":
-                A("mull(a10, a10, a9)")
-            else:
-                A("l16ui(a11, a9, %d)" % (2 * i))
-                if name == "ADD":
-                    A("add(a10, a10, a11)")
-                else:
-                    A("sub(a10, a10, a11)")
-                    A("movi(a11, %d)" % k[i])
-                    A("add(a10, a10, a11)")
-            A("s16i(a10, a7, %d)" % (2 * i))
-        _fold_carry(A, lay)
-        A("j(%s)" % loop)
-        A.put(nxt)
-    # MOV
-    nxt = case(OPS["MOV"])
-    _slot_ptr(A, "a7")
-    _slot_ptr(A, "a8")
-    for i in range(L):
-        A("l16ui(a10, a8, %d)" % (2 * i))
-        A("s16i(a10, a7, %d)" % (2 * i))
     A("j(%s)" % loop)
     A.put(nxt)
     # RPT, NEXT
@@ -285,21 +420,10 @@ def generate():
     A("mov(a4, a15)")
     A("j(%s)" % loop)
     A.put(nxt)
-    # ISZ: flag bit d if the slot is a multiple of p below 2^258 (its limbs equal k*p's)
+    # ISZ: flag bit d if the slot is a multiple of p below 2^258
     nxt = case(OPS["ISZ"])
     _slot_ptr(A, "a8")
-    found = A.label()
-    for kk in range(((1 << 258) // P) + 1):
-        other = A.label()
-        for i, v in enumerate(lay.to_limbs(kk * P)):
-            A("l16ui(a10, a8, %d)" % (2 * i))
-            A("movi(a11, %d)" % v)
-            A("bne(a10, a11, %s)" % other)
-        A("j(%s)" % found)
-        A.put(other)
-    A("j(%s)" % loop)
-    A.put(found)
-    A("movi(a10, 1)")
+    _isz_body(A, lay)
     A("ssl(a7)")
     A("sll(a10, a10)")
     A("or_(a5, a5, a10)")
@@ -397,6 +521,16 @@ def generate():
     A("or_(a5, a5, a10)")
     A("j(%s)" % loop)
     A.put(nxt)
+    # VRUN: a stretch of the doubling chain over the variable bases' NAF digits (p256programs
+    # VRUN_*); RET: back from one of its sub-programs
+    nxt = case(OPS["VRUN"])
+    _vrun(A, PP)
+    A("j(%s)" % loop)
+    A.put(nxt)
+    nxt = case(OPS["RET"])
+    A("mov(a4, a15)")
+    A("j(%s)" % loop)
+    A.put(nxt)
     # END, or an unknown opcode
     A.put(done)
     A("mov(a2, a5)")
@@ -406,8 +540,9 @@ def generate():
             "# validator.p256_native's interpreter of field programs in Xtensa assembly (MicroPython's",
             "# inline assembler), for the ESP32: the same operations, the same arithmetic step for step",
             "# (tests/firmware/test_p256_xtensa.py compares the two engines bit for bit under qemu), about",
-            "# 2.5 times fewer instructions. run(ws, io, prog, arg): see p256_native.py.",
-            "import micropython", "", "",
+            "# 2.8 times fewer instructions; and VRUN, a doubling chain run natively (p256_field.vrun).",
+            "# run(ws, io, prog, arg): see p256_native.py.",
+            "import micropython", "", "VRUN = True", "", "",
             "@micropython.asm_xtensa",
             "def run(a2, a3, a4, a5):"]
     return "\n".join(head + A.lines) + "\n"

@@ -13,13 +13,13 @@ validator/p256_host.py on CPython); the slot map below is what validator/p256_fi
 p256_fixed.py and p256.py patch programs and read results by.
 """
 OPS = dict(END=0, MUL=1, SQR=2, ADD=3, SUB=4, MOV=5, SQRN=6, ISZ=7, LOAD=8, STORE=9, CANON=10,
-           BIT0=11, RPT=12, NEXT=13, MULS=14, MULN=15)
+           BIT0=11, RPT=12, NEXT=13, MULS=14, MULN=15, VRUN=16, RET=17)
 MULS_MAX = 8        # MULS multiplies by a small constant 1..8
 
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS, MULN = (
+END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS, MULN, VRUN, RET = (
     OPS[k] for k in ("END", "MUL", "SQR", "ADD", "SUB", "MOV", "SQRN", "ISZ", "LOAD", "STORE",
-                     "CANON", "BIT0", "RPT", "NEXT", "MULS", "MULN"))
+                     "CANON", "BIT0", "RPT", "NEXT", "MULS", "MULN", "VRUN", "RET"))
 N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
 
 # slots
@@ -222,6 +222,31 @@ TO_AFFINE = prog(*_body([(MOV, _t(0), Z)], _inv(), [(SQR, _t(8), _t(7)), (MUL, X
 
 
 
+# VRUN: a stretch of the doubling chain over the variable bases' NAF digits in one call (the
+# Xtensa engine runs it natively; p256_field.vrun runs the same steps on the other engines). Its
+# block at io: u16 position to start at (VRUN_J, written back), u16 position to end at
+# (VRUN_END), u8 the accumulator is O (VRUN_INF, written back), u8 number of variable bases
+# (VRUN_NVAR), then the NAF digits (d & 0xff, 257 each) of base 0 at VRUN_NAF0 and of base 1
+# after them. At each position: a doubling (unless O), then base 0's and base 1's additions
+# (DBL; VAR_SET / VAR_ADD). An addition that meets the same x stops it with flag bit 7 (VRUN_J
+# names the position; the accumulator is void).
+VRUN_J = 0
+VRUN_END = 2
+VRUN_INF = 4
+VRUN_NVAR = 5
+VRUN_NEG = 6       # (the Xtensa engine's own state from here)
+VRUN_PHASE = 7
+VRUN_BASE = 8
+VRUN_SRC = 12
+VRUN_NAF0 = 16
+VRUN_SIZE = VRUN_NAF0 + 2 * 257 + 2
+VRUN_PROG = prog((VRUN,))
+# what the Xtensa engine's VRUN runs as sub-programs, each returning to it (RET)
+SUB_DBL = prog(*(_DBL + [(RET,)]))
+SUB_MADD = prog(*(_MADD + [(RET,)]))
+SUB_SET = prog(*(_SET + [(RET,)]))
+SUB_NEG = prog(*(_NEG_Y2 + [(RET,)]))
+
 # Constants into their slots ZERO .. RRN: LOAD of the 32-byte big-endian values 0, p, 1, R mod p,
 # R^2 mod p, B*R mod p, n, R^2 mod n (in that order) from io.
 SET_CONSTANTS = prog(*[(LOAD, ZERO + i, 0, i) for i in range(8)])
@@ -286,13 +311,15 @@ STORE_XY2 = prog((MUL, T, X2, ONE_RAW), (CANON, T, T, SP), (STORE, 0, T, 0),
 TB_FROM_BASE = prog(*_SET)
 
 # What the generated module holds: slot numbers and sizes, then the programs.
-NUMBERS = ("SLOT_BYTES", "SCR", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "SN", "RRN", "X", "Y",
+NUMBERS = ("VRUN_J", "VRUN_END", "VRUN_INF", "VRUN_NVAR", "VRUN_NAF0", "VRUN_SIZE", "SLOT_BYTES",
+           "SCR", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "SN", "RRN", "X", "Y",
            "Z", "X2", "Y2",
            "T", "AREA", "AREA_SLOTS", "SLOTS", "BATCH", "BATCH_C", "VAR_ADD_AT", "RPT", "SUB",
            "MOV", "MUL")
 PROGRAMS = ("DBL", "SET_DBL", "TAB_ADD", "TAB_ADD_NEG", "TAB_SET", "TAB_SET_NEG", "VAR_ADD",
             "VAR_SET", "DBLS", "VAR1", "VAR2", "LOAD_POINT", "LIFT_X", "NEG_Y", "STORE_POINT",
-            "IS_INF", "X_IS", "TO_AFFINE", "STORE_XY2", "SET_CONSTANTS", "SCALARS", "SCALAR_MUL", "TB_STEP", "TB_FIRST", "TB_SECOND",
+            "IS_INF", "X_IS", "TO_AFFINE", "STORE_XY2", "SET_CONSTANTS", "SCALARS", "SCALAR_MUL",
+            "VRUN_PROG", "SUB_DBL", "SUB_MADD", "SUB_SET", "SUB_NEG", "TB_STEP", "TB_FIRST", "TB_SECOND",
             "TB_PROD", "TB_INV", "TB_OUT", "TB_OUT0", "TB_SET_BASE", "TB_FROM_BASE")
 
 
@@ -301,6 +328,20 @@ def _literal(b, indent="    "):
     for i in range(0, len(b), 24):
         out.append(indent + "b'" + "".join("\\x%02x" % c for c in b[i:i + 24]) + "'")
     return "(\n" + "\n".join(out) + ")" if len(out) > 1 else out[0].strip()
+
+
+def layout():
+    """(the bytes of PROGS, {program name: its offset}) in the generated module's order."""
+    g = globals()
+    blob = bytearray()
+    where = {}
+    for name in PROGRAMS:
+        v = g[name]
+        for i, b in enumerate(v if isinstance(v, list) else [v]):
+            assert len(blob) < 1 << 14
+            where[name + ("_%d" % i if isinstance(v, list) else "")] = len(blob)
+            blob += b
+    return bytes(blob), where
 
 
 def module_text():
@@ -318,14 +359,9 @@ def module_text():
     for name in NUMBERS:
         lines.append("%s = %d" % (name, g[name]))
     lines.append("")
-    blob = bytearray()
-    for name in PROGRAMS:
-        v = g[name]
-        for i, b in enumerate(v if isinstance(v, list) else [v]):
-            assert len(blob) < 1 << 14
-            lines.append("%s = %d" % (name + ("_%d" % i if isinstance(v, list) else ""), len(blob)))
-            blob += b
+    blob, where = layout()
+    for name, off in where.items():
+        lines.append("%s = %d" % (name, off))
     lines.append("")
-    lines.append("PROGS = " + _literal(bytes(blob)))
+    lines.append("PROGS = " + _literal(blob))
     return "\n".join(lines) + "\n"
-

@@ -265,3 +265,27 @@ def test_generated_modules_are_current():
     assert (root / "p256_native.py").read_text() == p256codegen.generate()
     assert (root / "p256_xtensa.py").read_text() == p256asm.generate()
     assert (root / "p256_progs.py").read_text() == PP.module_text()
+
+
+def test_base45_decoding_on_the_xtensa():
+    # the ride code's base45 decoding is native code too (validator/base45_native.py)
+    from validator import base45
+    code = K.engine_code(K.ROOT / "firmware" / "validator" / "base45_native.py")
+    rng = random.Random(45)
+    cases = [bytes(rng.randrange(256) for _ in range(n)) for n in (0, 1, 2, 3, 230, 273)]
+    cases.append(b"\xff" * 100)
+    for raw in cases:
+        text = base45.encode(raw).encode()
+        mem = bytearray(text) + bytes(-len(text) % 4)
+        digit = len(mem)
+        mem += base45._DIGIT
+        out = len(mem)
+        mem += bytes(len(raw) + 4)
+        res = X.run(code, bytes(mem), [("decode_into", [("mem", 0), len(text), ("mem", digit),
+                                                        ("mem", out)])])
+        assert res.returns[0] == len(raw) and res.memory[out:out + len(raw)] == raw
+    for bad, want in ((b"GGW", -2), (b"A!B", -1)):
+        mem = bytearray(bad) + bytes(1) + base45._DIGIT + bytes(8)
+        res = X.run(code, bytes(mem), [("decode_into", [("mem", 0), 3, ("mem", 4),
+                                                        ("mem", 260)])])
+        assert res.returns[0] == want

@@ -1,0 +1,92 @@
+"""How bench/ estimates an ESP32's time for work done by the reader's firmware (docs/performance.md,
+"ESP32 estimate: the method"), from two measurements of the same work on the unix port:
+
+1. Native code: the firmware records every call of the field engine (tests/mp/engine_tap.py);
+   the calls are replayed on a 32-bit Xtensa under qemu-user with the ESP32's engine (the
+   assembly one, validator/p256_xtensa.py, the very bytes mpy-cross -march=xtensawin makes), which
+   counts the instructions exactly. Time = instructions x CPI / 240 MHz, CPI 1.2-1.6 (in-order
+   LX6: load-use stalls, taken branches, instruction fetch from flash through its cache).
+2. Everything else: the same work again with the engine replaced by a stub that answers the
+   recorded flags; its CPU time on the unix port is the interpreter and the big integers. Big
+   integers (MicroPython's pidigits benchmark: ESP32 about 100x slower than the unix port on a
+   current x86) and interpreter-bound code (175-260x) are scaled apart: the big-integer part is
+   timed on its own on the same inputs.
+3. Calls from Python into the engine: their count x 10-20 us each (the call, argument
+   conversion, the return).
+"""
+import struct
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+
+import p256_xtensa_kit as K  # noqa: E402
+import xtensa_harness as X  # noqa: E402
+
+MHZ = 240
+CPI = (1.2, 1.6)
+INTERP = (175, 260)
+BIGINT = 100
+CALL_US = (10, 20)
+
+
+def read_record(path):
+    """(workspace bytes, [(program, io window, flags)]) of an engine_tap record file."""
+    b = Path(path).read_bytes()
+    n = struct.unpack_from("<I", b, 0)[0]
+    ws = b[4:4 + n]
+    i = 4 + n
+    calls = []
+    while i < len(b):
+        ln = struct.unpack_from("<H", b, i)[0]
+        i += 2
+        prog = b[i:i + ln]
+        i += ln
+        window = b[i:i + 64]
+        i += 64
+        flags = struct.unpack_from("<i", b, i)[0]
+        i += 4 + 64     # and what the call wrote into io (the stub's answer)
+        calls.append((prog, window, flags))
+    return ws, calls
+
+
+def native_instructions(path, engine=None):
+    """Instructions the ESP32's engine executes for the recorded calls (qemu), checking that every
+    call gives the flags it gave on the unix port. Returns (instructions, calls)."""
+    ws, calls = read_record(path)
+    code = engine or K.engine_code(K.ASM_SRC)
+    mem = bytearray(ws)
+    args = []
+    for prog, window, flags in calls:
+        while len(mem) % 4:
+            mem.append(0)
+        po = len(mem)
+        mem += prog
+        io = len(mem)
+        mem += window
+        args.append(("run", [("mem", 0), ("mem", io), ("mem", po), 0]))
+    res = X.run(code, bytes(mem), args, count=True)
+    want = [c[2] for c in calls]
+    if list(res.returns) != want:
+        raise RuntimeError("the Xtensa engine answered other flags than the unix port's: %s"
+                           % path)
+    return res.instructions["run"], len(calls)
+
+
+def estimate(instructions, interp_us, bigint_us, calls):
+    """(lo, hi) milliseconds on an ESP32 at 240 MHz, and the parts as a dict."""
+    native = [instructions * c / MHZ / 1000 for c in CPI]
+    python = [interp_us * f / 1000 + bigint_us * BIGINT / 1000 for f in INTERP]
+    callms = [calls * c / 1000 for c in CALL_US]
+    return ((native[0] + python[0] + callms[0], native[1] + python[1] + callms[1]),
+            {"native": native, "python": python, "calls": callms})
+
+
+def line(label, instructions, interp_us, bigint_us, calls):
+    (lo, hi), parts = estimate(instructions, interp_us, bigint_us, calls)
+    return ("  %-34s %5.0f-%-4.0f ms  (native %.2f M instructions: %.0f-%.0f ms; Python %.3f ms "
+            "on the unix port, %.3f of it big integers: %.0f-%.0f ms; %d calls: %.1f-%.1f ms)"
+            % (label, lo, hi, instructions / 1e6, parts["native"][0], parts["native"][1],
+               (interp_us + bigint_us) / 1000, bigint_us / 1000, parts["python"][0],
+               parts["python"][1], calls, parts["calls"][0], parts["calls"][1]))
