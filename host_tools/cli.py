@@ -8,7 +8,7 @@ import sys
 COMMAND_MODULES = (
     "issuing.issuer", "sim.wallet", "issuing.denylist_build", "issuing.config_build",
     "depot.readersync", "sim.emulators", "fleet.deploy", "sim.simday", "sim.scenario",
-    "issuing.p256tables",
+    "issuing.p256tables", "backoffice.centralcli", "backoffice.upload",
 )
 
 

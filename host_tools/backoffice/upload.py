@@ -1,0 +1,588 @@
+"""`fare upload`: a depot database's trip records and incidents into the central store, exactly once.
+
+Each batch of records is sent in one central transaction: COPY into a temporary staging table,
+partitions for its service days made if missing, one INSERT ... SELECT ... ON CONFLICT DO NOTHING
+into `trips` (a record is identified by reader, seq and the hash of its bytes, so what the store
+already has is skipped), its incidents, its `upload_batches` row, COMMIT. Only then does the depot
+database record the batch as confirmed (`upload_marks`). A cut anywhere (this process killed, the
+network or the server gone) loses nothing and stores nothing twice: before the commit nothing is
+stored; after it, at most this one batch is sent again by the next run, and the merge skips it.
+Records are read from the depot's bytes, not its columns: the central columns are decoded from
+each stored record, and a record that does not decode or names another reader becomes an incident.
+docs/backoffice.md explains the protocol."""
+import hashlib
+import queue
+import struct
+import threading
+import time
+from binascii import crc32
+from dataclasses import dataclass, field
+
+from host_tools.backoffice.pgconn import CentralError, connect, one_line
+from host_tools.common.fw import validator  # noqa: F401
+from host_tools.depot import depotdb
+from validator import triplog as tl
+
+BATCH_RECORDS = 20_000   # records per central transaction (a rerun re-sends at most one batch)
+BATCH_BYTES = 16 << 20   # and at most this many record bytes
+MAX_KEPT = tl.MAX_RECORD  # bytes of a hostile depot row kept in its incident
+
+STAGE_COLUMNS = ("reader_id", "seq", "rec_hash", "time", "decision", "reason", "kind", "account",
+                 "counter", "cred_id", "fare", "line", "stop", "keyed", "received_at", "record")
+# service_day is computed by the server as the rows arrive, once (the key of the anti-join and
+# of the partition)
+CREATE_STAGE = """CREATE TEMP TABLE IF NOT EXISTS fare_stage (
+    reader_id bigint, seq bigint, rec_hash bytea, time bigint, decision smallint, reason smallint,
+    kind text, account numeric, counter numeric, cred_id bytea, fare bigint, line bigint,
+    stop bigint, keyed boolean, received_at bigint, record bytea,
+    service_day date GENERATED ALWAYS AS (service_day(time)) STORED
+) ON COMMIT DELETE ROWS"""
+STAGE_TYPES = ("int8", "int8", "bytea", "int8", "int2", "int2", "text", "numeric", "numeric", "bytea",
+               "int8", "int8", "int8", "bool", "int8", "bytea")
+COPY_STAGE = "COPY fare_stage (%s) FROM STDIN (FORMAT BINARY)" % ", ".join(STAGE_COLUMNS)
+ENSURE_DAYS = "SELECT ensure_trip_days(array_agg(DISTINCT service_day)) FROM fare_stage"
+# The merge: the staged records that `trips` does not hold (an anti-join on its key), in key
+# order, so that two uploads holding some of the same records insert them in the same order and one
+# waits for the other instead of both for each other. The unique key is the backstop: a record that
+# another upload inserts at the same moment makes this INSERT fail (unique violation); the batch is
+# then rolled back and sent again with MERGE_RACING, which skips such records one by one.
+_MERGE = """INSERT INTO trips (service_day, depot_id, reader_id, seq, batch_id, time, fare, line,
+    stop, received_at, decision, reason, keyed, kind, account, counter, cred_id, rec_hash, record)
+SELECT s.service_day, %(depot)s, s.reader_id, s.seq, %(batch)s, s.time, s.fare, s.line,
+    s.stop, s.received_at, s.decision, s.reason, s.keyed, s.kind, s.account, s.counter, s.cred_id,
+    s.rec_hash, s.record
+FROM fare_stage s
+WHERE NOT EXISTS (SELECT 1 FROM trips t WHERE t.reader_id = s.reader_id AND t.seq = s.seq
+                  AND t.rec_hash = s.rec_hash AND t.service_day = s.service_day)
+ORDER BY s.reader_id, s.seq, s.rec_hash"""
+MERGE = _MERGE
+MERGE_RACING = _MERGE + "\nON CONFLICT DO NOTHING"
+SORT_MEMORY = "SET LOCAL work_mem = '64MB'"  # the batch's sort stays in memory
+NEXT_BATCH = "SELECT nextval(pg_get_serial_sequence('upload_batches', 'batch_id'))"
+INSERT_BATCH = ("INSERT INTO upload_batches (batch_id, depot_id, source, records, new_records, "
+                "incidents, bytes) VALUES (%s, %s, %s, %s, %s, %s, %s)")
+INSERT_INCIDENT = ("INSERT INTO incidents (dedupe_key, depot_id, batch_id, reader_id, kind, "
+                   "seq_from, seq_to, detail, at, record) "
+                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+INSERT_STATE = ("INSERT INTO reader_states (depot_id, reader_id, last_sync, stored_seq, chain_link, "
+                "acked_seq, firmware, deny_version, keyring_version, config_version, reader_time, "
+                "batch_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING")
+
+
+class UploadError(CentralError):
+    """The upload stopped; what was confirmed before stays confirmed, a rerun goes on from there."""
+
+
+@dataclass
+class Batch:
+    rows: list = field(default_factory=list)       # staging rows of good records
+    incidents: list = field(default_factory=list)  # INSERT_INCIDENT rows without depot/batch id
+    marks: list = field(default_factory=list)      # (source, reader_id, log, upto) once committed
+    records: int = 0                               # depot rows covered (good and bad)
+    nbytes: int = 0
+
+
+@dataclass
+class Summary:
+    depot: str = ""
+    batches: int = 0
+    records: int = 0        # depot records sent (good ones)
+    new: int = 0            # of which the central store did not have yet
+    bad: int = 0            # depot rows that became incidents
+    depot_incidents: int = 0
+    held: dict = field(default_factory=dict)  # reader_id -> records held back (not registered)
+    nbytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def skipped(self):
+        return self.records - self.new
+
+    @property
+    def rate(self):
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_per_s(self):
+        return self.nbytes / 1e6 / self.seconds if self.seconds else 0.0
+
+
+_REC = struct.Struct(tl.REC_FMT)
+_KINDS = tl.KINDS
+
+
+def fields(raw):
+    """The header fields of a stored trip record, checked exactly as validator.triplog.decode
+    checks them (the tests hold the two to the same answers), without building its dict or
+    slicing the ride code: the upload's inner loop. Raises tl.RecordError."""
+    n = len(raw)
+    if n < tl.MIN_RECORD or n > tl.MAX_RECORD:
+        raise tl.RecordError("trip record length %d out of range" % n)
+    h = _REC.unpack_from(raw)
+    if h[0] != tl.REC_MARK or h[1] != tl.VERSION:
+        raise tl.RecordError("not a version %d trip record" % tl.VERSION)
+    clen, rlen = h[15], h[16]
+    if h[2] != n or n != tl.REC_FIXED + clen + rlen + tl.CRC_SIZE:
+        raise tl.RecordError("trip record length fields disagree")
+    if clen not in (0, tl.CRED_SIZE) or rlen > tl.MAX_RAW or h[8] >= len(_KINDS) or h[9] & ~tl.FLAG_KEYED:
+        raise tl.RecordError("trip record field out of range")
+    if crc32(memoryview(raw)[:n - tl.CRC_SIZE]) != int.from_bytes(raw[n - tl.CRC_SIZE:], "big"):
+        raise tl.RecordError("trip record checksum mismatch")
+    return h
+
+
+def _u(v):
+    """An integer from a depot column (SQLite stores whatever it was given)."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError("not an integer: %r" % (v,))
+    return v
+
+
+def _bad(reason, rid, seq, raw, now):
+    """An incident row for a depot row that is not a good record of its reader."""
+    data = raw if isinstance(raw, (bytes, bytearray)) else str(raw).encode()
+    h = hashlib.sha256(data).hexdigest()[:32]
+    rid = rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 63 else None
+    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 1 << 63 else None
+    detail = "%s (depot row reader %s seq %s, %d bytes)" % (reason, rid, seq, len(data))
+    return ("record/%s/%s/%s" % (rid, seq, h), rid, "bad_record", seq, seq, detail[:1000],
+            now, bytes(data[:MAX_KEPT]))
+
+
+def encode_row(rid, seq, raw, received_at, now):
+    """(staging row, None) for a good depot row, (None, incident row) for any other."""
+    try:
+        rid, seq, received_at = _u(rid), _u(seq), _u(received_at)
+        if not isinstance(raw, bytes):
+            raise tl.RecordError("raw is %s, not bytes" % type(raw).__name__)
+        h = fields(raw)
+    except (ValueError, TypeError) as e:  # RecordError is a ValueError
+        return None, _bad("does not decode as a trip record: %s" % e, rid, seq, raw, now)
+    if h[4] != rid or h[3] != seq:
+        return None, _bad("the record is reader %d's seq %d, filed as reader %d's seq %d"
+                          % (h[4], h[3], rid, seq), rid, seq, raw, now)
+    if not 0 <= received_at < 1 << 63:
+        return None, _bad("received_at out of range", rid, seq, raw, now)
+    # (mark, version, length, seq, reader, time, decision, reason, kind, flags, account,
+    #  counter, fare, line, stop, cred_len, raw_len, prev_link)
+    return (rid, seq, hashlib.sha256(raw).digest()[:16], h[5], h[6], h[7], _KINDS[h[8]], h[10],
+            h[11], raw[tl.REC_FIXED:tl.REC_FIXED + h[15]], h[12], h[13], h[14],
+            bool(h[9] & tl.FLAG_KEYED), received_at, raw), None
+
+
+class Plan:
+    """What the depot database holds that the central store has not confirmed, read as batches."""
+
+    def __init__(self, db, store, registered, batch_records=BATCH_RECORDS, batch_bytes=BATCH_BYTES,
+                 now=time.time):
+        self.db = db
+        self.store = store
+        self.registered = registered
+        self.batch_records = batch_records
+        self.batch_bytes = batch_bytes
+        self.now = now
+        marks = db.upload_marks(store)
+        self.incident_mark = marks.get(("incidents", 0), (0, 0))[1]
+        self.replaced_mark = marks.get(("replaced", 0), (0, 0))[1]
+        resets = db.reader_resets()
+        self.readers = []   # (reader_id, log, upto) of registered readers
+        self.held = {}
+        self.records = self.nbytes = 0
+        n, b = db.count_replaced_after(self.replaced_mark)
+        self.records += n
+        self.nbytes += b
+        for rid in db.trip_readers():
+            log = resets.get(rid, 0)
+            mlog, upto = marks.get(("trips", rid), (log, 0))
+            upto = upto if mlog == log else 0  # a new log of the reader starts again at 0
+            n, b = db.count_trips_after(rid, upto)
+            if not n:
+                continue
+            if rid not in registered:
+                self.held[rid] = n
+                continue
+            self.readers.append((rid, log, upto))
+            self.records += n
+            self.nbytes += b
+        self.depot_incidents = db.count_incidents_after(self.incident_mark)
+
+    def batches(self):
+        """Batches in order: depot incidents, records of replaced logs, each reader's records."""
+        now = int(self.now())
+        b = Batch()
+        mark = self.incident_mark
+        while True:
+            rows = self.db.incidents_after(mark, self.batch_records)
+            if not rows:
+                break
+            for row in rows:
+                b.incidents.append(_depot_incident(row, self.depot_uuid))
+                mark = row[0]
+            b.marks.append(("incidents", 0, 0, mark))
+        rowid = self.replaced_mark
+        while True:
+            rows = self.db.replaced_after(rowid, self.batch_records - b.records)
+            if not rows:
+                break
+            for rowid, rid, seq, raw, received in rows:
+                if rid not in self.registered and isinstance(rid, int):
+                    # a replaced log of a reader that is not this depot's: an incident, since
+                    # its rows cannot wait for a mark of their own
+                    b.incidents.append(_bad("reader not registered to this depot", rid, seq, raw, now))
+                else:
+                    self._add(b, rid, seq, raw, received, now)
+            b.marks = [m for m in b.marks if m[0] != "replaced"] + [("replaced", 0, 0, rowid)]
+            if self._full(b):
+                yield b
+                b = Batch()
+        for rid, log, upto in self.readers:
+            while True:
+                rows = self.db.trips_after(rid, upto, self.batch_records - b.records)
+                if not rows:
+                    break
+                for _, seq, raw, received in rows:
+                    self._add(b, rid, seq, raw, received, now)
+                    upto = seq
+                b.marks = [m for m in b.marks if (m[0], m[1]) != ("trips", rid)]
+                b.marks.append(("trips", rid, log, upto))
+                if self._full(b):
+                    yield b
+                    b = Batch()
+        if b.records or b.incidents or b.marks:
+            yield b
+
+    def _add(self, b, rid, seq, raw, received, now):
+        row, bad = encode_row(rid, seq, raw, received, now)
+        if row is not None:
+            b.rows.append(row)
+            b.nbytes += len(raw)
+        else:
+            b.incidents.append(bad)
+        b.records += 1
+
+    def _full(self, b):
+        return b.records >= self.batch_records or b.nbytes >= self.batch_bytes
+
+
+def _depot_incident(row, depot_uuid):
+    id_, rid, kind, a, z, detail, at = row
+
+    def num(v):
+        return v if isinstance(v, int) and not isinstance(v, bool) and -(1 << 63) <= v < 1 << 63 else None
+    return ("depot/%s/%s" % (depot_uuid, id_), num(rid), str(kind)[:40], num(a), num(z),
+            str(detail)[:1000], num(at) or 0, None)
+
+
+class Uploader:
+    """One upload of one depot database into one central store."""
+
+    def __init__(self, depot_path, url, depot=None, batch_records=BATCH_RECORDS,
+                 batch_bytes=BATCH_BYTES, progress=None, hook=None, now=time.time):
+        self.depot_path = str(depot_path)
+        self.url = url
+        self.depot_name = depot
+        self.batch_records = batch_records
+        self.batch_bytes = batch_bytes
+        self.progress = progress or (lambda **kw: None)
+        self.hook = hook or (lambda step: None)   # tests cut the upload at each step
+        self.now = now
+
+    def run(self):
+        t0 = time.perf_counter()
+        try:
+            reader_db = depotdb.open_existing(self.depot_path)
+            mark_db = depotdb.open_existing(self.depot_path)
+        except depotdb.NotADepotDB as e:
+            raise UploadError(str(e))
+        try:
+            depot_uuid = mark_db.identity()
+            conn = connect(self.url)
+            try:
+                return self._run(conn, reader_db, mark_db, depot_uuid, t0)
+            finally:
+                conn.close()
+        finally:
+            reader_db.close()
+            mark_db.close()
+
+    def _whoami(self, conn):
+        import psycopg
+        try:
+            store = dict(conn.execute("SELECT key, value FROM settings").fetchall())["store_id"]
+            mine = conn.execute("SELECT depot_id, name FROM depots WHERE role_name = current_user"
+                                ).fetchone()
+            if self.depot_name is not None:
+                named = conn.execute("SELECT depot_id, name FROM depots WHERE name = %s",
+                                     (self.depot_name,)).fetchone()
+                if named is None:
+                    raise UploadError("no depot %s in the central store (fare central add-depot)"
+                                      % self.depot_name)
+                if mine is not None and mine != named:
+                    raise UploadError("connected as depot %s's role, not %s's" % (mine[1], named[1]))
+                mine = named
+            if mine is None:
+                raise UploadError("connected as %s, which is no depot's role: connect as the "
+                                  "depot's role, or name the depot (--depot)" % conn.info.user)
+            registered = {r[0] for r in conn.execute(
+                "SELECT reader_id FROM readers WHERE depot_id = %s", (mine[0],))}
+        except (psycopg.errors.UndefinedTable, KeyError):
+            raise UploadError("%s is not a central store: run fare central init first"
+                              % conn.info.dbname)
+        return store, mine[0], mine[1], registered
+
+    def _run(self, conn, reader_db, mark_db, depot_uuid, t0):
+        import psycopg
+        store, depot_id, depot_name, registered = self._whoami(conn)
+        conn.execute(CREATE_STAGE)
+        plan = Plan(reader_db, store, registered, self.batch_records, self.batch_bytes, self.now)
+        plan.depot_uuid = depot_uuid
+        s = Summary(depot=depot_name, held=dict(plan.held), depot_incidents=0)
+        self.progress(total=plan.records, completed=0, nbytes=0)
+        feed = _Prefetch(plan.batches())
+        try:
+            for b in feed:
+                self.hook("read")
+                try:
+                    new = self._send(conn, b, depot_id, depot_uuid, s)
+                except psycopg.Error as e:
+                    raise UploadError(_why(e, s.batches + 1))
+                self.hook("committed")
+                mark_db.set_upload_marks(store, b.marks, int(self.now()))
+                self.hook("marked")
+                s.batches += 1
+                s.records += len(b.rows)
+                s.new += new
+                s.nbytes += b.nbytes
+                s.bad += sum(1 for i in b.incidents if i[2] == "bad_record")
+                s.depot_incidents += sum(1 for i in b.incidents if i[0].startswith("depot/"))
+                s.seconds = time.perf_counter() - t0
+                self.progress(advance=b.records, nbytes=s.nbytes)
+            self._finish(conn, reader_db, depot_id, depot_uuid, registered, s)
+        finally:
+            feed.close()
+        s.seconds = time.perf_counter() - t0
+        return s
+
+    def _send(self, conn, b, depot_id, depot_uuid, s):
+        """One batch in one transaction; returns how many records were new centrally."""
+        import psycopg
+        try:
+            return self._send_once(conn, b, depot_id, depot_uuid, MERGE)
+        except psycopg.errors.UniqueViolation:
+            # another upload inserted some of these records since our anti-join looked
+            return self._send_once(conn, b, depot_id, depot_uuid, MERGE_RACING)
+
+    def _send_once(self, conn, b, depot_id, depot_uuid, merge):
+        with conn.transaction():
+            batch_id = conn.execute(NEXT_BATCH).fetchone()[0]
+            new = 0
+            cur = conn.cursor()
+            if b.rows:
+                with cur.copy(COPY_STAGE) as cp:
+                    cp.set_types(STAGE_TYPES)
+                    for row in b.rows:
+                        cp.write_row(row)
+                self.hook("copied")
+                cur.execute(ENSURE_DAYS)
+                cur.execute(SORT_MEMORY)
+                cur.execute(merge, {"depot": depot_id, "batch": batch_id})
+                new = cur.rowcount
+                self.hook("merged")
+            if b.incidents:
+                cur.executemany(INSERT_INCIDENT, [
+                    (k, depot_id, batch_id, rid, kind, a, z, detail, at, rec)
+                    for k, rid, kind, a, z, detail, at, rec in b.incidents])
+            cur.execute(INSERT_BATCH, (batch_id, depot_id, depot_uuid, b.records, new,
+                                       len(b.incidents), b.nbytes))
+            self.hook("batch")
+        return new
+
+    def _finish(self, conn, reader_db, depot_id, depot_uuid, registered, s):
+        """The depot's view of its readers (chain heads, versions), and a held reader noted once."""
+        import psycopg
+        now = int(self.now())
+        states = [r for r in reader_db.reader_states() if r[0] in registered
+                  and isinstance(r[2], bytes) and all(isinstance(v, int) for v in (r[1], r[3]))]
+        try:
+            with conn.transaction():
+                batch_id = conn.execute(NEXT_BATCH).fetchone()[0]
+                cur = conn.cursor()
+                cur.executemany(INSERT_STATE, [
+                    (depot_id, r[0], r[9] or 0, r[1], r[2], r[3], None if r[4] is None else str(r[4])[:40],
+                     r[5], r[6], r[7], r[8], batch_id) for r in states])
+                cur.executemany(INSERT_INCIDENT, [
+                    ("unregistered/%s/%d" % (depot_id, rid), depot_id, batch_id, rid,
+                     "reader_not_registered", None, None,
+                     "the depot holds records of reader %d, which is not registered to it: "
+                     "they are held until it is (fare central add-readers)" % rid, now, None)
+                    for rid in s.held])
+                cur.execute(INSERT_BATCH, (batch_id, depot_id, depot_uuid, 0, 0, len(s.held), 0))
+        except psycopg.Error as e:
+            raise UploadError(_why(e, s.batches + 1))
+
+
+def _why(e, batch):
+    import psycopg
+    if isinstance(e, psycopg.errors.DiskFull):
+        what = "the central store is out of disk space"
+    elif isinstance(e, psycopg.errors.InsufficientPrivilege):
+        what = "the central store refused it"
+    elif isinstance(e, psycopg.OperationalError):
+        what = "the connection to the central store was lost"
+    else:
+        what = "the central store refused batch %d" % batch
+    return ("%s (%s); batches before %d are confirmed, rerun fare upload to go on"
+            % (what, one_line(e), batch))
+
+
+class _Prefetch:
+    """Reads and encodes the next batch in a thread while the central store merges this one."""
+
+    _END = object()
+
+    def __init__(self, batches):
+        self.q = queue.Queue(maxsize=1)
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, args=(batches,), daemon=True)
+        self.t.start()
+
+    def _run(self, batches):
+        try:
+            for b in batches:
+                while not self.stop.is_set():
+                    try:
+                        self.q.put(b, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+            self.q.put(self._END)
+        except BaseException as e:  # noqa: BLE001 -- handed to the consumer
+            self.q.put(e)
+
+    def __iter__(self):
+        while True:
+            item = self.q.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self):
+        self.stop.set()
+        try:
+            while True:
+                self.q.get_nowait()
+        except queue.Empty:
+            pass
+        self.t.join(timeout=5)
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+def upload_with_progress(depot_path, url, depot=None, batch_records=BATCH_RECORDS,
+                         no_progress=False, console=None):
+    """Run an upload with a progress bar and print its summary; returns the exit status."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    err = console or Console(stderr=True)
+    started = time.perf_counter()
+    with Progress(TextColumn("upload {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("records"), TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
+                  console=err, disable=no_progress) as bar:
+        task = bar.add_task(str(depot_path), total=None, speed="")
+
+        def progress(total=None, completed=None, advance=None, nbytes=None):
+            kw = {}
+            if total is not None:
+                kw["total"] = total
+            if completed is not None:
+                kw["completed"] = completed
+            if advance:
+                kw["advance"] = advance
+            if nbytes is not None:
+                dt = max(time.perf_counter() - started, 1e-6)
+                done = bar.tasks[0].completed + (advance or 0)
+                kw["speed"] = "%.0f rec/s %.1f MB/s" % (done / dt, nbytes / 1e6 / dt)
+            bar.update(task, **kw)
+
+        try:
+            s = Uploader(depot_path, url, depot=depot, batch_records=batch_records,
+                         progress=progress).run()
+        except CentralError as e:
+            bar.stop()
+            err.print("[bold red]upload failed:[/] %s" % e, soft_wrap=True, highlight=False)
+            return 1
+    table = Table(title="upload of %s (depot %s)" % (depot_path, s.depot), show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for what, value in (("records sent", s.records), ("new in the central store", s.new),
+                        ("already there (skipped)", s.skipped), ("bad records (incidents)", s.bad),
+                        ("depot incidents sent", s.depot_incidents),
+                        ("held back (readers not registered)", sum(s.held.values())),
+                        ("batches committed", s.batches), ("MB", "%.1f" % (s.nbytes / 1e6)),
+                        ("seconds", "%.2f" % s.seconds), ("records/s", "%.0f" % s.rate),
+                        ("MB/s", "%.1f" % s.mb_per_s)):
+        table.add_row(what, str(value))
+    Console().print(table)
+    if s.bad:
+        err.print("[bold yellow]%d depot record(s) are not good trip records: recorded as "
+                  "incidents (kind bad_record) in the central store[/]" % s.bad, highlight=False)
+    if s.held:
+        err.print("[bold red]held back: %s: not registered to depot %s (fare central add-readers "
+                  "%s ...), sent once registered[/]" % (
+                      ", ".join("reader %d (%d records)" % kv for kv in sorted(s.held.items())),
+                      s.depot, s.depot), soft_wrap=True, highlight=False)
+        return 1
+    return 0
+
+
+def cmd_upload(args):
+    return upload_with_progress(args.source, args.to, depot=args.depot,
+                                batch_records=args.batch, no_progress=args.no_progress)
+
+
+def _add_upload_options(p, prefix=""):
+    p.add_argument("--%sdepot" % prefix, metavar="NAME",
+                   help="the depot's name in the central store (needed only when connecting as "
+                        "an administrator, not as the depot's own role)")
+
+
+def add_commands(sub):
+    p = sub.add_parser("upload", help="send a depot database's trip records and incidents to the "
+                                      "central store, exactly once")
+    p.add_argument("--from", dest="source", default="depot.sqlite", metavar="DEPOT_DB",
+                   help="the depot database (SQLite file)")
+    p.add_argument("--to", required=True, metavar="URL", help="the central store (postgresql://...)")
+    _add_upload_options(p)
+    p.add_argument("--batch", type=int, default=BATCH_RECORDS,
+                   help="records per central transaction (default %d)" % BATCH_RECORDS)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_upload)
+
+    # `fare sync --upload-to URL`: the depot's sync command, then this upload. The depot package
+    # knows nothing of the back office; the option is added to its parser here.
+    sync = sub.choices.get("sync")
+    if sync is not None:
+        sync.add_argument("--upload-to", metavar="URL",
+                          help="after the sync, upload the depot database to this central store "
+                               "(fare upload)")
+        _add_upload_options(sync, "upload-")
+        sync.set_defaults(func=_sync_then_upload(sync.get_default("func")))
+
+
+def _sync_then_upload(sync_func):
+    def run(args):
+        status = sync_func(args)
+        if getattr(args, "upload_to", None):
+            # the records that came home are sent up even if some reader failed
+            status = max(status or 0, upload_with_progress(args.db, args.upload_to,
+                                                           depot=args.upload_depot,
+                                                           no_progress=args.no_progress))
+        return status
+    return run
