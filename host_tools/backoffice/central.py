@@ -154,6 +154,8 @@ END $$;
 GRANT USAGE ON SCHEMA {schema} TO {p}depot, {p}clearing, {p}reporting;
 GRANT SELECT ON settings, depots, readers TO {p}depot;
 GRANT INSERT ON trips, incidents, upload_batches, reader_states TO {p}depot;
+-- the key of its own readers' records, for the upload's anti-join (nothing else of any trip)
+GRANT SELECT (reader_id, seq, rec_hash, service_day) ON trips TO {p}depot;
 GRANT USAGE ON SEQUENCE upload_batches_batch_id_seq TO {p}depot;
 REVOKE EXECUTE ON FUNCTION ensure_trip_days(date[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ensure_trip_days(date[]) TO {p}depot;
@@ -177,6 +179,10 @@ CREATE POLICY own_incidents ON incidents FOR INSERT TO {p}depot
 CREATE POLICY own_readers_trips ON trips FOR INSERT TO {p}depot
     WITH CHECK ((depot_id, reader_id) IN (
         SELECT r.depot_id, r.reader_id FROM readers r JOIN depots d ON d.depot_id = r.depot_id
+        WHERE d.role_name = current_user));
+CREATE POLICY own_readers_keys ON trips FOR SELECT TO {p}depot
+    USING (reader_id IN (
+        SELECT r.reader_id FROM readers r JOIN depots d ON d.depot_id = r.depot_id
         WHERE d.role_name = current_user));
 CREATE POLICY own_readers_states ON reader_states FOR INSERT TO {p}depot
     WITH CHECK ((depot_id, reader_id) IN (
@@ -381,6 +387,28 @@ def add_depot(url, name, readers=(), password=None):
             conn.execute("INSERT INTO depots (name, role_name) VALUES (%s, %s)", (name, role))
         if readers:
             add_readers(url, name, readers)
+    return role, password
+
+
+def add_login(url, name, group, password=None):
+    """A login role in the clearing or reporting group (a person or a service). Returns
+    (role, password)."""
+    if group not in ("clearing", "reporting"):
+        raise CentralError("a login is for clearing or reporting, not %r" % group)
+    if not DEPOT_NAME.fullmatch(name or ""):
+        raise CentralError("a login name is lower case letters, digits and _ (at most 31), "
+                           "starting with a letter: %r" % name)
+    password = password or secrets.token_urlsafe(24)
+    from psycopg import sql
+    with connect(url) as conn:
+        cfg = _initialised(conn)
+        role = role_name(cfg, "%s_%s" % (group, name))
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADMIN_LOCK,))
+            if not _ensure_role(conn, role, login=True, password=password):
+                raise CentralError("role %s exists already" % role)
+            conn.execute(sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(role_name(cfg, group)), sql.Identifier(role)))
     return role, password
 
 

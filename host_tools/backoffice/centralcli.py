@@ -24,9 +24,7 @@ def _status(args):
         print("%-16s %s" % (k, v))
 
 
-def _add_depot(args):
-    readers = central.parse_readers(args.readers)
-    role, password = central.add_depot(args.db, args.name, readers)
+def _secret_out(args, password):
     if args.password_file:
         fd = os.open(args.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -34,8 +32,20 @@ def _add_depot(args):
         where = "in %s (mode 0600)" % args.password_file
     else:
         where = "(shown once): %s" % password
+    return where
+
+
+def _add_depot(args):
+    readers = central.parse_readers(args.readers)
+    role, password = central.add_depot(args.db, args.name, readers)
     print("depot %s: login role %s, %d reader(s) registered; its password %s"
-          % (args.name, role, len(readers), where))
+          % (args.name, role, len(readers), _secret_out(args, password)))
+
+
+def _add_login(args):
+    role, password = central.add_login(args.db, args.name, args.role)
+    print("%s login %s: role %s; its password %s" % (args.role, args.name, role,
+                                                      _secret_out(args, password)))
 
 
 def _add_readers(args):
@@ -93,6 +103,11 @@ def add_commands(sub):
     c = command("add-depot", _add_depot, "a depot and its login role")
     c.add_argument("name", help="lower case letters, digits, _")
     c.add_argument("--readers", default="", help="reader ids registered to it: 1201,1300-1399")
+    c.add_argument("--password-file", metavar="FILE",
+                   help="write the role's password here (mode 0600) instead of showing it")
+    c = command("add-login", _add_login, "a login role for clearing or reporting")
+    c.add_argument("name", help="lower case letters, digits, _")
+    c.add_argument("--role", required=True, choices=("clearing", "reporting"))
     c.add_argument("--password-file", metavar="FILE",
                    help="write the role's password here (mode 0600) instead of showing it")
     c = command("add-readers", _add_readers, "register readers to a depot")

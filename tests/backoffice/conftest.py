@@ -113,8 +113,12 @@ class CentralDB:
     def depot_url(self, name):
         return self.server.db_url(self.name, user=self.prefix + "depot_" + name)
 
-    def role_url(self, what):
-        return self.server.db_url(self.name, user=self.prefix + what)
+    def login_url(self, group, name="t"):
+        """A login role of the clearing or reporting group (made on first use)."""
+        role = self.prefix + group + "_" + name
+        if not self.q("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)):
+            central.add_login(self.url, name, group)
+        return self.server.db_url(self.name, user=role)
 
     def connect(self, user=None):
         return psycopg.connect(self.url if user is None else self.server.db_url(self.name, user),
