@@ -134,9 +134,11 @@ BEGIN
         part := 'trips_' || to_char(d, 'YYYYMMDD');
         CONTINUE WHEN to_regclass(part) IS NOT NULL;
         PERFORM pg_advisory_xact_lock({partition_lock});
-        CONTINUE WHEN to_regclass(part) IS NOT NULL;  -- made while we waited
-        -- writers of trips_other finish first; its rows of this day move to the new partition
+        -- writers of trips_other finish first; its rows of this day move to the new partition.
+        -- (Locking a table also reads the catalog changes committed meanwhile: the partition
+        -- another upload made while we waited for the advisory lock is seen next.)
         LOCK TABLE trips_other IN EXCLUSIVE MODE;
+        CONTINUE WHEN to_regclass(part) IS NOT NULL;  -- made while we waited
         EXECUTE format('CREATE TABLE %I (LIKE trips INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
         EXECUTE format('WITH moved AS (DELETE FROM trips_other WHERE service_day = %L RETURNING *) '
                        'INSERT INTO %I SELECT * FROM moved', d, part);

@@ -86,19 +86,30 @@ def _configure(data):
 
 def _owner_kwargs(data):
     if os.name == "posix" and os.geteuid() == 0:
+        # the server's user must reach its directory (pgserver opens the path for it at initdb;
+        # a directory above may have been made private since, e.g. by pytest)
+        from pgserver.utils import ensure_prefix_permissions
+        ensure_prefix_permissions(data)
         return {"user": data.stat().st_uid}
     return {}
 
 
 def _pg_ctl(data, *args):
-    pgserver = _pgserver()
-    try:
-        pgserver.pg_ctl(["-w", "-t", "60", "-l", str(data / "log")] + list(args)
-                        + (["-o", '-h "" -k %s' % _sockdir(data)] if args[-1] in ("start", "restart")
-                           else []),
-                        pgdata=data, timeout=90, **_owner_kwargs(data))
-    except subprocess.CalledProcessError as e:
-        raise ServerError("pg_ctl %s failed for %s: %s" % (" ".join(args), data, e))
+    """Run pgserver's pg_ctl on `data` (as the data directory's owner); ServerError with the
+    end of its output if it fails."""
+    from pgserver._commands import POSTGRES_BIN_PATH
+    cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
+           "-l", str(data / "log")] + list(args)
+    if args[-1] in ("start", "restart"):
+        cmd += ["-o", '-h "" -k %s' % _sockdir(data)]
+    with tempfile.TemporaryFile("w+") as out:
+        # output to a file, not a pipe: the server inherits it and would hold a pipe open
+        r = subprocess.run(cmd, stdout=out, stderr=out, timeout=90, **_owner_kwargs(data))
+        out.seek(0)
+        text = out.read()
+    if r.returncode:
+        raise ServerError("pg_ctl %s failed for %s: %s" % (" ".join(args), data,
+                                                           " / ".join(text.strip().split("\n")[-3:])))
 
 
 def _sockdir(data):
@@ -146,22 +157,28 @@ def stop(directory, mode="fast"):
 
 
 def kill(directory):
-    """SIGKILL the server and every process of it: what a power cut does to it (tests)."""
+    """SIGKILL the server and every process of it: what a power cut does to it (tests). Every
+    PostgreSQL process works in its data directory, so a backend orphaned by the postmaster's
+    death is found too; returns when none is left (none holds the shared memory any more)."""
     import psutil
-    pid = postmaster_pid(directory)
-    if pid is None:
-        return
-    try:
-        proc = psutil.Process(pid)
-        family = [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for p in family:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=10)
+    data = os.path.realpath(pgdata(directory))
+    for _ in range(50):
+        family = []
+        for p in psutil.process_iter(["name"]):
+            try:
+                if p.info["name"] == "postgres" and os.path.realpath(p.cwd()) == data:
+                    family.append(p)
+            except psutil.Error:
+                continue
+        if not family:
+            return
+        for p in family:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(family, timeout=5)
+    raise ServerError("%s: the server's processes do not go away" % directory)
 
 
 def serve_forever(directory, out=sys.stdout):
