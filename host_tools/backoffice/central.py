@@ -19,6 +19,10 @@ FIRST_DAY = "2020-01-01"  # no reader clock is set before this (validator/clock.
 SCHEMA_V1 = r"""
 CREATE DOMAIN u64 AS numeric(20, 0) CHECK (VALUE >= 0 AND VALUE <= 18446744073709551615);
 
+-- an unsigned 64-bit value sent as the bigint of the same bits (the upload's staging table)
+CREATE FUNCTION u64_of(v bigint) RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN v < 0 THEN v::numeric + 18446744073709551616 ELSE v::numeric END;
+
 -- the service day of a reader's Unix time, in the operator's time zone
 CREATE FUNCTION service_day(t bigint) RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN ((to_timestamp(t) AT TIME ZONE {zone}) - interval {day_starts})::date;

@@ -25,6 +25,7 @@ from validator import triplog as tl
 
 BATCH_RECORDS = 20_000   # records per central transaction (a rerun re-sends at most one batch)
 BATCH_BYTES = 16 << 20   # and at most this many record bytes
+CONNECTIONS = 2          # batches in flight at once (each on its own connection)
 MAX_KEPT = tl.MAX_RECORD  # bytes of a hostile depot row kept in its incident
 
 STAGE_COLUMNS = ("reader_id", "seq", "rec_hash", "time", "decision", "reason", "kind", "account",
@@ -33,12 +34,10 @@ STAGE_COLUMNS = ("reader_id", "seq", "rec_hash", "time", "decision", "reason", "
 # of the partition)
 CREATE_STAGE = """CREATE TEMP TABLE IF NOT EXISTS fare_stage (
     reader_id bigint, seq bigint, rec_hash bytea, time bigint, decision smallint, reason smallint,
-    kind text, account numeric, counter numeric, cred_id bytea, fare bigint, line bigint,
+    kind text, account bigint, counter bigint, cred_id bytea, fare bigint, line bigint,
     stop bigint, keyed boolean, received_at bigint, record bytea,
     service_day date GENERATED ALWAYS AS (service_day(time)) STORED
 ) ON COMMIT DELETE ROWS"""
-STAGE_TYPES = ("int8", "int8", "bytea", "int8", "int2", "int2", "text", "numeric", "numeric", "bytea",
-               "int8", "int8", "int8", "bool", "int8", "bytea")
 COPY_STAGE = "COPY fare_stage (%s) FROM STDIN (FORMAT BINARY)" % ", ".join(STAGE_COLUMNS)
 ENSURE_DAYS = "SELECT ensure_trip_days(array_agg(DISTINCT service_day)) FROM fare_stage"
 # The merge: the staged records that `trips` does not hold (an anti-join on its key), in key
@@ -49,7 +48,8 @@ ENSURE_DAYS = "SELECT ensure_trip_days(array_agg(DISTINCT service_day)) FROM far
 _MERGE = """INSERT INTO trips (service_day, depot_id, reader_id, seq, batch_id, time, fare, line,
     stop, received_at, decision, reason, keyed, kind, account, counter, cred_id, rec_hash, record)
 SELECT s.service_day, %(depot)s, s.reader_id, s.seq, %(batch)s, s.time, s.fare, s.line,
-    s.stop, s.received_at, s.decision, s.reason, s.keyed, s.kind, s.account, s.counter, s.cred_id,
+    s.stop, s.received_at, s.decision, s.reason, s.keyed, s.kind, u64_of(s.account),
+    u64_of(s.counter), s.cred_id,
     s.rec_hash, s.record
 FROM fare_stage s
 WHERE NOT EXISTS (SELECT 1 FROM trips t WHERE t.reader_id = s.reader_id AND t.seq = s.seq
@@ -76,11 +76,21 @@ class UploadError(CentralError):
 
 @dataclass
 class Batch:
-    rows: list = field(default_factory=list)       # staging rows of good records
+    rows: list = field(default_factory=list)       # staging rows of good records (binary COPY)
     incidents: list = field(default_factory=list)  # INSERT_INCIDENT rows without depot/batch id
     marks: list = field(default_factory=list)      # (source, reader_id, log, upto) once committed
     records: int = 0                               # depot rows covered (good and bad)
     nbytes: int = 0
+
+    def payload(self):
+        """The COPY data of the good records, in key order: two uploads that hold some of the
+        same records insert them in the same order (see MERGE)."""
+        if self._payload is None:
+            self.rows.sort()  # a row starts with its reader and seq (big-endian, non-negative)
+            self._payload = b"".join([COPY_HEADER] + self.rows + [COPY_TRAILER])
+        return self._payload
+
+    _payload: bytes = None
 
 
 @dataclass
@@ -150,8 +160,29 @@ def _bad(reason, rid, seq, raw, now):
             now, bytes(data[:MAX_KEPT]))
 
 
+# One staging row in PostgreSQL's binary COPY format: a field count, then each field as its
+# length and bytes (big-endian); the variable fields (kind, cred_id, record) come in few sizes, so
+# one Struct per (kind, cred_id) size packs all but the record in one call.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
+_KIND_BYTES = [k.encode() for k in _KINDS]
+_ROWS = {}
+_I64 = 1 << 63
+
+
+def _row_struct(klen, clen):
+    key = (klen, clen)
+    st = _ROWS.get(key)
+    if st is None:
+        st = _ROWS[key] = struct.Struct(
+            ">h" + "iq" * 2 + "i16s" + "iq" + "ih" * 2 + "i%ds" % klen + "iq" * 2 + "i%ds" % clen
+            + "iq" * 3 + "i?" + "iq" + "i")
+    return st
+
+
 def encode_row(rid, seq, raw, received_at, now):
-    """(staging row, None) for a good depot row, (None, incident row) for any other."""
+    """(staging row in binary COPY format, None) for a good depot row, (None, incident row) for
+    any other."""
     try:
         rid, seq, received_at = _u(rid), _u(seq), _u(received_at)
         if not isinstance(raw, bytes):
@@ -162,13 +193,19 @@ def encode_row(rid, seq, raw, received_at, now):
     if h[4] != rid or h[3] != seq:
         return None, _bad("the record is reader %d's seq %d, filed as reader %d's seq %d"
                           % (h[4], h[3], rid, seq), rid, seq, raw, now)
-    if not 0 <= received_at < 1 << 63:
+    if not 0 <= received_at < _I64:
         return None, _bad("received_at out of range", rid, seq, raw, now)
-    # (mark, version, length, seq, reader, time, decision, reason, kind, flags, account,
-    #  counter, fare, line, stop, cred_len, raw_len, prev_link)
-    return (rid, seq, hashlib.sha256(raw).digest()[:16], h[5], h[6], h[7], _KINDS[h[8]], h[10],
-            h[11], raw[tl.REC_FIXED:tl.REC_FIXED + h[15]], h[12], h[13], h[14],
-            bool(h[9] & tl.FLAG_KEYED), received_at, raw), None
+    # h: (mark, version, length, seq, reader, time, decision, reason, kind, flags, account,
+    #     counter, fare, line, stop, cred_len, raw_len, prev_link); u64s go as int8 bit patterns
+    kind = _KIND_BYTES[h[8]]
+    clen = h[15]
+    acct, ctr = h[10], h[11]
+    return _row_struct(len(kind), clen).pack(
+        16, 8, rid, 8, seq, 16, hashlib.sha256(raw).digest()[:16], 8, h[5], 2, h[6], 2, h[7],
+        len(kind), kind, 8, acct - (1 << 64) if acct >= _I64 else acct,
+        8, ctr - (1 << 64) if ctr >= _I64 else ctr, clen, raw[tl.REC_FIXED:tl.REC_FIXED + clen],
+        8, h[12], 8, h[13], 8, h[14], 1, bool(h[9] & tl.FLAG_KEYED), 8, received_at,
+        len(raw)) + raw, None
 
 
 class Plan:
@@ -278,12 +315,14 @@ class Uploader:
     """One upload of one depot database into one central store."""
 
     def __init__(self, depot_path, url, depot=None, batch_records=BATCH_RECORDS,
-                 batch_bytes=BATCH_BYTES, progress=None, hook=None, now=time.time):
+                 batch_bytes=BATCH_BYTES, connections=CONNECTIONS, progress=None, hook=None,
+                 now=time.time):
         self.depot_path = str(depot_path)
         self.url = url
         self.depot_name = depot
         self.batch_records = batch_records
         self.batch_bytes = batch_bytes
+        self.connections = max(1, connections)
         self.progress = progress or (lambda **kw: None)
         self.hook = hook or (lambda step: None)   # tests cut the upload at each step
         self.now = now
@@ -295,14 +334,15 @@ class Uploader:
             mark_db = depotdb.open_existing(self.depot_path)
         except depotdb.NotADepotDB as e:
             raise UploadError(str(e))
+        conns = []
         try:
             depot_uuid = mark_db.identity()
-            conn = connect(self.url)
-            try:
-                return self._run(conn, reader_db, mark_db, depot_uuid, t0)
-            finally:
-                conn.close()
+            for _ in range(self.connections):
+                conns.append(connect(self.url))
+            return self._run(conns, reader_db, mark_db, depot_uuid, t0)
         finally:
+            for c in conns:
+                c.close()
             reader_db.close()
             mark_db.close()
 
@@ -331,40 +371,89 @@ class Uploader:
                               % conn.info.dbname)
         return store, mine[0], mine[1], registered
 
-    def _run(self, conn, reader_db, mark_db, depot_uuid, t0):
-        import psycopg
-        store, depot_id, depot_name, registered = self._whoami(conn)
-        conn.execute(CREATE_STAGE)
+    def _run(self, conns, reader_db, mark_db, depot_uuid, t0):
+        """Batches go to the connections in turn, each in a thread of its own (the server works
+        on one batch while the next is staged on the other connection). Commits may complete out
+        of order; the depot's marks are written strictly in batch order, for the batches whose
+        earlier batches are all committed: a mark never covers a batch that is not committed, and
+        at most len(conns) batches are ever committed and not marked."""
+        store, depot_id, depot_name, registered = self._whoami(conns[0])
+        for c in conns:
+            c.execute(CREATE_STAGE)
         plan = Plan(reader_db, store, registered, self.batch_records, self.batch_bytes, self.now)
         plan.depot_uuid = depot_uuid
         s = Summary(depot=depot_name, held=dict(plan.held), depot_incidents=0)
         self.progress(total=plan.records, completed=0, nbytes=0)
+        free = queue.Queue()
+        for c in conns:
+            free.put(c)
+        done = queue.Queue()
+        state = {"inflight": 0, "next": 0, "pending": {}, "failed": None}
+
+        def send(i, b, conn):
+            try:
+                out = (i, b, self._send(conn, b, depot_id, depot_uuid), None)
+            except BaseException as e:  # noqa: BLE001 -- the main thread raises it
+                out = (i, b, None, e)
+            free.put(conn)  # free before done: the main thread finds it free when it hears
+            done.put(out)
+
+        def settle(block):
+            """Take the batches that finished (waiting for one if `block`)."""
+            while state["inflight"]:
+                try:
+                    i, b, new, err = done.get(block=block)
+                except queue.Empty:
+                    return
+                block = False
+                state["inflight"] -= 1
+                if err is not None:
+                    if state["failed"] is None:
+                        state["failed"] = (i, err)
+                    continue
+                self.hook("committed")
+                state["pending"][i] = (b, new)
+                while state["next"] in state["pending"] and (
+                        state["failed"] is None or state["next"] < state["failed"][0]):
+                    b, new = state["pending"].pop(state["next"])
+                    mark_db.set_upload_marks(store, b.marks, int(self.now()))
+                    self.hook("marked")
+                    _account(s, b, new)
+                    s.seconds = time.perf_counter() - t0
+                    self.progress(advance=b.records, nbytes=s.nbytes)
+                    state["next"] += 1
+
         feed = _Prefetch(plan.batches())
         try:
-            for b in feed:
+            for i, b in enumerate(feed):
+                # a window of len(conns) batches from the first one not yet marked: at a cut, at
+                # most that many are committed without their mark (and sent again)
+                while state["failed"] is None and (free.empty() or i - state["next"] >= len(conns)):
+                    settle(block=True)  # (something is in flight whenever this waits)
+                settle(block=False)
+                if state["failed"] is not None:
+                    break
                 self.hook("read")
-                try:
-                    new = self._send(conn, b, depot_id, depot_uuid, s)
-                except psycopg.Error as e:
-                    raise UploadError(_why(e, s.batches + 1))
-                self.hook("committed")
-                mark_db.set_upload_marks(store, b.marks, int(self.now()))
-                self.hook("marked")
-                s.batches += 1
-                s.records += len(b.rows)
-                s.new += new
-                s.nbytes += b.nbytes
-                s.bad += sum(1 for i in b.incidents if i[2] == "bad_record")
-                s.depot_incidents += sum(1 for i in b.incidents if i[0].startswith("depot/"))
-                s.seconds = time.perf_counter() - t0
-                self.progress(advance=b.records, nbytes=s.nbytes)
-            self._finish(conn, reader_db, depot_id, depot_uuid, registered, s)
+                state["inflight"] += 1
+                threading.Thread(target=send, args=(i, b, free.get()), daemon=True).start()
+            while state["inflight"]:
+                settle(block=True)
+            if state["failed"] is not None:
+                i, err = state["failed"]
+                raise _as_upload_error(err, i + 1)
+            try:
+                self._finish(conns[0], reader_db, depot_id, depot_uuid, registered, s)
+            except BaseException as e:
+                raise _as_upload_error(e, s.batches + 1)
         finally:
+            while state["inflight"]:  # leaving early (an error, a signal): wait, mark nothing more
+                done.get()
+                state["inflight"] -= 1
             feed.close()
         s.seconds = time.perf_counter() - t0
         return s
 
-    def _send(self, conn, b, depot_id, depot_uuid, s):
+    def _send(self, conn, b, depot_id, depot_uuid):
         """One batch in one transaction; returns how many records were new centrally."""
         import psycopg
         try:
@@ -380,9 +469,7 @@ class Uploader:
             cur = conn.cursor()
             if b.rows:
                 with cur.copy(COPY_STAGE) as cp:
-                    cp.set_types(STAGE_TYPES)
-                    for row in b.rows:
-                        cp.write_row(row)
+                    cp.write(b.payload())
                 self.hook("copied")
                 cur.execute(ENSURE_DAYS)
                 cur.execute(SORT_MEMORY)
@@ -400,26 +487,38 @@ class Uploader:
 
     def _finish(self, conn, reader_db, depot_id, depot_uuid, registered, s):
         """The depot's view of its readers (chain heads, versions), and a held reader noted once."""
-        import psycopg
         now = int(self.now())
         states = [r for r in reader_db.reader_states() if r[0] in registered
                   and isinstance(r[2], bytes) and all(isinstance(v, int) for v in (r[1], r[3]))]
-        try:
-            with conn.transaction():
-                batch_id = conn.execute(NEXT_BATCH).fetchone()[0]
-                cur = conn.cursor()
-                cur.executemany(INSERT_STATE, [
-                    (depot_id, r[0], r[9] or 0, r[1], r[2], r[3], None if r[4] is None else str(r[4])[:40],
-                     r[5], r[6], r[7], r[8], batch_id) for r in states])
-                cur.executemany(INSERT_INCIDENT, [
-                    ("unregistered/%s/%d" % (depot_id, rid), depot_id, batch_id, rid,
-                     "reader_not_registered", None, None,
-                     "the depot holds records of reader %d, which is not registered to it: "
-                     "they are held until it is (fare central add-readers)" % rid, now, None)
-                    for rid in s.held])
-                cur.execute(INSERT_BATCH, (batch_id, depot_id, depot_uuid, 0, 0, len(s.held), 0))
-        except psycopg.Error as e:
-            raise UploadError(_why(e, s.batches + 1))
+        with conn.transaction():
+            batch_id = conn.execute(NEXT_BATCH).fetchone()[0]
+            cur = conn.cursor()
+            cur.executemany(INSERT_STATE, [
+                (depot_id, r[0], r[9] or 0, r[1], r[2], r[3], None if r[4] is None else str(r[4])[:40],
+                 r[5], r[6], r[7], r[8], batch_id) for r in states])
+            cur.executemany(INSERT_INCIDENT, [
+                ("unregistered/%s/%d" % (depot_id, rid), depot_id, batch_id, rid,
+                 "reader_not_registered", None, None,
+                 "the depot holds records of reader %d, which is not registered to it: "
+                 "they are held until it is (fare central add-readers)" % rid, now, None)
+                for rid in s.held])
+            cur.execute(INSERT_BATCH, (batch_id, depot_id, depot_uuid, 0, 0, len(s.held), 0))
+
+
+def _account(s, b, new):
+    s.batches += 1
+    s.records += len(b.rows)
+    s.new += new
+    s.nbytes += b.nbytes
+    s.bad += sum(1 for i in b.incidents if i[2] == "bad_record")
+    s.depot_incidents += sum(1 for i in b.incidents if i[0].startswith("depot/"))
+
+
+def _as_upload_error(e, batch):
+    import psycopg
+    if isinstance(e, psycopg.Error):
+        return UploadError(_why(e, batch))
+    return e
 
 
 def _why(e, batch):
@@ -450,6 +549,7 @@ class _Prefetch:
     def _run(self, batches):
         try:
             for b in batches:
+                b.payload()  # built here, while the central store works on the batch before
                 while not self.stop.is_set():
                     try:
                         self.q.put(b, timeout=0.1)

@@ -40,10 +40,11 @@ def depot(prebuilt, tmp_path):
     return path
 
 
-def _child(path, url, depot, batch, hook=None):
+def _child(path, url, depot, batch, hook=None, connections=2):
     def run():
         try:
-            Uploader(path, url, depot=depot, batch_records=batch, hook=hook).run()
+            Uploader(path, url, depot=depot, batch_records=batch, hook=hook,
+                     connections=connections).run()
         except BaseException as e:  # noqa: BLE001 -- the exit status says it
             os.write(2, ("upload of %s failed: %r\n" % (path, e)).encode())
             os._exit(1)
@@ -72,14 +73,15 @@ def test_upload_killed_at_random_points(central_db, depot):
     assert seen == sorted(seen)  # confirmed records are never lost
     assert any(0 < n < 1000 for n in seen)  # the kills fell inside the upload
     s = Uploader(depot, central_db.url, depot="north", batch_records=20).run()
-    assert s.records <= 1000 - seen[-1] + 20  # at most the one unconfirmed batch again
+    assert s.records <= 1000 - seen[-1] + 2 * 20  # at most the two batches in flight again
     assert_exactly_once(central_db, [depot])
 
 
 @pytest.mark.parametrize("step", ["read", "copied", "merged", "batch", "committed", "marked"])
 def test_upload_killed_at_each_step(central_db, depot, step):
     """The process dies at `step` of the third batch (committed: after the central commit,
-    before the depot's mark: the next run sends that batch again and the merge skips it)."""
+    before the depot's mark: the next run sends that batch again and the merge skips it). One
+    connection, so that the batches in flight are known."""
     central_db.add_depot("north", READERS)
     count = [0]
 
@@ -88,12 +90,12 @@ def test_upload_killed_at_each_step(central_db, depot, step):
             count[0] += 1
             if count[0] == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
-    p = _child(depot, central_db.url, "north", 100, die)
+    p = _child(depot, central_db.url, "north", 100, die, connections=1)
     p.join()
     assert p.exitcode == -signal.SIGKILL
     stored = len(central_records(central_db))
     assert stored == (300 if step in ("committed", "marked") else 200)
-    s = Uploader(depot, central_db.url, depot="north", batch_records=100).run()
+    s = Uploader(depot, central_db.url, depot="north", batch_records=100, connections=1).run()
     assert s.skipped == (100 if step == "committed" else 0)
     assert_exactly_once(central_db, [depot])
 
@@ -132,17 +134,19 @@ def test_server_killed_and_restarted_mid_upload(own_server, depot, capsys):
             if (step, hits[step]) in (("copied", 3), ("committed", 6)):
                 pgserve.kill(d)
     with pytest.raises(UploadError, match="connection to the central store was lost"):
-        Uploader(depot, url, depot="north", batch_records=100, hook=kill_server).run()
+        Uploader(depot, url, depot="north", batch_records=100, hook=kill_server,
+                 connections=1).run()
     assert not pgserve.running(d)
     pgserve.start(d)  # crash recovery
     with pytest.raises(UploadError, match="connection to the central store was lost"):
-        Uploader(depot, url, depot="north", batch_records=100, hook=kill_server).run()
+        Uploader(depot, url, depot="north", batch_records=100, hook=kill_server,
+                 connections=1).run()
     # the CLI says so in one line and exits 1 while the server is down
     assert cli.main(["upload", "--from", str(depot), "--to", url, "--depot", "north",
                      "--no-progress"]) == 1
     assert "cannot connect to the central store" in capsys.readouterr().err
     pgserve.start(d)
-    s = Uploader(depot, url, depot="north", batch_records=100).run()
+    s = Uploader(depot, url, depot="north", batch_records=100, connections=1).run()
     assert (s.records, s.skipped) == (400, 0)
     db = _Store(url)
     assert_exactly_once(db, [depot])
