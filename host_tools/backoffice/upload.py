@@ -458,8 +458,9 @@ class Uploader:
         import psycopg
         try:
             return self._send_once(conn, b, depot_id, depot_uuid, MERGE)
-        except psycopg.errors.UniqueViolation:
-            # another upload inserted some of these records since our anti-join looked
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            # another upload inserted some of these records since our anti-join looked (rows go
+            # in key order, so a deadlock is not expected; if one were, it is retried the same way)
             return self._send_once(conn, b, depot_id, depot_uuid, MERGE_RACING)
 
     def _send_once(self, conn, b, depot_id, depot_uuid, merge):

@@ -1,6 +1,6 @@
 """fare upload: every record once, resumable, hostile depot content as incidents."""
-import hashlib
 import sqlite3
+import time
 
 import pytest
 
@@ -215,3 +215,40 @@ def test_fields_agree_with_the_firmware_decoder():
                 assert (h[3], h[4], h[5], h[10], h[11], h[12]) == (
                     want["seq"], want["reader_id"], want["time"], want["account"],
                     want["counter"], want["fare"])
+
+
+def test_two_uploads_of_the_same_records_at_the_same_moment(central_db, depot, monkeypatch):
+    """Upload B inserts records that upload A has inserted but not committed: B waits for A,
+    its insert is refused by the unique key when A commits, and B sends the batch again with
+    ON CONFLICT DO NOTHING, which skips them. Neither fails, nothing is stored twice."""
+    import threading
+    central_db.add_depot("north", [101, 102, 103])
+    a_merged, b_started = threading.Event(), threading.Event()
+    merges = []
+    real = Uploader._send_once
+
+    def send_once(self, conn, b, depot_id, depot_uuid, merge):
+        merges.append(merge)
+        return real(self, conn, b, depot_id, depot_uuid, merge)
+    monkeypatch.setattr(Uploader, "_send_once", send_once)
+
+    def hold_a(step):
+        if step == "merged" and not a_merged.is_set():
+            a_merged.set()
+            b_started.wait(10)
+            time.sleep(0.5)  # B is now blocked on A's uncommitted rows
+    out = {}
+    ta = threading.Thread(target=lambda: out.setdefault("a", Uploader(
+        depot, central_db.url, depot="north", batch_records=900, connections=1,
+        hook=hold_a).run()))
+    ta.start()
+    assert a_merged.wait(20)
+    tb = threading.Thread(target=lambda: out.setdefault("b", Uploader(
+        depot, central_db.url, depot="north", batch_records=900, connections=1).run()))
+    tb.start()
+    b_started.set()
+    ta.join(30)
+    tb.join(30)
+    assert out["a"].new == 900 and out["b"].new == 0 and out["b"].skipped == 900
+    assert merges.count(upload.MERGE_RACING) == 1  # B's second try
+    assert_exactly_once(central_db, [depot])
