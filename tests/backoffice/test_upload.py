@@ -231,6 +231,7 @@ def test_two_uploads_of_the_same_records_at_the_same_moment(central_db, depot, m
         merges.append(merge)
         return real(self, conn, b, depot_id, depot_uuid, merge)
     monkeypatch.setattr(Uploader, "_send_once", send_once)
+    central_db.q("SELECT ensure_trip_days(ARRAY['2026-11-24'::date])")  # B must not wait on it
 
     def hold_a(step):
         if step == "merged" and not a_merged.is_set():
