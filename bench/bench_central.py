@@ -40,6 +40,20 @@ def cpu_of(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu(data):
+    """CPU seconds of every process of the server working in `data` (backends, WAL writer,
+    checkpointer, ...), by pid."""
+    import psutil
+    out = {}
+    for p in psutil.process_iter(["name"]):
+        try:
+            if p.info["name"] == "postgres" and os.path.realpath(p.cwd()) == data:
+                out[p.pid] = cpu_of(p.pid)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
 def new_store(server, name):
     with psycopg.connect(server, autocommit=True) as c:
         c.execute('CREATE DATABASE "%s"' % name)
@@ -48,29 +62,21 @@ def new_store(server, name):
     return url
 
 
-def timed_upload(path, url, depot):
-    """Uploader.run with wall, client and server CPU seconds."""
-    pids = []
-    real_connect = upload.connect
-
-    def connect(u):
-        c = real_connect(u)
-        pids.append(c.info.backend_pid)
-        return c
-    upload.connect = connect
+def timed_upload(path, url, depot, data, connections=upload.CONNECTIONS):
+    """Uploader.run with wall, client and server CPU seconds (the server's: every process of it,
+    from the first batch to the last, so the backends' time is counted before they exit)."""
     marks = {}
 
     def hook(step):
         if step == "read" and "cpu0" not in marks:
-            marks["cpu0"] = cpu_of(pids[-1])
+            marks["cpu0"] = server_cpu(data)
         if step == "batch":
-            marks["cpu1"] = cpu_of(pids[-1])
-    try:
-        t, c0 = time.perf_counter(), time.process_time()
-        s = upload.Uploader(path, url, depot=depot, hook=hook).run()
-        return s, time.perf_counter() - t, time.process_time() - c0, marks["cpu1"] - marks["cpu0"]
-    finally:
-        upload.connect = real_connect
+            marks["cpu1"] = server_cpu(data)
+    t, c0 = time.perf_counter(), time.process_time()
+    s = upload.Uploader(path, url, depot=depot, hook=hook, connections=connections).run()
+    wall, ccpu = time.perf_counter() - t, time.process_time() - c0
+    scpu = sum(v - marks["cpu0"].get(pid, 0.0) for pid, v in marks["cpu1"].items())
+    return s, wall, ccpu, scpu
 
 
 def rows_of(path, n):
@@ -127,10 +133,14 @@ def throughput(server, work):
           % (READERS * PER_READER, path.stat().st_size / 1e6, time.perf_counter() - t), flush=True)
     url = new_store(server, "bench_upload")
     central.add_depot(url, "north", list(range(10_000, 10_000 + READERS)))
-    s, wall, ccpu, scpu = timed_upload(path, url, "north")
+    data = os.path.realpath(pgserve.pgdata(work / "server"))
+    s, wall, ccpu, scpu = timed_upload(path, url, "north", data)
     t = time.perf_counter()
     again = upload.Uploader(path, url, depot="north").run()
     rerun = time.perf_counter() - t
+    one_url = new_store(server, "bench_one")
+    central.add_depot(one_url, "north", list(range(10_000, 10_000 + READERS)))
+    s1, wall1, _, _ = timed_upload(path, one_url, "north", data, connections=1)
     base_url = new_store(server, "bench_baseline")
     central.add_depot(base_url, "north", list(range(10_000, 10_000 + READERS)))
     base = row_by_row(path, base_url, 1, BASELINE_ROWS)
@@ -142,12 +152,15 @@ def throughput(server, work):
     print("|---|---|---|")
     print("| `fare upload` end to end (read, stage, merge, commit; batches of %d) | **%.0f** | %.1f |"
           % (upload.BATCH_RECORDS, n / wall, s.nbytes / 1e6 / wall))
+    print("| same, one connection (no batch staged while the other merges) | %.0f | %.1f |"
+          % (n / wall1, s1.nbytes / 1e6 / wall1))
     print("| row-by-row INSERT ... ON CONFLICT DO NOTHING (%d-row sample) | %.0f | %.1f |"
           % (BASELINE_ROWS, base, base * s.nbytes / n / 1e6))
     print("| bare COPY of the staged rows into a table without index (the floor) | %.0f | %.1f |"
           % (bare, bare * s.nbytes / n / 1e6))
     print()
-    print("fare upload: %.2f s wall, %.1f us client CPU and %.1f us server CPU per record; "
+    print("fare upload: %.2f s wall, %.1f us client CPU and %.1f us server CPU (all its "
+          "processes) per record; "
           "%.1fx the row-by-row baseline; a rerun with nothing to send: %.2f s (%d sent)"
           % (wall, ccpu / n * 1e6, scpu / n * 1e6, n / wall / base, rerun, again.records))
 

@@ -1,12 +1,12 @@
 """`fare upload`: a depot database's trip records and incidents into the central store, exactly once.
 
 Each batch of records is sent in one central transaction: COPY into a temporary staging table,
-partitions for its service days made if missing, one INSERT ... SELECT ... ON CONFLICT DO NOTHING
-into `trips` (a record is identified by reader, seq and the hash of its bytes, so what the store
-already has is skipped), its incidents, its `upload_batches` row, COMMIT. Only then does the depot
-database record the batch as confirmed (`upload_marks`). A cut anywhere (this process killed, the
-network or the server gone) loses nothing and stores nothing twice: before the commit nothing is
-stored; after it, at most this one batch is sent again by the next run, and the merge skips it.
+partitions for its service days made if missing, one INSERT ... SELECT of the staged records that
+`trips` does not hold (a record is identified by reader, seq and the hash of its bytes), its
+incidents, its `upload_batches` row, COMMIT. Only then does the depot database record the batch as
+confirmed (`upload_marks`). A cut anywhere (this process killed, the network or the server gone)
+loses nothing and stores nothing twice: before the commit nothing is stored; after it, at most the
+batches in flight (two) are sent again by the next run, and the merge skips their records.
 Records are read from the depot's bytes, not its columns: the central columns are decoded from
 each stored record, and a record that does not decode or names another reader becomes an incident.
 docs/backoffice.md explains the protocol."""
@@ -23,7 +23,7 @@ from host_tools.common.fw import validator  # noqa: F401
 from host_tools.depot import depotdb
 from validator import triplog as tl
 
-BATCH_RECORDS = 20_000   # records per central transaction (a rerun re-sends at most one batch)
+BATCH_RECORDS = 20_000   # records per central transaction
 BATCH_BYTES = 16 << 20   # and at most this many record bytes
 CONNECTIONS = 2          # batches in flight at once (each on its own connection)
 MAX_KEPT = tl.MAX_RECORD  # bytes of a hostile depot row kept in its incident
@@ -49,8 +49,7 @@ _MERGE = """INSERT INTO trips (service_day, depot_id, reader_id, seq, batch_id, 
     stop, received_at, decision, reason, keyed, kind, account, counter, cred_id, rec_hash, record)
 SELECT s.service_day, %(depot)s, s.reader_id, s.seq, %(batch)s, s.time, s.fare, s.line,
     s.stop, s.received_at, s.decision, s.reason, s.keyed, s.kind, u64_of(s.account),
-    u64_of(s.counter), s.cred_id,
-    s.rec_hash, s.record
+    u64_of(s.counter), s.cred_id, s.rec_hash, s.record
 FROM fare_stage s
 WHERE NOT EXISTS (SELECT 1 FROM trips t WHERE t.reader_id = s.reader_id AND t.seq = s.seq
                   AND t.rec_hash = s.rec_hash AND t.service_day = s.service_day)
