@@ -161,8 +161,6 @@ END $$;
 GRANT USAGE ON SCHEMA {schema} TO {p}depot, {p}clearing, {p}reporting;
 GRANT SELECT ON settings, depots, readers TO {p}depot;
 GRANT INSERT ON trips, incidents, upload_batches, reader_states TO {p}depot;
--- the key of its own readers' records, for the upload's anti-join (nothing else of any trip)
-GRANT SELECT (reader_id, seq, rec_hash, service_day) ON trips TO {p}depot;
 GRANT USAGE ON SEQUENCE upload_batches_batch_id_seq TO {p}depot;
 REVOKE EXECUTE ON FUNCTION ensure_trip_days(date[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ensure_trip_days(date[]) TO {p}depot;
@@ -186,10 +184,6 @@ CREATE POLICY own_incidents ON incidents FOR INSERT TO {p}depot
 CREATE POLICY own_readers_trips ON trips FOR INSERT TO {p}depot
     WITH CHECK ((depot_id, reader_id) IN (
         SELECT r.depot_id, r.reader_id FROM readers r JOIN depots d ON d.depot_id = r.depot_id
-        WHERE d.role_name = current_user));
-CREATE POLICY own_readers_keys ON trips FOR SELECT TO {p}depot
-    USING (reader_id IN (
-        SELECT r.reader_id FROM readers r JOIN depots d ON d.depot_id = r.depot_id
         WHERE d.role_name = current_user));
 CREATE POLICY own_readers_states ON reader_states FOR INSERT TO {p}depot
     WITH CHECK ((depot_id, reader_id) IN (

@@ -1,9 +1,10 @@
 """`fare upload`: a depot database's trip records and incidents into the central store, exactly once.
 
 Each batch of records is sent in one central transaction: COPY into a temporary staging table,
-partitions for its service days made if missing, one INSERT ... SELECT of the staged records that
-`trips` does not hold (a record is identified by reader, seq and the hash of its bytes), its
-incidents, its `upload_batches` row, COMMIT. Only then does the depot database record the batch as
+partitions for its service days made if missing, one INSERT ... SELECT into `trips` (a record is
+identified by reader, seq and the hash of its bytes; if the store holds any record of the batch
+already, the batch is sent again with ON CONFLICT DO NOTHING, which skips them), its incidents,
+its `upload_batches` row, COMMIT. Only then does the depot database record the batch as
 confirmed (`upload_marks`). A cut anywhere (this process killed, the network or the server gone)
 loses nothing and stores nothing twice: before the commit nothing is stored; after it, at most the
 batches in flight (two) are sent again by the next run, and the merge skips their records.
@@ -30,8 +31,8 @@ MAX_KEPT = tl.MAX_RECORD  # bytes of a hostile depot row kept in its incident
 
 STAGE_COLUMNS = ("reader_id", "seq", "rec_hash", "time", "decision", "reason", "kind", "account",
                  "counter", "cred_id", "fare", "line", "stop", "keyed", "received_at", "record")
-# service_day is computed by the server as the rows arrive, once (the key of the anti-join and
-# of the partition)
+# service_day (part of the key, and the partition key) is computed by the server as the rows
+# arrive: no client decides it
 CREATE_STAGE = """CREATE TEMP TABLE IF NOT EXISTS fare_stage (
     reader_id bigint, seq bigint, rec_hash bytea, time bigint, decision smallint, reason smallint,
     kind text, account bigint, counter bigint, cred_id bytea, fare bigint, line bigint,
@@ -40,23 +41,21 @@ CREATE_STAGE = """CREATE TEMP TABLE IF NOT EXISTS fare_stage (
 ) ON COMMIT DELETE ROWS"""
 COPY_STAGE = "COPY fare_stage (%s) FROM STDIN (FORMAT BINARY)" % ", ".join(STAGE_COLUMNS)
 ENSURE_DAYS = "SELECT ensure_trip_days(array_agg(DISTINCT service_day)) FROM fare_stage"
-# The merge: the staged records that `trips` does not hold (an anti-join on its key), in key
-# order, so that two uploads holding some of the same records insert them in the same order and one
-# waits for the other instead of both for each other. The unique key is the backstop: a record that
-# another upload inserts at the same moment makes this INSERT fail (unique violation); the batch is
-# then rolled back and sent again with MERGE_RACING, which skips such records one by one.
-_MERGE = """INSERT INTO trips (service_day, depot_id, reader_id, seq, batch_id, time, fare, line,
+# The merge: one INSERT of the whole staged batch. The unique key of `trips` decides: if any
+# record of the batch is there already (the batch was committed before a cut and is sent again,
+# or another upload holding the same records got there first), the INSERT fails, the batch is
+# rolled back and sent again as MERGE_RACING, which skips such records (and waits for an upload
+# that is inserting them at that moment). Rows go in the order the batch was sent, key order
+# (Batch.payload; a plain INSERT ... SELECT runs serially, so the staging table's order holds):
+# two uploads holding some of the same records insert them in the same order and one waits for
+# the other, never both for each other.
+MERGE = """INSERT INTO trips (service_day, depot_id, reader_id, seq, batch_id, time, fare, line,
     stop, received_at, decision, reason, keyed, kind, account, counter, cred_id, rec_hash, record)
 SELECT s.service_day, %(depot)s, s.reader_id, s.seq, %(batch)s, s.time, s.fare, s.line,
     s.stop, s.received_at, s.decision, s.reason, s.keyed, s.kind, u64_of(s.account),
     u64_of(s.counter), s.cred_id, s.rec_hash, s.record
-FROM fare_stage s
-WHERE NOT EXISTS (SELECT 1 FROM trips t WHERE t.reader_id = s.reader_id AND t.seq = s.seq
-                  AND t.rec_hash = s.rec_hash AND t.service_day = s.service_day)
-ORDER BY s.reader_id, s.seq, s.rec_hash"""
-MERGE = _MERGE
-MERGE_RACING = _MERGE + "\nON CONFLICT DO NOTHING"
-SORT_MEMORY = "SET LOCAL work_mem = '64MB'"  # the batch's sort stays in memory
+FROM fare_stage s"""
+MERGE_RACING = MERGE + "\nON CONFLICT DO NOTHING"
 NEXT_BATCH = "SELECT nextval(pg_get_serial_sequence('upload_batches', 'batch_id'))"
 INSERT_BATCH = ("INSERT INTO upload_batches (batch_id, depot_id, source, records, new_records, "
                 "incidents, bytes) VALUES (%s, %s, %s, %s, %s, %s, %s)")
@@ -458,8 +457,8 @@ class Uploader:
         try:
             return self._send_once(conn, b, depot_id, depot_uuid, MERGE)
         except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
-            # another upload inserted some of these records since our anti-join looked (rows go
-            # in key order, so a deadlock is not expected; if one were, it is retried the same way)
+            # some of these records are there already (see MERGE; rows go in key order, so a
+            # deadlock is not expected; if one were, it is retried the same way)
             return self._send_once(conn, b, depot_id, depot_uuid, MERGE_RACING)
 
     def _send_once(self, conn, b, depot_id, depot_uuid, merge):
@@ -472,7 +471,6 @@ class Uploader:
                     cp.write(b.payload())
                 self.hook("copied")
                 cur.execute(ENSURE_DAYS)
-                cur.execute(SORT_MEMORY)
                 cur.execute(merge, {"depot": depot_id, "batch": batch_id})
                 new = cur.rowcount
                 self.hook("merged")
