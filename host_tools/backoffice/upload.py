@@ -18,6 +18,7 @@ import threading
 import time
 from binascii import crc32
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 from host_tools.backoffice.pgconn import CentralError, connect, one_line
 from host_tools.common.fw import validator  # noqa: F401
@@ -118,6 +119,9 @@ class Summary:
 
 _REC = struct.Struct(tl.REC_FMT)
 _KINDS = tl.KINDS
+_MIN, _MAX, _FIXED, _CRC = tl.MIN_RECORD, tl.MAX_RECORD, tl.REC_FIXED, tl.CRC_SIZE
+_MARK, _VERSION, _CRED, _MAX_RAW = tl.REC_MARK, tl.VERSION, tl.CRED_SIZE, tl.MAX_RAW
+_NOT_FLAGS = ~tl.FLAG_KEYED
 
 
 def fields(raw):
@@ -125,17 +129,17 @@ def fields(raw):
     checks them (the tests hold the two to the same answers), without building its dict or
     slicing the ride code: the upload's inner loop. Raises tl.RecordError."""
     n = len(raw)
-    if n < tl.MIN_RECORD or n > tl.MAX_RECORD:
+    if n < _MIN or n > _MAX:
         raise tl.RecordError("trip record length %d out of range" % n)
     h = _REC.unpack_from(raw)
-    if h[0] != tl.REC_MARK or h[1] != tl.VERSION:
-        raise tl.RecordError("not a version %d trip record" % tl.VERSION)
+    if h[0] != _MARK or h[1] != _VERSION:
+        raise tl.RecordError("not a version %d trip record" % _VERSION)
     clen, rlen = h[15], h[16]
-    if h[2] != n or n != tl.REC_FIXED + clen + rlen + tl.CRC_SIZE:
+    if h[2] != n or n != _FIXED + clen + rlen + _CRC:
         raise tl.RecordError("trip record length fields disagree")
-    if clen not in (0, tl.CRED_SIZE) or rlen > tl.MAX_RAW or h[8] >= len(_KINDS) or h[9] & ~tl.FLAG_KEYED:
+    if (clen and clen != _CRED) or rlen > _MAX_RAW or h[8] > 2 or h[9] & _NOT_FLAGS:
         raise tl.RecordError("trip record field out of range")
-    if crc32(memoryview(raw)[:n - tl.CRC_SIZE]) != int.from_bytes(raw[n - tl.CRC_SIZE:], "big"):
+    if crc32(memoryview(raw)[:n - _CRC]) != int.from_bytes(raw[n - _CRC:], "big"):
         raise tl.RecordError("trip record checksum mismatch")
     return h
 
@@ -166,6 +170,7 @@ COPY_TRAILER = b"\xff\xff"
 _KIND_BYTES = [k.encode() for k in _KINDS]
 _ROWS = {}
 _I64 = 1 << 63
+_U64 = 1 << 64
 
 
 def _row_struct(klen, clen):
@@ -182,8 +187,9 @@ def encode_row(rid, seq, raw, received_at, now):
     """(staging row in binary COPY format, None) for a good depot row, (None, incident row) for
     any other."""
     try:
-        rid, seq, received_at = _u(rid), _u(seq), _u(received_at)
-        if not isinstance(raw, bytes):
+        if not (type(rid) is int and type(seq) is int and type(received_at) is int):
+            rid, seq, received_at = _u(rid), _u(seq), _u(received_at)
+        if type(raw) is not bytes:
             raise tl.RecordError("raw is %s, not bytes" % type(raw).__name__)
         h = fields(raw)
     except (ValueError, TypeError) as e:  # RecordError is a ValueError
@@ -198,12 +204,12 @@ def encode_row(rid, seq, raw, received_at, now):
     kind = _KIND_BYTES[h[8]]
     clen = h[15]
     acct, ctr = h[10], h[11]
-    return _row_struct(len(kind), clen).pack(
-        16, 8, rid, 8, seq, 16, hashlib.sha256(raw).digest()[:16], 8, h[5], 2, h[6], 2, h[7],
-        len(kind), kind, 8, acct - (1 << 64) if acct >= _I64 else acct,
-        8, ctr - (1 << 64) if ctr >= _I64 else ctr, clen, raw[tl.REC_FIXED:tl.REC_FIXED + clen],
-        8, h[12], 8, h[13], 8, h[14], 1, bool(h[9] & tl.FLAG_KEYED), 8, received_at,
-        len(raw)) + raw, None
+    st = _ROWS.get((len(kind), clen)) or _row_struct(len(kind), clen)
+    return st.pack(
+        16, 8, rid, 8, seq, 16, sha256(raw).digest()[:16], 8, h[5], 2, h[6], 2, h[7],
+        len(kind), kind, 8, acct - _U64 if acct >= _I64 else acct,
+        8, ctr - _U64 if ctr >= _I64 else ctr, clen, raw[_FIXED:_FIXED + clen],
+        8, h[12], 8, h[13], 8, h[14], 1, h[9] & 1 == 1, 8, received_at, len(raw)) + raw, None
 
 
 class Plan:
