@@ -651,6 +651,17 @@ def cmd_upload(args):
                                 batch_records=args.batch, no_progress=args.no_progress)
 
 
+def _positive(text):
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1_000_000:
+        raise argparse.ArgumentTypeError("a number of records from 1 to 1,000,000, not %r" % text)
+    return n
+
+
 def _add_upload_options(p, prefix=""):
     p.add_argument("--%sdepot" % prefix, metavar="NAME",
                    help="the depot's name in the central store (needed only when connecting as "
@@ -664,7 +675,7 @@ def add_commands(sub):
                    help="the depot database (SQLite file)")
     p.add_argument("--to", required=True, metavar="URL", help="the central store (postgresql://...)")
     _add_upload_options(p)
-    p.add_argument("--batch", type=int, default=BATCH_RECORDS,
+    p.add_argument("--batch", type=_positive, default=BATCH_RECORDS,
                    help="records per central transaction (default %d)" % BATCH_RECORDS)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_upload)
