@@ -22,9 +22,11 @@ def log_key(reader_id):
     return hashlib.sha256(b"depotgen key %d" % reader_id).digest()
 
 
-def reader_records(reader_id, n, day=0, first_seq=1, prev_link=None, seed=0, line=None):
+def reader_records(reader_id, n, day=0, first_seq=1, prev_link=None, seed=0, line=None,
+                   fields_out=None):
     """n stored records of one reader's keyed log, seq first_seq.., on service day `day` (days
-    after 2026-11-24). Returns (records, link after the last)."""
+    after 2026-11-24). Returns (records, link after the last); `fields_out`, a list, gets each
+    record's fields (as decode would give them)."""
     rnd = random.Random("%d/%d/%d" % (seed, reader_id, first_seq))
     mac = Hmac(log_key(reader_id))
     link = tl.genesis(reader_id) if prev_link is None else prev_link
@@ -51,6 +53,9 @@ def reader_records(reader_id, n, day=0, first_seq=1, prev_link=None, seed=0, lin
         raw = tl.encode(rec, first_seq + i, reader_id, link, key=mac)
         link = tl.link(raw, mac)
         out.append(raw)
+        if fields_out is not None:
+            rec["seq"] = first_seq + i
+            fields_out.append(rec)
     return out, link
 
 
@@ -67,8 +72,10 @@ def make_depot(path, readers, per_reader, day=0, seed=0):
     received = DAY0 + day * 86400 + 23 * 3600 + 1800
     out = {}
     for rid in readers:
-        recs, link = reader_records(rid, per_reader, day=day, seed=seed)
-        db.conn.executemany(depotdb.INSERT_TRIP, trip_rows(rid, recs, received))
+        fields = []
+        recs, link = reader_records(rid, per_reader, day=day, seed=seed, fields_out=fields)
+        db.conn.executemany(depotdb.INSERT_TRIP, [depotdb.trip_row(rid, f, raw, received)
+                                                  for f, raw in zip(fields, recs)])
         db.conn.execute(depotdb.UPSERT_READER, (rid, per_reader, link, per_reader))
         db.conn.execute(depotdb.SET_ACKED, (per_reader, rid, per_reader))
         db.conn.commit()
