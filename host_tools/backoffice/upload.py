@@ -501,12 +501,16 @@ class Uploader:
                 (depot_id, r[0], r[9] or 0, r[1], r[2], r[3], None if r[4] is None else str(r[4])[:40],
                  r[5], r[6], r[7], r[8], batch_id) for r in states])
             cur.executemany(INSERT_INCIDENT, [
-                ("unregistered/%s/%d" % (depot_id, rid), depot_id, batch_id, rid,
+                ("unregistered/%s/%s" % (depot_id, rid), depot_id, batch_id, _int_or_none(rid),
                  "reader_not_registered", None, None,
-                 "the depot holds records of reader %d, which is not registered to it: "
+                 "the depot holds records of reader %s, which is not registered to it: "
                  "they are held until it is (fare central add-readers)" % rid, now, None)
                 for rid in s.held])
             cur.execute(INSERT_BATCH, (batch_id, depot_id, depot_uuid, 0, 0, len(s.held), 0))
+
+
+def _int_or_none(v):
+    return v if type(v) is int and -_I64 <= v < _I64 else None
 
 
 def _account(s, b, new):
@@ -640,7 +644,7 @@ def upload_with_progress(depot_path, url, depot=None, batch_records=BATCH_RECORD
     if s.held:
         err.print("[bold red]held back: %s: not registered to depot %s (fare central add-readers "
                   "%s ...), sent once registered[/]" % (
-                      ", ".join("reader %d (%d records)" % kv for kv in sorted(s.held.items())),
+                      ", ".join("reader %s (%d records)" % kv for kv in sorted(s.held.items(), key=str)),
                       s.depot, s.depot), soft_wrap=True, highlight=False)
         return 1
     return 0

@@ -92,12 +92,16 @@ def test_hostile_depot_rows_become_incidents_and_block_nothing(central_db, depot
     db.execute("UPDATE trips SET raw = 'not bytes at all', received_at = 'x' "
                "WHERE reader_id = 103 AND seq = 9")
     db.execute("UPDATE trips SET raw = ? WHERE reader_id = 103 AND seq = 10", (b"\x00" * 5000,))
+    db.execute("INSERT INTO trips SELECT 'evil', seq, time, day, decision, reason, kind, account, "
+               "counter, cred_id, fare, line, stop, raw, received_at FROM trips "
+               "WHERE reader_id = 101 AND seq <= 3")
     db.commit()
     db.close()
     s = Uploader(depot, central_db.url, depot="north", batch_records=128).run()
     assert (s.records, s.bad) == (896, 4)
+    assert s.held == {"evil": 3}  # a reader id that is no number is never registered: held
     kinds = central_db.q("SELECT reader_id, seq_from, kind, detail, length(record) FROM incidents "
-                         "ORDER BY reader_id, seq_from")
+                         "WHERE kind = 'bad_record' ORDER BY reader_id, seq_from")
     assert [k[:3] for k in kinds] == [(102, 7, "bad_record"), (102, 8, "bad_record"),
                                       (103, 9, "bad_record"), (103, 10, "bad_record")]
     assert "checksum" in kinds[0][3] and "reader 101's seq 5" in kinds[1][3]
@@ -105,7 +109,9 @@ def test_hostile_depot_rows_become_incidents_and_block_nothing(central_db, depot
     assert len(central_records(central_db)) == 896
     again = Uploader(depot, central_db.url, depot="north").run()
     assert again.records == 0
-    assert central_db.q("SELECT count(*) FROM incidents") == [(4,)]
+    assert central_db.q("SELECT count(*) FROM incidents WHERE kind = 'bad_record'") == [(4,)]
+    assert central_db.q("SELECT reader_id, kind FROM incidents WHERE kind <> 'bad_record'") == [
+        (None, "reader_not_registered")]
 
 
 def test_readers_not_registered_are_held_until_they_are(central_db, depot, capsys):
