@@ -88,6 +88,7 @@ def _owner_kwargs(data):
     if os.name == "posix" and os.geteuid() == 0:
         # the server's user must reach its directory (pgserver opens the path for it at initdb;
         # a directory above may have been made private since, e.g. by pytest)
+        _pgserver()
         from pgserver.utils import ensure_prefix_permissions
         ensure_prefix_permissions(data)
         return {"user": data.stat().st_uid}
@@ -97,6 +98,7 @@ def _owner_kwargs(data):
 def _pg_ctl(data, *args):
     """Run pgserver's pg_ctl on `data` (as the data directory's owner); ServerError with the
     end of its output if it fails."""
+    _pgserver()  # imported quietly
     from pgserver._commands import POSTGRES_BIN_PATH
     cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
            "-l", str(data / "log")] + list(args)
