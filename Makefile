@@ -8,6 +8,7 @@ PORT    ?=
 FIRMWARE ?=
 PROVISION ?=
 ERASE   ?=
+FROZEN  ?=
 
 .PHONY: sim test bench deploy flash clean
 
@@ -27,12 +28,14 @@ test: $(VENV)
 bench: $(VENV)
 	$(PY) bench/run.py
 
+# deploy has no default board: an esp32_devkitc takes only a frozen build (FROZEN=1), the .mpy
+# deploy fits only a board with PSRAM (docs/boards.md)
 deploy: $(VENV)
-	@test -n "$(PORT)" || (echo "usage: make deploy PORT=/dev/ttyUSB0 [BOARD=$(BOARD)] [PROVISION=provision/reader-N]" && exit 2)
-	.venv/bin/fare deploy --port $(PORT) --board $(BOARD) $(if $(PROVISION),--provision $(PROVISION))
+	@test -n "$(PORT)" -a "$(origin BOARD)" != "file" || (echo "usage: make deploy PORT=/dev/ttyUSB0 BOARD=esp32_devkitc FROZEN=1 [PROVISION=dir]   (a frozen build; without FROZEN=1 the .mpy application, for a board with PSRAM: BOARD=esp32_s3; BOARD=unix_sim for the simulator; docs/boards.md)" && exit 2)
+	.venv/bin/fare deploy --port $(PORT) --board $(BOARD) $(if $(FROZEN),--frozen) $(if $(PROVISION),--provision $(PROVISION))
 
 flash: $(VENV)
-	@test -n "$(PORT)" -a -n "$(FIRMWARE)" || (echo "usage: make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-<date>-v1.29.0.bin [BOARD=$(BOARD)] [ERASE=1]" && exit 2)
+	@test -n "$(PORT)" -a -n "$(FIRMWARE)" || (echo "usage: make flash PORT=/dev/ttyUSB0 FIRMWARE=<micropython>/ports/esp32/build-esp32_devkitc/firmware.bin [BOARD=$(BOARD)] [ERASE=1]   (a frozen build of the board definition boards/$(BOARD)/: docs/boards.md, \"A frozen build\")" && exit 2)
 	.venv/bin/fare flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE) $(if $(ERASE),--erase)
 
 clean:

@@ -216,6 +216,8 @@ class SyncServer:
             "config": info.get("config_version", 0),
             "counters": info.get("counters", {}), "sync": self._sync_counters(),
         }
+        if info.get("file_errors"):  # a key ring or configuration the reader could not load
+            res["file_errors"] = info["file_errors"]
         return self._reply(rid, P.OK, res)
 
     def _sync_counters(self):

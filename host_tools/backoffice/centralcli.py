@@ -78,45 +78,54 @@ def cmd_central(args):
 
 
 def add_commands(sub):
-    p = sub.add_parser("central", help="the central store of every depot's trips (PostgreSQL)")
+    p = sub.add_parser("central", help="the central store of every depot's trips (PostgreSQL)",
+                       description="The central store: every depot's trip records in one "
+                                   "PostgreSQL database (docs/backoffice.md).")
     csub = p.add_subparsers(dest="central_command", metavar="COMMAND")
     csub.required = True
     p.set_defaults(func=cmd_central)
 
-    def command(name, func, helptext, db=True):
-        c = csub.add_parser(name, help=helptext)
+    def command(name, func, helptext, db=True, more=""):
+        c = csub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:]
+                            + "." + (" " + more if more else ""))
         if db:
             c.add_argument("--db", required=True, metavar="URL",
                            help="the central store (postgresql://...)")
         c.set_defaults(central_func=func)
         return c
 
-    c = command("init", _init, "create the store (settings, schema, roles); again: no change")
+    c = command("init", _init, "create the store (settings, schema, roles); again: no change",
+                more="Settings are fixed here: every trip's service day depends on them.")
     c.add_argument("--time-zone", default=central.DEFAULT_ZONE,
                    help="the operator's time zone, for service days (default %(default)s)")
     c.add_argument("--day-starts", default=central.DEFAULT_DAY_STARTS, metavar="HH:MM",
                    help="local time at which a service day starts (default %(default)s)")
     c.add_argument("--role-prefix", help="prefix of the store's role names (default: the "
                                          "database name and _)")
-    command("migrate", _migrate, "apply the schema migrations not applied yet")
+    command("migrate", _migrate, "apply the schema migrations not applied yet",
+            more="Each is one transaction; running it again changes nothing.")
     command("status", _status, "settings, schema version, counts")
-    c = command("add-depot", _add_depot, "a depot and its login role")
+    c = command("add-depot", _add_depot, "a depot and its login role",
+                more="The role may insert only its registered readers' records and read no "
+                     "trip (row-level security).")
     c.add_argument("name", help="lower case letters, digits, _")
     c.add_argument("--readers", default="", help="reader ids registered to it: 1201,1300-1399")
     c.add_argument("--password-file", metavar="FILE",
                    help="write the role's password here (mode 0600) instead of showing it")
     c = command("add-login", _add_login, "a login role for clearing or reporting")
     c.add_argument("name", help="lower case letters, digits, _")
-    c.add_argument("--role", required=True, choices=("clearing", "reporting"))
+    c.add_argument("--role", required=True, choices=("clearing", "reporting"),
+                   help="clearing (reads everything, writes clearing's tables) or reporting "
+                        "(reads everything)")
     c.add_argument("--password-file", metavar="FILE",
                    help="write the role's password here (mode 0600) instead of showing it")
     c = command("add-readers", _add_readers, "register readers to a depot")
-    c.add_argument("name")
-    c.add_argument("readers", help="1201,1300-1399")
+    c.add_argument("name", help="the depot's name")
+    c.add_argument("readers", help="reader ids: 1201,1300-1399")
     c.add_argument("--move", action="store_true", help="move readers registered to another depot")
     c = command("serve", _serve, "start an embedded PostgreSQL in a directory, print its URL", db=False)
     c.add_argument("--dir", default="central", help="its directory (default %(default)s)")
     c.add_argument("--detach", action="store_true",
                    help="leave it running and return (fare central stop ends it)")
     c = command("stop", _stop, "stop the embedded PostgreSQL of a directory", db=False)
-    c.add_argument("--dir", default="central")
+    c.add_argument("--dir", default="central", help="its directory (default %(default)s)")

@@ -1,8 +1,9 @@
 """Connections to the central store (psycopg 3), with one-line errors for the user."""
+from host_tools.common.clierrors import UserError
 
 
-class CentralError(Exception):
-    """A problem the user can act on (bad URL, server down, store not initialised)."""
+class CentralError(UserError):
+    """A problem the user can act on (bad URL, server down, store not initialised): one line."""
 
 
 def check_url(url):

@@ -337,7 +337,7 @@ class Uploader:
             reader_db = depotdb.open_existing(self.depot_path)
             mark_db = depotdb.open_existing(self.depot_path)
         except depotdb.NotADepotDB as e:
-            raise UploadError(str(e))
+            raise UploadError(str(e).replace("check --db", "check --from"))
         conns = []
         try:
             depot_uuid = mark_db.identity()
@@ -674,14 +674,17 @@ def _add_upload_options(p, prefix=""):
 
 def add_commands(sub):
     p = sub.add_parser("upload", help="send a depot database's trip records and incidents to the "
-                                      "central store, exactly once")
+                                      "central store, exactly once",
+                       description="Send what the central store has not confirmed of a depot "
+                                   "database, in batches of one transaction each; a cut "
+                                   "anywhere is simply run again (docs/backoffice.md).")
     p.add_argument("--from", dest="source", default="depot.sqlite", metavar="DEPOT_DB",
                    help="the depot database (SQLite file)")
     p.add_argument("--to", required=True, metavar="URL", help="the central store (postgresql://...)")
     _add_upload_options(p)
     p.add_argument("--batch", type=_positive, default=BATCH_RECORDS,
                    help="records per central transaction (default %d)" % BATCH_RECORDS)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_upload)
 
     # `fare sync --upload-to URL`: the depot's sync command, then this upload. The depot package

@@ -173,7 +173,7 @@ def test_two_depots_holding_the_same_records_store_them_once(central_db, tmp_pat
 def test_wrong_inputs_are_one_line_errors(central_db, tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("hello" * 100)
-    for path, why in ((tmp_path / "missing.sqlite", "no such depot database"),
+    for path, why in ((tmp_path / "missing.sqlite", "no depot database at"),
                       (text, "not a depot database")):
         assert cli.main(["upload", "--from", str(path), "--to", central_db.url, "--no-progress"]) == 1
         assert why in capsys.readouterr().err
