@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests" / "backoffice"))
 import psycopg  # noqa: E402
 
 import depotgen  # noqa: E402
-from host_tools.backoffice import central, pgserve, upload  # noqa: E402
+from host_tools.backoffice import central, pgserve, stagerows, upload  # noqa: E402
 from host_tools.depot import depotdb  # noqa: E402
 from validator import triplog as tl  # noqa: E402
 
@@ -113,8 +113,8 @@ def row_by_row(path, url, depot_id, n):
 def bare_copy(path, url):
     """For scale: the same staged rows COPYed into a plain table with no index (the floor)."""
     rows = rows_of(path, READERS * PER_READER)
-    payload = b"".join([upload.COPY_HEADER] + [upload.encode_row(*r, 0)[0] for r in rows]
-                       + [upload.COPY_TRAILER])
+    payload = b"".join([stagerows.COPY_HEADER] + [stagerows.encode_row(*r, 0)[0] for r in rows]
+                       + [stagerows.COPY_TRAILER])
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(upload.CREATE_STAGE.replace("TEMP TABLE IF NOT EXISTS fare_stage",
                                               "TABLE bare").replace("ON COMMIT DELETE ROWS", ""))

@@ -11,24 +11,18 @@ batches in flight (two) are sent again by the next run, and the merge skips thei
 Records are read from the depot's bytes, not its columns: the central columns are decoded from
 each stored record, and a record that does not decode or names another reader becomes an incident.
 docs/backoffice.md explains the protocol."""
-import hashlib
 import queue
-import struct
 import threading
 import time
-from binascii import crc32
 from dataclasses import dataclass, field
-from hashlib import sha256
 
 from host_tools.backoffice.pgconn import CentralError, connect, one_line
-from host_tools.common.fw import validator  # noqa: F401
+from host_tools.backoffice.stagerows import COPY_HEADER, COPY_TRAILER, bad_row, encode_row
 from host_tools.depot import depotdb
-from validator import triplog as tl
 
 BATCH_RECORDS = 20_000   # records per central transaction
 BATCH_BYTES = 16 << 20   # and at most this many record bytes
 CONNECTIONS = 2          # batches in flight at once (each on its own connection)
-MAX_KEPT = tl.MAX_RECORD  # bytes of a hostile depot row kept in its incident
 
 STAGE_COLUMNS = ("reader_id", "seq", "rec_hash", "time", "decision", "reason", "kind", "account",
                  "counter", "cred_id", "fare", "line", "stop", "keyed", "received_at", "record")
@@ -117,101 +111,6 @@ class Summary:
         return self.nbytes / 1e6 / self.seconds if self.seconds else 0.0
 
 
-_REC = struct.Struct(tl.REC_FMT)
-_KINDS = tl.KINDS
-_MIN, _MAX, _FIXED, _CRC = tl.MIN_RECORD, tl.MAX_RECORD, tl.REC_FIXED, tl.CRC_SIZE
-_MARK, _VERSION, _CRED, _MAX_RAW = tl.REC_MARK, tl.VERSION, tl.CRED_SIZE, tl.MAX_RAW
-_NOT_FLAGS = ~tl.FLAG_KEYED
-
-
-def fields(raw):
-    """The header fields of a stored trip record, checked exactly as validator.triplog.decode
-    checks them (the tests hold the two to the same answers), without building its dict or
-    slicing the ride code: the upload's inner loop. Raises tl.RecordError."""
-    n = len(raw)
-    if n < _MIN or n > _MAX:
-        raise tl.RecordError("trip record length %d out of range" % n)
-    h = _REC.unpack_from(raw)
-    if h[0] != _MARK or h[1] != _VERSION:
-        raise tl.RecordError("not a version %d trip record" % _VERSION)
-    clen, rlen = h[15], h[16]
-    if h[2] != n or n != _FIXED + clen + rlen + _CRC:
-        raise tl.RecordError("trip record length fields disagree")
-    if (clen and clen != _CRED) or rlen > _MAX_RAW or h[8] > 2 or h[9] & _NOT_FLAGS:
-        raise tl.RecordError("trip record field out of range")
-    if crc32(memoryview(raw)[:n - _CRC]) != int.from_bytes(raw[n - _CRC:], "big"):
-        raise tl.RecordError("trip record checksum mismatch")
-    return h
-
-
-def _u(v):
-    """An integer from a depot column (SQLite stores whatever it was given)."""
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError("not an integer: %r" % (v,))
-    return v
-
-
-def _bad(reason, rid, seq, raw, now):
-    """An incident row for a depot row that is not a good record of its reader."""
-    data = raw if isinstance(raw, (bytes, bytearray)) else str(raw).encode()
-    h = hashlib.sha256(data).hexdigest()[:32]
-    rid = rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 63 else None
-    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 1 << 63 else None
-    detail = "%s (depot row reader %s seq %s, %d bytes)" % (reason, rid, seq, len(data))
-    return ("record/%s/%s/%s" % (rid, seq, h), rid, "bad_record", seq, seq, detail[:1000],
-            now, bytes(data[:MAX_KEPT]))
-
-
-# One staging row in PostgreSQL's binary COPY format: a field count, then each field as its
-# length and bytes (big-endian); the variable fields (kind, cred_id, record) come in few sizes, so
-# one Struct per (kind, cred_id) size packs all but the record in one call.
-COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-COPY_TRAILER = b"\xff\xff"
-_KIND_BYTES = [k.encode() for k in _KINDS]
-_ROWS = {}
-_I64 = 1 << 63
-_U64 = 1 << 64
-
-
-def _row_struct(klen, clen):
-    key = (klen, clen)
-    st = _ROWS.get(key)
-    if st is None:
-        st = _ROWS[key] = struct.Struct(
-            ">h" + "iq" * 2 + "i16s" + "iq" + "ih" * 2 + "i%ds" % klen + "iq" * 2 + "i%ds" % clen
-            + "iq" * 3 + "i?" + "iq" + "i")
-    return st
-
-
-def encode_row(rid, seq, raw, received_at, now):
-    """(staging row in binary COPY format, None) for a good depot row, (None, incident row) for
-    any other."""
-    try:
-        if not (type(rid) is int and type(seq) is int and type(received_at) is int):
-            rid, seq, received_at = _u(rid), _u(seq), _u(received_at)
-        if type(raw) is not bytes:
-            raise tl.RecordError("raw is %s, not bytes" % type(raw).__name__)
-        h = fields(raw)
-    except (ValueError, TypeError) as e:  # RecordError is a ValueError
-        return None, _bad("does not decode as a trip record: %s" % e, rid, seq, raw, now)
-    if h[4] != rid or h[3] != seq:
-        return None, _bad("the record is reader %d's seq %d, filed as reader %d's seq %d"
-                          % (h[4], h[3], rid, seq), rid, seq, raw, now)
-    if not 0 <= received_at < _I64:
-        return None, _bad("received_at out of range", rid, seq, raw, now)
-    # h: (mark, version, length, seq, reader, time, decision, reason, kind, flags, account,
-    #     counter, fare, line, stop, cred_len, raw_len, prev_link); u64s go as int8 bit patterns
-    kind = _KIND_BYTES[h[8]]
-    clen = h[15]
-    acct, ctr = h[10], h[11]
-    st = _ROWS.get((len(kind), clen)) or _row_struct(len(kind), clen)
-    return st.pack(
-        16, 8, rid, 8, seq, 16, sha256(raw).digest()[:16], 8, h[5], 2, h[6], 2, h[7],
-        len(kind), kind, 8, acct - _U64 if acct >= _I64 else acct,
-        8, ctr - _U64 if ctr >= _I64 else ctr, clen, raw[_FIXED:_FIXED + clen],
-        8, h[12], 8, h[13], 8, h[14], 1, h[9] & 1 == 1, 8, received_at, len(raw)) + raw, None
-
-
 class Plan:
     """What the depot database holds that the central store has not confirmed, read as batches."""
 
@@ -270,7 +169,7 @@ class Plan:
                 if rid not in self.registered and isinstance(rid, int):
                     # a replaced log of a reader that is not this depot's: an incident, since
                     # its rows cannot wait for a mark of their own
-                    b.incidents.append(_bad("reader not registered to this depot", rid, seq, raw, now))
+                    b.incidents.append(bad_row("reader not registered to this depot", rid, seq, raw, now))
                 else:
                     self._add(b, rid, seq, raw, received, now)
             b.marks = [m for m in b.marks if m[0] != "replaced"] + [("replaced", 0, 0, rowid)]
@@ -510,7 +409,7 @@ class Uploader:
 
 
 def _int_or_none(v):
-    return v if type(v) is int and -_I64 <= v < _I64 else None
+    return v if type(v) is int and -(1 << 63) <= v < 1 << 63 else None
 
 
 def _account(s, b, new):
@@ -587,124 +486,3 @@ class _Prefetch:
         except queue.Empty:
             pass
         self.t.join(timeout=5)
-
-
-# -- the commands ----------------------------------------------------------------------------------
-
-def upload_with_progress(depot_path, url, depot=None, batch_records=BATCH_RECORDS,
-                         no_progress=False, console=None):
-    """Run an upload with a progress bar and print its summary; returns the exit status."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
-
-    err = console or Console(stderr=True)
-    started = time.perf_counter()
-    with Progress(TextColumn("upload {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("records"), TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
-                  console=err, disable=no_progress) as bar:
-        task = bar.add_task(str(depot_path), total=None, speed="")
-
-        def progress(total=None, completed=None, advance=None, nbytes=None):
-            kw = {}
-            if total is not None:
-                kw["total"] = total
-            if completed is not None:
-                kw["completed"] = completed
-            if advance:
-                kw["advance"] = advance
-            if nbytes is not None:
-                dt = max(time.perf_counter() - started, 1e-6)
-                done = bar.tasks[0].completed + (advance or 0)
-                kw["speed"] = "%.0f rec/s %.1f MB/s" % (done / dt, nbytes / 1e6 / dt)
-            bar.update(task, **kw)
-
-        try:
-            s = Uploader(depot_path, url, depot=depot, batch_records=batch_records,
-                         progress=progress).run()
-        except CentralError as e:
-            bar.stop()
-            err.print("[bold red]upload failed:[/] %s" % e, soft_wrap=True, highlight=False)
-            return 1
-    table = Table(title="upload of %s (depot %s)" % (depot_path, s.depot), show_header=False)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for what, value in (("records sent", s.records), ("new in the central store", s.new),
-                        ("already there (skipped)", s.skipped), ("bad records (incidents)", s.bad),
-                        ("depot incidents sent", s.depot_incidents),
-                        ("held back (readers not registered)", sum(s.held.values())),
-                        ("batches committed", s.batches), ("MB", "%.1f" % (s.nbytes / 1e6)),
-                        ("seconds", "%.2f" % s.seconds), ("records/s", "%.0f" % s.rate),
-                        ("MB/s", "%.1f" % s.mb_per_s)):
-        table.add_row(what, str(value))
-    Console().print(table)
-    if s.bad:
-        err.print("[bold yellow]%d depot record(s) are not good trip records: recorded as "
-                  "incidents (kind bad_record) in the central store[/]" % s.bad, highlight=False)
-    if s.held:
-        err.print("[bold red]held back: %s: not registered to depot %s (fare central add-readers "
-                  "%s ...), sent once registered[/]" % (
-                      ", ".join("reader %s (%d records)" % kv for kv in sorted(s.held.items(), key=str)),
-                      s.depot, s.depot), soft_wrap=True, highlight=False)
-        return 1
-    return 0
-
-
-def cmd_upload(args):
-    return upload_with_progress(args.source, args.to, depot=args.depot,
-                                batch_records=args.batch, no_progress=args.no_progress)
-
-
-def _positive(text):
-    import argparse
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= 1_000_000:
-        raise argparse.ArgumentTypeError("a number of records from 1 to 1,000,000, not %r" % text)
-    return n
-
-
-def _add_upload_options(p, prefix=""):
-    p.add_argument("--%sdepot" % prefix, metavar="NAME",
-                   help="the depot's name in the central store (needed only when connecting as "
-                        "an administrator, not as the depot's own role)")
-
-
-def add_commands(sub):
-    p = sub.add_parser("upload", help="send a depot database's trip records and incidents to the "
-                                      "central store, exactly once",
-                       description="Send what the central store has not confirmed of a depot "
-                                   "database, in batches of one transaction each; a cut "
-                                   "anywhere is simply run again (docs/backoffice.md).")
-    p.add_argument("--from", dest="source", default="depot.sqlite", metavar="DEPOT_DB",
-                   help="the depot database (SQLite file)")
-    p.add_argument("--to", required=True, metavar="URL", help="the central store (postgresql://...)")
-    _add_upload_options(p)
-    p.add_argument("--batch", type=_positive, default=BATCH_RECORDS,
-                   help="records per central transaction (default %d)" % BATCH_RECORDS)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_upload)
-
-    # `fare sync --upload-to URL`: the depot's sync command, then this upload. The depot package
-    # knows nothing of the back office; the option is added to its parser here.
-    sync = sub.choices.get("sync")
-    if sync is not None:
-        sync.add_argument("--upload-to", metavar="URL",
-                          help="after the sync, upload the depot database to this central store "
-                               "(fare upload)")
-        _add_upload_options(sync, "upload-")
-        sync.set_defaults(func=_sync_then_upload(sync.get_default("func")))
-
-
-def _sync_then_upload(sync_func):
-    def run(args):
-        status = sync_func(args)
-        if getattr(args, "upload_to", None):
-            # the records that came home are sent up even if some reader failed
-            status = max(status or 0, upload_with_progress(args.db, args.upload_to,
-                                                           depot=args.upload_depot,
-                                                           no_progress=args.no_progress))
-        return status
-    return run

@@ -7,7 +7,7 @@ import pytest
 import depotgen
 from backoffice_checks import assert_exactly_once, central_records
 from host_tools import cli
-from host_tools.backoffice import upload
+from host_tools.backoffice import stagerows, upload
 from host_tools.backoffice.upload import Uploader, UploadError
 from host_tools.depot import depotdb
 from validator import triplog as tl
@@ -192,7 +192,7 @@ def test_wrong_inputs_are_one_line_errors(central_db, tmp_path, capsys):
 
 
 def test_fields_agree_with_the_firmware_decoder():
-    """upload.fields (the fast path) accepts and refuses exactly what triplog.decode does."""
+    """stagerows.fields (the fast path) accepts and refuses exactly what triplog.decode does."""
     import random
     rnd = random.Random(5)
     recs, _ = depotgen.reader_records(9, 40)
@@ -213,7 +213,7 @@ def test_fields_agree_with_the_firmware_decoder():
             except tl.RecordError:
                 want = None
             try:
-                h = upload.fields(bytes(b))
+                h = stagerows.fields(bytes(b))
             except tl.RecordError:
                 h = None
             assert (want is None) == (h is None)
