@@ -12,7 +12,7 @@ from host_tools.common.clierrors import EXIT_ERROR, UserError
 COMMAND_MODULES = (
     "issuing.issuer", "sim.wallet", "issuing.denylist_build", "issuing.config_build",
     "depot.readersync", "sim.emulators", "fleet.deploy", "sim.simday", "sim.scenario",
-    "issuing.p256tables",
+    "issuing.p256tables", "backoffice.centralcli", "backoffice.uploadcli",
 )
 
 

@@ -116,6 +116,23 @@ SCHEMA = [
         detail     VARCHAR(1000),
         at         BIGINT NOT NULL
     )""",
+    # The upload to a central store (fare upload, host_tools/backoffice/upload.py): this
+    # database's own id, and what each central store (by its id) has confirmed, per source:
+    # trips per reader (log = the reader's resets when read, upto = seq), trips_replaced and
+    # incidents (upto = rowid / id). Written only after the central store committed.
+    """CREATE TABLE IF NOT EXISTS depot_identity (
+        one        SMALLINT PRIMARY KEY CHECK (one = 1),
+        uuid       VARCHAR(36) NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS upload_marks (
+        store      VARCHAR(36) NOT NULL,
+        source     VARCHAR(12) NOT NULL,
+        reader_id  BIGINT NOT NULL,
+        log        BIGINT NOT NULL,
+        upto       BIGINT NOT NULL,
+        at         BIGINT NOT NULL,
+        PRIMARY KEY (store, source, reader_id)
+    )""",
 ]
 
 # What `fare export` writes per trip, in this order (docs/exports.md)
@@ -152,6 +169,32 @@ RESET_READER = "UPDATE readers SET stored_seq = 0, chain_link = ?, acked_seq = 0
 COUNT_TRIPS = "SELECT COUNT(*) FROM trips WHERE reader_id = ?"
 SEQS = "SELECT seq FROM trips WHERE reader_id = ? ORDER BY seq"
 INCIDENTS = "SELECT reader_id, kind, seq_from, seq_to, detail, at FROM incidents ORDER BY id"
+
+# the upload (SQLite only: trips_replaced has no key of its own, its rowid orders it; neither it
+# nor incidents ever has a row deleted, so rowid and id only grow)
+DEPOT_UUID = "SELECT uuid FROM depot_identity WHERE one = 1"
+SET_DEPOT_UUID = "INSERT INTO depot_identity (one, uuid) VALUES (1, ?) ON CONFLICT (one) DO NOTHING"
+UPLOAD_MARKS = "SELECT source, reader_id, log, upto FROM upload_marks WHERE store = ?"
+# a mark only moves forward (two uploads of one depot at once may confirm out of order)
+SET_UPLOAD_MARK = ("INSERT INTO upload_marks (store, source, reader_id, log, upto, at) "
+                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (store, source, reader_id) DO UPDATE SET "
+                   "log = excluded.log, upto = excluded.upto, at = excluded.at "
+                   "WHERE excluded.log > upload_marks.log OR (excluded.log = upload_marks.log "
+                   "AND excluded.upto > upload_marks.upto)")
+READER_RESETS = "SELECT reader_id, COUNT(DISTINCT reset_at) FROM trips_replaced GROUP BY reader_id"
+TRIP_READERS = "SELECT DISTINCT reader_id FROM trips ORDER BY reader_id"
+COUNT_TRIPS_AFTER = "SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM trips WHERE reader_id = ? AND seq > ?"
+TRIPS_AFTER = ("SELECT reader_id, seq, raw, received_at FROM trips WHERE reader_id = ? AND seq > ? "
+               "ORDER BY seq LIMIT ?")
+COUNT_REPLACED_AFTER = "SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM trips_replaced WHERE rowid > ?"
+REPLACED_AFTER = ("SELECT rowid, reader_id, seq, raw, received_at FROM trips_replaced WHERE rowid > ? "
+                  "ORDER BY rowid LIMIT ?")
+COUNT_INCIDENTS_AFTER = "SELECT COUNT(*) FROM incidents WHERE id > ?"
+INCIDENTS_AFTER = ("SELECT id, reader_id, kind, seq_from, seq_to, detail, at FROM incidents "
+                   "WHERE id > ? ORDER BY id LIMIT ?")
+READER_STATES = ("SELECT reader_id, stored_seq, chain_link, acked_seq, firmware, deny_version, "
+                 "keyring_version, config_version, reader_time, last_sync FROM readers "
+                 "ORDER BY reader_id")
 
 # Reports and exports cover every trip, also those of a reader's replaced log (a reset changes
 # neither). Days are the operator's service days (host_tools.common.serviceday), which SQL cannot
@@ -294,6 +337,64 @@ class DepotDB:
         self._write1(INSERT_INCIDENT, (reader_id, kind, seq_from, seq_to, detail[:1000],
                                        int(time.time())))
 
+    # -- the upload to a central store --
+
+    def identity(self):
+        """This database's id (made at the first upload): names its incidents centrally."""
+        import uuid
+        row = self._exec(DEPOT_UUID).fetchone()
+        if row is None:
+            new = str(uuid.uuid4())
+            self._write(lambda cur: cur.execute(self._q(SET_DEPOT_UUID), (new,)))
+            row = self._exec(DEPOT_UUID).fetchone()
+        return row[0]
+
+    def upload_marks(self, store):
+        """{(source, reader_id): (log, upto)} that central store `store` has confirmed."""
+        return {(r[0], r[1]): (r[2], r[3]) for r in self._exec(UPLOAD_MARKS, (store,))}
+
+    def set_upload_marks(self, store, marks, now):
+        """Record [(source, reader_id, log, upto)] as confirmed, in one transaction."""
+        def work(cur):
+            for source, rid, log, upto in marks:
+                cur.execute(self._q(SET_UPLOAD_MARK), (store, source, rid, log, upto, now))
+        self._write(work)
+
+    def begin_read(self):
+        """One snapshot for the reads that follow, until end_read (SQLite: a read transaction)."""
+        self.conn.execute("BEGIN")
+
+    def end_read(self):
+        self.conn.rollback()
+
+    def reader_resets(self):
+        return dict(self._exec(READER_RESETS).fetchall())
+
+    def trip_readers(self):
+        return [r[0] for r in self._exec(TRIP_READERS)]
+
+    def count_trips_after(self, reader_id, seq):
+        """(records, bytes) of a reader's trips after seq."""
+        return self._exec(COUNT_TRIPS_AFTER, (reader_id, seq)).fetchone()
+
+    def trips_after(self, reader_id, seq, limit):
+        return self._exec(TRIPS_AFTER, (reader_id, seq, limit)).fetchall()
+
+    def count_replaced_after(self, rowid):
+        return self._exec(COUNT_REPLACED_AFTER, (rowid,)).fetchone()
+
+    def replaced_after(self, rowid, limit):
+        return self._exec(REPLACED_AFTER, (rowid, limit)).fetchall()
+
+    def count_incidents_after(self, id_):
+        return self._exec(COUNT_INCIDENTS_AFTER, (id_,)).fetchone()[0]
+
+    def incidents_after(self, id_, limit):
+        return self._exec(INCIDENTS_AFTER, (id_, limit)).fetchall()
+
+    def reader_states(self):
+        return self._exec(READER_STATES).fetchall()
+
     # -- queries --
 
     def count(self, reader_id):
@@ -416,6 +517,13 @@ def open_sqlite(path, readonly=False, lock_wait=LOCK_WAIT, on_wait=None):
         conn.execute("PRAGMA synchronous=FULL")
     return DepotDB(conn, SQLITE, create=not readonly, path=str(p), lock_wait=lock_wait,
                    on_wait=on_wait)
+
+
+def open_existing(path, lock_wait=LOCK_WAIT):
+    """An existing depot database, opened for writing (fare upload records its marks in it),
+    never created: a missing file, or one that is not a depot database, is NotADepotDB."""
+    open_sqlite(path, readonly=True).close()  # refuses what is not a depot database
+    return open_sqlite(path, lock_wait=lock_wait)
 
 
 def connect(url, readonly=False, lock_wait=LOCK_WAIT, on_wait=None):
