@@ -10,6 +10,7 @@ import secrets
 import uuid
 import zoneinfo
 
+from host_tools.backoffice.clearing_schema import SCHEMA_V2
 from host_tools.backoffice.pgconn import CentralError, connect
 
 ADMIN_LOCK = 7_461_001  # pg_advisory_xact_lock key of schema changes (migrations, roles)
@@ -198,6 +199,7 @@ SCHEMA_V1 += "".join("CREATE POLICY read_all ON %s FOR SELECT TO {p}clearing, {p
 
 MIGRATIONS = [
     (1, "trips, incidents, readers, depots, uploads; roles and row-level security", SCHEMA_V1),
+    (2, "clearing: verdicts, duplicates, exposure, charges, payments, deny lists", SCHEMA_V2),
 ]
 
 BOOKKEEPING = """

@@ -52,8 +52,11 @@ SELECT s.service_day, %(depot)s, s.reader_id, s.seq, %(batch)s, s.time, s.fare, 
 FROM fare_stage s"""
 MERGE_RACING = MERGE + "\nON CONFLICT DO NOTHING"
 NEXT_BATCH = "SELECT nextval(pg_get_serial_sequence('upload_batches', 'batch_id'))"
+# (days: the service days of the batch's records, which clearing looks at next)
 INSERT_BATCH = ("INSERT INTO upload_batches (batch_id, depot_id, source, records, new_records, "
-                "incidents, bytes) VALUES (%s, %s, %s, %s, %s, %s, %s)")
+                "incidents, bytes, days) VALUES (%s, %s, %s, %s, %s, %s, %s, "
+                "(SELECT COALESCE(array_agg(DISTINCT service_day ORDER BY service_day), '{}') "
+                "FROM fare_stage))")
 INSERT_INCIDENT = ("INSERT INTO incidents (dedupe_key, depot_id, batch_id, reader_id, kind, "
                    "seq_from, seq_to, detail, at, record) "
                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
