@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "issuing.issuer", "sim.wallet", "issuing.denylist_build", "issuing.config_build",
     "depot.readersync", "sim.emulators", "fleet.deploy", "sim.simday", "sim.scenario",
     "issuing.p256tables", "backoffice.centralcli", "backoffice.uploadcli",
+    "backoffice.clearingcli",
 )
 
 

@@ -501,6 +501,10 @@ def _print_report(report):
 
 
 def _cmd_build(args):
+    if not args.source:
+        raise UserError("give the SOURCE file of ids to list")
+    if args.version is None:
+        raise UserError("--version is required (newer than the readers' installed list)")
     try:
         entries = read_source(args.source)
         good = list(read_source(args.known_good)) if args.known_good else None
@@ -616,9 +620,9 @@ def add_commands(sub):
 
     q = s.add_parser("build", help="full list from a source file",
                      description="Build and sign a full deny list (kind DENYLIST).")
-    q.add_argument("source", help="source file of ids")
-    q.add_argument("--version", type=int, required=True, help="list version (newer than the "
-                   "readers' installed one)")
+    q.add_argument("source", nargs="?", help="source file of ids")
+    q.add_argument("--version", type=int, help="list version (newer than the readers' installed "
+                   "one; required unless the back office numbers it)")
     q.add_argument("--out", "-o", default="denylist.fvs", help="output file")
     q.add_argument("--salt", help="16 hex digits (default: random; a new salt moves any false "
                    "positive to other ids)")

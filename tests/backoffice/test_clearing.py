@@ -113,3 +113,83 @@ def test_a_voided_day_is_never_charged(store):
     assert s.batch_id is None and rides(store)[(1201, 1)] == ("ok", "void")
     with pytest.raises(CentralError, match="not suspect"):
         clearing.decide(store.url, 1202, DAY, "void")
+
+
+def test_charges_payments_and_the_next_deny_list(store, tmp_path, capsys):
+    """The loop: charge file, payment results (imported twice: no change), the deny list built
+    from the store and its delta; the account that pays later leaves the list."""
+    import json
+    from host_tools import cli
+    from host_tools.issuing import denylist_build as dlb
+    a, b = Reader(1201, 12), Reader(1202, 15)
+    riders = [Rider(store.iss, 500 + i) for i in range(4)]
+    recs = [a.tap(r, T0 + 60 * i, 200)[0] for i, r in enumerate(riders)]
+    r, shot = a.tap(riders[3], T0 + 3600, 200)
+    recs += [r, b.tap(riders[3], T0 + 3620, 300, code=shot)[0]]
+    with store.connect() as c:
+        put(c, recs)
+    db = store.url
+    assert cli.main(["clearing", "run", "--db", db, "--through", "2026-11-24", "--workers", "0",
+                     "--no-progress"]) == 0
+    assert "20261124-1: 5 rides, 4 accounts charged, 10.00" in capsys.readouterr().out
+    out_csv, out_json = tmp_path / "charges.csv", tmp_path / "charges.json"
+    assert cli.main(["clearing", "export-charges", "--db", db, "--out", str(out_csv),
+                     "--out", str(out_json)]) == 0
+    doc = json.loads(out_json.read_text())
+    assert doc["format"] == "fare-charges" and doc["total"] == 1000 and doc["count"] == 4
+    assert out_csv.read_text().splitlines()[0] == "charge_id,batch_id,account,rides,amount,currency"
+    results = {"format": "fare-payment-results", "version": 1, "results": [
+        {"charge_id": c["charge_id"], "account": c["account"], "amount": c["amount"],
+         "status": "failed" if c["account"] in ("500", "501") else "paid",
+         "reason": "insufficient funds" if c["account"] in ("500", "501") else "",
+         "at": "2026-11-24T19:00:00Z"} for c in doc["charges"]]}
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps(results))
+    assert cli.main(["clearing", "import-payments", str(res), "--db", db]) == 0
+    assert "4 new" in capsys.readouterr().out
+    before = store.q("SELECT * FROM clearing_payments ORDER BY 1, 2, 3")
+    assert cli.main(["clearing", "import-payments", str(res), "--db", db]) == 0
+    assert "0 new, 4 recorded already" in capsys.readouterr().out
+    assert store.q("SELECT * FROM clearing_payments ORDER BY 1, 2, 3") == before
+    # a result for a charge that is not there refuses the whole file
+    bad = tmp_path / "bad.csv"
+    bad.write_text("charge_id,account,amount,status,reason,at\n"
+                   "20261124-1/502,502,200,paid,,2026-11-25T01:00:00Z\n"
+                   "20261124-1/999,999,200,paid,,2026-11-25T01:00:00Z\n")
+    assert cli.main(["clearing", "import-payments", str(bad), "--db", db]) == 1
+    assert "no charge 20261124-1/999" in capsys.readouterr().err
+    # the deny list: two unpaid accounts, the screenshot's credential
+    now = DAY0 + 86400 + 5 * 3600
+    full, delta = tmp_path / "deny.fvs", tmp_path / "deny-delta.fvs"
+    args = ["denylist", "build", "--from-central", db, "--out", str(full), "--created", str(now),
+            "--issuer-dir", str(store.op.dir / "issuer"), "--payment-grace", "1h"]
+    assert cli.main(args) == 0
+    assert "v1, 3 entries (3 added, 0 removed, 0 kept)" in capsys.readouterr().out
+    _, model = dlb.read_list(full.read_bytes())
+    tag_a, tag_c = dlb.KINDS["account"], dlb.KINDS["credential"]
+    assert model.denied(tag_a, (500).to_bytes(8, "big"), now)
+    assert model.denied(tag_c, riders[3].cred_id, now)
+    assert not model.denied(tag_a, (502).to_bytes(8, "big"), now)
+    # account 500 pays after all: it leaves the list, and the delta says so
+    late = tmp_path / "late.csv"
+    late.write_text("charge_id,account,amount,status,reason,at\n"
+                    "20261124-1/500,500,200,paid,,2026-11-25T09:00:00Z\n")
+    assert cli.main(["clearing", "import-payments", str(late), "--db", db]) == 0
+    full2 = tmp_path / "deny2.fvs"
+    args[args.index(str(full))] = str(full2)
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "v2, 2 entries (0 added, 1 removed, 2 kept)" in out and "paid (1 charge" in out
+    assert "delta v1 -> v2, +0 -1 entries" in out
+    _, model2 = dlb.read_list(full2.read_bytes())
+    assert not model2.denied(tag_a, (500).to_bytes(8, "big"), now)
+    assert model2.denied(tag_a, (501).to_bytes(8, "big"), now)
+    assert store.q("SELECT kind, reason FROM denylist_entries WHERE version = 2 ORDER BY 1") == [
+        ("account", "payment_failed"), ("credential", "duplicates")]
+    # the reports, on the terminal and as CSV
+    assert cli.main(["clearing", "report", "--db", db, "--csv", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "Unpaid accounts" in out and "insufficient funds" in out
+    days = (tmp_path / "rep" / "days.csv").read_text().splitlines()
+    assert days[1].split(",")[:6] == ["2026-11-24", "12", "4", "5", "1000", "1000"]
+    assert days[2].split(",")[:7] == ["2026-11-24", "15", "1", "1", "300", "0", "1"]
