@@ -25,6 +25,7 @@ from host_tools.backoffice.clearing_schema import CLEARING_LOCK
 from host_tools.backoffice.pgconn import CentralError, connect, one_line
 
 VERIFY_CHUNK = 5_000      # records per verify transaction
+LOCK_WAIT = 10.0          # s to wait for clearing's lock
 I64_MAX = (1 << 63) - 1
 
 
@@ -231,7 +232,7 @@ def _code_row(key, r):
                   r.challenge_reader)
 
 
-def verify_share(url, k, n, days, through, grace, report=None, hook=None):
+def verify_share(url, k, n, days, through, grace, report=None, hook=None, chunk=VERIFY_CHUNK):
     """Verify share k of n of the records to verify (worker process or in-process). `report`:
     called with the number of records done after each committed chunk. Returns stats."""
     rconn = connect(url)
@@ -258,7 +259,7 @@ def verify_share(url, k, n, days, through, grace, report=None, hook=None):
                 codes.append(_code_row(key, r))
                 if r.cred is not None:
                     creds[r.cred.cred_hash] = r.cred
-                if len(codes) >= VERIFY_CHUNK:
+                if len(codes) >= chunk:
                     stats["ok"] += _commit_chunk(wconn, codes, creds, grace)
                     stats["verified"] += len(codes)
                     if report:
@@ -300,11 +301,11 @@ def _commit_chunk(conn, codes, creds, grace):
         return cur.execute(INSERT_RIDES, {"grace": int(grace)}).fetchone()[0]
 
 
-def _worker(url, k, n, days, through, grace, q):
+def _worker(url, k, n, days, through, grace, q, chunk):
     """A verify worker process: reports progress on queue `q`, then its stats (or its error)."""
     try:
         stats = verify_share(url, k, n, days, through, grace,
-                             report=lambda m: q.put(("progress", m)))
+                             report=lambda m: q.put(("progress", m)), chunk=chunk)
         q.put(("done", stats))
     except CentralError as e:
         q.put(("error", str(e)))
@@ -312,18 +313,18 @@ def _worker(url, k, n, days, through, grace, q):
         q.put(("error", "%s: %s" % (type(e).__name__, one_line(e))))
 
 
-def _verify(url, days, through, grace, workers, progress, hook):
+def _verify(url, days, through, grace, workers, progress, hook, chunk):
     """Stage 1 with `workers` processes (0: in this process). Returns merged stats."""
     total = {"verified": 0, "ok": 0, "issuer_verifies": 0, "rider_verifies": 0, "rider_reused": 0}
     if workers <= 0:
         stats = verify_share(url, 0, 1, days, through, grace,
-                             report=lambda m: progress(advance=m), hook=hook)
+                             report=lambda m: progress(advance=m), hook=hook, chunk=chunk)
         for k in total:
             total[k] += stats[k]
         return total
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, k, workers, days, through, grace, q),
+    procs = [ctx.Process(target=_worker, args=(url, k, workers, days, through, grace, q, chunk),
                          daemon=True) for k in range(workers)]
     for p in procs:
         p.start()
@@ -554,7 +555,7 @@ def settle(conn, through, taken, cfg, s, hook=None):
 
 # -- the run ---------------------------------------------------------------------------------------
 
-def run(url, through=None, workers=None, progress=None, hook=None):
+def run(url, through=None, workers=None, progress=None, hook=None, chunk=VERIFY_CHUNK):
     """One clearing run up to service day `through` (default: the last day that has ended).
     `workers`: verify processes (default: the machine's cores; 0: in this process).
     `progress(total=, advance=, step=)`: called as it goes. Returns a Summary."""
@@ -563,9 +564,7 @@ def run(url, through=None, workers=None, progress=None, hook=None):
     s = Summary()
     conn = connect(url)
     try:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (CLEARING_LOCK,)).fetchone()[0]:
-            raise CentralError("another clearing run (or deny-list build) is going on; run again "
-                               "when it has finished")
+        lock(conn)
         _check_inputs(conn)
         cfg = settings(conn)
         through = through if through is not None else default_through(conn)
@@ -580,7 +579,8 @@ def run(url, through=None, workers=None, progress=None, hook=None):
         ).fetchone()[0]
         progress(total=todo, step="verify")
         if todo:
-            v = _verify(url, days, through, int(cfg["update_grace"]), workers, progress, hook)
+            v = _verify(url, days, through, int(cfg["update_grace"]), workers, progress, hook,
+                        chunk)
             s.verified, s.ok = v["verified"], v["ok"]
             s.bad = s.verified - s.ok
             s.issuer_verifies = v["issuer_verifies"]
@@ -594,7 +594,22 @@ def run(url, through=None, workers=None, progress=None, hook=None):
                      "batch_id = %s WHERE run_id = %s", (s.verified, s.batch_id, run_id))
         return s
     finally:
+        try:
+            conn.execute("SELECT pg_advisory_unlock_all()")
+        except Exception:
+            pass  # the connection is gone: so is the lock
         conn.close()
+
+
+def lock(conn, wait=LOCK_WAIT):
+    """Take clearing's session lock: one run (or deny-list build) at a time. A run that was just
+    cut may hold it a moment longer (its server process ends after the client went away)."""
+    deadline = time.monotonic() + wait
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (CLEARING_LOCK,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise CentralError("another clearing run (or deny-list build) is going on; run again "
+                               "when it has finished")
+        time.sleep(0.2)
 
 
 def parse_day(text):

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from host_tools.backoffice.charges import CHARGE_STATUS
-from host_tools.backoffice.clearing_schema import CLEARING_LOCK
+from host_tools.backoffice import clearing
 from host_tools.backoffice.pgconn import CentralError, connect
 from host_tools.common import signedfile
 from host_tools.common.fw import validator  # noqa: F401
@@ -102,9 +102,7 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
     if duplicates < 1:
         raise CentralError("--duplicates is at least 1")
     with connect(url) as conn, conn.transaction():
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (CLEARING_LOCK,)).fetchone()[0]:
-            raise CentralError("a clearing run is going on; build the deny list when it has "
-                               "finished")
+        clearing.lock(conn)
         last = conn.execute("SELECT version, file FROM denylist_versions ORDER BY version DESC "
                             "LIMIT 1").fetchone()
         rows = flagged(conn, now, payment_grace, duplicates)
@@ -162,6 +160,7 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
                                 "expiry) FROM STDIN") as cp:
             for (k, i), (exp, reason, detail) in sorted(rows.items()):
                 cp.write_row((version, k, i, reason, detail, exp))
+        conn.execute("SELECT pg_advisory_unlock_all()")
     return out
 
 

@@ -138,6 +138,8 @@ def depot_id(conn):
 def put(conn, records, received_at=DAY0 + 86400):
     """Store `records` (stored trip record bytes) in the central store as one upload batch would:
     skips records it has. Returns how many were new."""
+    if not records:
+        return 0
     rows = []
     for raw in records:
         h = tl.decode(raw)
