@@ -39,6 +39,9 @@ class Summary:
     issuer_verifies: int = 0
     rider_verifies: int = 0
     rider_reused: int = 0
+    worker_rss_kb: int = 0        # peak resident memory of a verify worker
+    worker_cpu: float = 0.0       # CPU seconds of the verify workers, together
+    first_row: float = 0.0        # seconds the workers waited for their first record (sum)
     batch_id: str = None
     batch_rides: int = 0
     batch_accounts: int = 0
@@ -106,7 +109,8 @@ def _days_condition(days):
 
 # The records to verify, sorted so that one credential's records (and one code's) come together.
 SELECT_TODO = """
-SELECT t.reader_id, t.seq, t.rec_hash, t.service_day, trip_code(t.record), k.hashes, k.sigs
+SELECT t.reader_id, t.seq, t.rec_hash, t.service_day, t.time, t.line, t.fare, t.account,
+       t.counter, t.cred_id, t.kind, trip_code(t.record), k.hashes, k.sigs
 FROM trips t
 LEFT JOIN LATERAL (SELECT array_agg(c.cred_hash) AS hashes, array_agg(c.issuer_sig) AS sigs
                    FROM clearing_credentials c WHERE c.cred_id = t.cred_id) k ON true
@@ -122,9 +126,10 @@ WHERE t.decision = 1 AND t.service_day <= '{through}'::date AND {days}
 
 WORKER_SETUP = """
 CREATE TEMP TABLE clr_codes (reader_id bigint, seq bigint, rec_hash bytea, service_day date,
-    status text, detail text, cred_hash bytea, code_kind text, code_time bigint,
+    time bigint, line bigint, fare bigint, account numeric, counter numeric, cred_id bytea,
+    kind text, status text, detail text, cred_hash bytea, code_kind text, code_time bigint,
     code_counter numeric, challenge_reader bigint) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE clr_creds (cred_hash bytea, cred_id bytea, key_id bigint, account numeric,
+CREATE TEMP TABLE clr_creds (cred_hash bytea PRIMARY KEY, cred_id bytea, key_id bigint, account numeric,
     product bigint, valid_from bigint, valid_until bigint, max_rides bigint, max_amount numeric,
     issuer_sig text) ON COMMIT DELETE ROWS;
 -- each configuration and until when it is in force (its successor's creation + the grace)
@@ -136,40 +141,41 @@ FROM clearing_config_periods;
 CREATE INDEX ON clr_periods (line, created);
 ANALYZE clr_periods;
 """
-CODE_COLUMNS = ("reader_id", "seq", "rec_hash", "service_day", "status", "detail", "cred_hash",
-                "code_kind", "code_time", "code_counter", "challenge_reader")
-CODE_TYPES = ("int8", "int8", "bytea", "date", "text", "text", "bytea", "text", "int8", "numeric",
-              "int8")
+# the record's own fields (from trips), then what its code says
+CODE_COLUMNS = ("reader_id", "seq", "rec_hash", "service_day", "time", "line", "fare", "account",
+                "counter", "cred_id", "kind", "status", "detail", "cred_hash", "code_kind",
+                "code_time", "code_counter", "challenge_reader")
+CODE_TYPES = ("int8", "int8", "bytea", "date", "int8", "int8", "int8", "numeric", "numeric",
+              "bytea", "text", "text", "text", "bytea", "text", "int8", "numeric", "int8")
+READ_TYPES = ("int8", "int8", "bytea", "date", "int8", "int8", "int8", "numeric", "numeric",
+              "bytea", "text", "bytea", "bytea[]", "text[]")
 CRED_COLUMNS = ("cred_hash", "cred_id", "key_id", "account", "product", "valid_from",
                 "valid_until", "max_rides", "max_amount", "issuer_sig")
 CRED_TYPES = ("bytea", "bytea", "int8", "numeric", "int8", "int8", "int8", "int8", "numeric",
               "text")
 
-INSERT_CREDS = ("INSERT INTO clearing_credentials SELECT DISTINCT ON (cred_hash) * FROM clr_creds "
-                "ORDER BY cred_hash ON CONFLICT DO NOTHING")
+INSERT_CREDS = ("INSERT INTO clearing_credentials SELECT *, %(batch_no)s FROM clr_creds "
+                "ON CONFLICT DO NOTHING")
 
 # The verdict of each staged record: what its code says against its own fields, the key ring and
 # the configuration of its line in force at the ride (the first check that fails names it).
 INSERT_RIDES = """
 WITH ins AS (
 INSERT INTO clearing_rides (reader_id, seq, rec_hash, service_day, time, line, fare, account,
-    counter, cred_id, cred_hash, product, verdict, detail, state)
-SELECT s.reader_id, s.seq, s.rec_hash, s.service_day, t.time, t.line, t.fare, t.account,
-       t.counter, t.cred_id, s.cred_hash, c.product, v.x[1], v.x[2],
-       CASE WHEN v.x[1] = 'ok' THEN 'pending' ELSE 'bad' END
-FROM clr_codes s
-JOIN trips t ON t.reader_id = s.reader_id AND t.seq = s.seq AND t.rec_hash = s.rec_hash
-            AND t.service_day = s.service_day
-LEFT JOIN (SELECT DISTINCT ON (cred_hash) * FROM clr_creds ORDER BY cred_hash) c
-       ON c.cred_hash = s.cred_hash
+    counter, cred_id, cred_hash, product, verdict, detail, state, batch_no)
+SELECT t.reader_id, t.seq, t.rec_hash, t.service_day, t.time, t.line, t.fare, t.account,
+       t.counter, t.cred_id, t.cred_hash, c.product, v.x[1], v.x[2],
+       CASE WHEN v.x[1] = 'ok' THEN 'charge' ELSE 'bad' END, %(batch_no)s
+FROM clr_codes t
+LEFT JOIN clr_creds c ON c.cred_hash = t.cred_hash
 LEFT JOIN clearing_keys k ON k.key_id = c.key_id
 LEFT JOIN LATERAL (
     SELECT count(*) AS n,
            bool_or(cred_ok) AS cred_ok, bool_or(cred_ok AND time_ok) AS time_ok,
            bool_or(cred_ok AND time_ok AND fare_ok) AS all_ok, min(want) AS want
     FROM (SELECT t.time + p.clock_skew >= c.valid_from AS cred_ok,
-                 (s.code_kind = 'nfc' OR (t.time - s.code_time <= p.max_code_age
-                                          AND s.code_time - t.time <= p.clock_skew)) AS time_ok,
+                 (t.code_kind = 'nfc' OR (t.time - t.code_time <= p.max_code_age
+                                          AND t.code_time - t.time <= p.clock_skew)) AS time_ok,
                  (p.fares ->> c.product::text)::bigint AS want,
                  ((p.fares ->> c.product::text)::bigint = t.fare
                   OR (t.fare = 0 AND p.transfer_window > 0
@@ -186,7 +192,7 @@ LEFT JOIN LATERAL (
           WHERE p.line = t.line AND p.created <= t.time AND t.time < p.until) o
 ) f ON true
 CROSS JOIN LATERAL (SELECT CASE
-    WHEN s.status <> 'ok' THEN ARRAY[s.status, s.detail]
+    WHEN t.status <> 'ok' THEN ARRAY[t.status, t.detail]
     WHEN k.key_id IS NULL THEN ARRAY['unknown_key', format('issuer key %%s is not in the key ring',
                                                          c.key_id)]
     WHEN t.time < k.valid_from OR t.time > k.valid_until THEN ARRAY['key_not_valid',
@@ -195,20 +201,20 @@ CROSS JOIN LATERAL (SELECT CASE
     WHEN k.retired_at IS NOT NULL AND t.time > k.retired_at + %(grace)s THEN ARRAY['key_not_valid',
         format('issuer key %%s was retired at %%s, the ride is at %%s', k.key_id, k.retired_at,
                t.time)]
-    WHEN t.kind <> s.code_kind THEN ARRAY['kind_mismatch',
-        format('the record says %%s, the code is %%s', t.kind, s.code_kind)]
+    WHEN t.kind <> t.code_kind THEN ARRAY['kind_mismatch',
+        format('the record says %%s, the code is %%s', t.kind, t.code_kind)]
     WHEN t.cred_id <> c.cred_id THEN ARRAY['credential_mismatch',
         format('the record says credential %%s, the code has %%s', encode(t.cred_id, 'hex'),
                encode(c.cred_id, 'hex'))]
     WHEN t.account <> c.account THEN ARRAY['account_mismatch',
         format('the record says account %%s, the credential %%s', t.account, c.account)]
-    WHEN t.counter <> s.code_counter THEN ARRAY['counter_mismatch',
-        format('the record says counter %%s, the code %%s', t.counter, s.code_counter)]
-    WHEN s.code_kind = 'nfc' AND s.challenge_reader <> t.reader_id THEN ARRAY['nfc_other_reader',
+    WHEN t.counter <> t.code_counter THEN ARRAY['counter_mismatch',
+        format('the record says counter %%s, the code %%s', t.counter, t.code_counter)]
+    WHEN t.code_kind = 'nfc' AND t.challenge_reader <> t.reader_id THEN ARRAY['nfc_other_reader',
         format('the NFC answer is to reader %%s''s challenge, the record is reader %%s''s',
-               s.challenge_reader, t.reader_id)]
-    WHEN s.code_kind = 'nfc' AND s.code_time <> t.time THEN ARRAY['time_mismatch',
-        format('the NFC challenge was at %%s, the record says %%s', s.code_time, t.time)]
+               t.challenge_reader, t.reader_id)]
+    WHEN t.code_kind = 'nfc' AND t.code_time <> t.time THEN ARRAY['time_mismatch',
+        format('the NFC challenge was at %%s, the record says %%s', t.code_time, t.time)]
     WHEN t.time > c.valid_until THEN ARRAY['credential_not_valid',
         format('the credential is valid until %%s, the ride is at %%s', c.valid_until, t.time)]
     WHEN COALESCE(f.n, 0) = 0 THEN ARRAY['no_config',
@@ -216,7 +222,7 @@ CROSS JOIN LATERAL (SELECT CASE
     WHEN NOT f.cred_ok THEN ARRAY['credential_not_valid',
         format('the credential is valid from %%s, the ride is at %%s', c.valid_from, t.time)]
     WHEN NOT f.time_ok THEN ARRAY['time_mismatch',
-        format('the code was made at %%s, the ride is at %%s', s.code_time, t.time)]
+        format('the code was made at %%s, the ride is at %%s', t.code_time, t.time)]
     WHEN NOT f.all_ok THEN ARRAY['fare_mismatch',
         format('fare %%s, line %%s product %%s costs %%s', t.fare, t.line, c.product,
                COALESCE(f.want::text, 'nothing (no fare)'))]
@@ -232,9 +238,12 @@ def _code_row(key, r):
                   r.challenge_reader)
 
 
-def verify_share(url, k, n, days, through, grace, report=None, hook=None, chunk=VERIFY_CHUNK):
-    """Verify share k of n of the records to verify (worker process or in-process). `report`:
-    called with the number of records done after each committed chunk. Returns stats."""
+def verify_share(url, k, n, days, through, grace, batch_no, report=None, hook=None,
+                 chunk=VERIFY_CHUNK):
+    """Verify share k of n of the records to verify (worker process or in-process); the rides
+    that stand go to batch `batch_no`. `report`: called with the number of records done after
+    each committed chunk. Returns stats."""
+    cpu0 = time.process_time()
     rconn = connect(url)
     wconn = connect(url)
     try:
@@ -245,22 +254,26 @@ def verify_share(url, k, n, days, through, grace, report=None, hook=None, chunk=
         q = SELECT_TODO.format(through=through.isoformat(), days=_days_condition(days),
                                share=_share_condition(k, n))
         stats = {"verified": 0, "ok": 0}
+        t0 = time.perf_counter()
         codes, creds = [], {}
         with rconn.cursor().copy("COPY (%s) TO STDOUT (FORMAT BINARY)" % q) as cp:
-            cp.set_types(["int8", "int8", "bytea", "date", "bytea", "bytea[]", "text[]"])
+            cp.set_types(READ_TYPES)
             last_key = None
-            for rid, seq, rh, day, code, hashes, sigs in cp.rows():
-                key = (rid, seq, rh, day)
+            for row in cp.rows():
+                if "first_row_s" not in stats:
+                    stats["first_row_s"] = time.perf_counter() - t0
+                key = row[:4]
                 if key == last_key:
                     continue
                 last_key = key
+                code, hashes, sigs = row[11:]
                 known = dict(zip(hashes, sigs)) if hashes else None
                 r = checker.check(code, known)
-                codes.append(_code_row(key, r))
+                codes.append(_code_row(row[:11], r))
                 if r.cred is not None:
                     creds[r.cred.cred_hash] = r.cred
                 if len(codes) >= chunk:
-                    stats["ok"] += _commit_chunk(wconn, codes, creds, grace)
+                    stats["ok"] += _commit_chunk(wconn, codes, creds, grace, batch_no)
                     stats["verified"] += len(codes)
                     if report:
                         report(len(codes))
@@ -268,21 +281,25 @@ def verify_share(url, k, n, days, through, grace, report=None, hook=None, chunk=
                     if hook:
                         hook("verify-chunk")
         if codes:
-            stats["ok"] += _commit_chunk(wconn, codes, creds, grace)
+            stats["ok"] += _commit_chunk(wconn, codes, creds, grace, batch_no)
             stats["verified"] += len(codes)
             if report:
                 report(len(codes))
             if hook:
                 hook("verify-chunk")
+        import resource
         stats.update(issuer_verifies=checker.issuer_verifies,
-                     rider_verifies=checker.rider_verifies, rider_reused=checker.rider_reused)
+                     rider_verifies=checker.rider_verifies, rider_reused=checker.rider_reused,
+                     rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                     cpu_s=time.process_time() - cpu0)
+        stats.setdefault("first_row_s", 0.0)
         return stats
     finally:
         rconn.close()
         wconn.close()
 
 
-def _commit_chunk(conn, codes, creds, grace):
+def _commit_chunk(conn, codes, creds, grace, batch_no):
     """Stage one chunk's codes and credentials and insert their verdicts; returns how many
     records stand (verdict ok)."""
     with conn.transaction():
@@ -297,14 +314,14 @@ def _commit_chunk(conn, codes, creds, grace):
             cp.set_types(CODE_TYPES)
             for row in codes:
                 cp.write_row(row)
-        cur.execute(INSERT_CREDS)
-        return cur.execute(INSERT_RIDES, {"grace": int(grace)}).fetchone()[0]
+        cur.execute(INSERT_CREDS, {"batch_no": batch_no})
+        return cur.execute(INSERT_RIDES, {"grace": int(grace), "batch_no": batch_no}).fetchone()[0]
 
 
-def _worker(url, k, n, days, through, grace, q, chunk):
+def _worker(url, k, n, days, through, grace, batch_no, q, chunk):
     """A verify worker process: reports progress on queue `q`, then its stats (or its error)."""
     try:
-        stats = verify_share(url, k, n, days, through, grace,
+        stats = verify_share(url, k, n, days, through, grace, batch_no,
                              report=lambda m: q.put(("progress", m)), chunk=chunk)
         q.put(("done", stats))
     except CentralError as e:
@@ -313,18 +330,21 @@ def _worker(url, k, n, days, through, grace, q, chunk):
         q.put(("error", "%s: %s" % (type(e).__name__, one_line(e))))
 
 
-def _verify(url, days, through, grace, workers, progress, hook, chunk):
+def _verify(url, days, through, grace, batch_no, workers, progress, hook, chunk):
     """Stage 1 with `workers` processes (0: in this process). Returns merged stats."""
-    total = {"verified": 0, "ok": 0, "issuer_verifies": 0, "rider_verifies": 0, "rider_reused": 0}
+    total = {"verified": 0, "ok": 0, "issuer_verifies": 0, "rider_verifies": 0, "rider_reused": 0,
+             "rss_kb": 0, "cpu_s": 0.0, "first_row_s": 0.0}
     if workers <= 0:
-        stats = verify_share(url, 0, 1, days, through, grace,
+        stats = verify_share(url, 0, 1, days, through, grace, batch_no,
                              report=lambda m: progress(advance=m), hook=hook, chunk=chunk)
         for k in total:
             total[k] += stats[k]
+        total["rss_kb"] = stats["rss_kb"]
         return total
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, k, workers, days, through, grace, q, chunk),
+    procs = [ctx.Process(target=_worker, args=(url, k, workers, days, through, grace, batch_no,
+                                               q, chunk),
                          daemon=True) for k in range(workers)]
     for p in procs:
         p.start()
@@ -344,6 +364,7 @@ def _verify(url, days, through, grace, workers, progress, hook, chunk):
                 done += 1
                 for k in total:
                     total[k] += value[k]
+                total["rss_kb"] = max(total["rss_kb"] - value["rss_kb"], value["rss_kb"])
             else:
                 error = value
                 done += 1
@@ -359,6 +380,9 @@ def _verify(url, days, through, grace, workers, progress, hook, chunk):
 
 
 # -- stage 2: settle -------------------------------------------------------------------------------
+# A ride that stands is verified into this run's batch (state 'charge', batch_no G); settling
+# takes out of it what must not be charged now (held, void, duplicates) and then makes the batch
+# of what is left: no statement touches every ride of the batch.
 
 SUSPECTS = """
 INSERT INTO clearing_suspects (reader_id, service_day, bad_records, verdicts, evidence)
@@ -379,29 +403,42 @@ SET bad_records = excluded.bad_records, verdicts = excluded.verdicts, evidence =
     note = COALESCE(clearing_suspects.note || ' / ', '') || 'reopened: more records'
 WHERE clearing_suspects.bad_records <> excluded.bad_records"""
 
-_HELD_STATE = "CASE s.decision WHEN 'charge' THEN 'pending' WHEN 'void' THEN 'void' ELSE 'held' END"
+# rides of this batch verified after a day was past `through` (a run cut and run again with an
+# earlier day) wait for the next batch
+POSTPONE = """
+UPDATE clearing_rides SET batch_no = %(batch_no)s + 1
+WHERE batch_no = %(batch_no)s AND state = 'charge' AND service_day > %(through)s"""
+# this batch's rides of a suspect reader-day wait for the decision (or are void by it)
 HOLD = """
-UPDATE clearing_rides r SET state = %s
+UPDATE clearing_rides r SET state = CASE WHEN s.decision = 'void' THEN 'void' ELSE 'held' END
 FROM clearing_suspects s
-WHERE r.state IN ('pending', 'held') AND r.reader_id = s.reader_id
-  AND r.service_day = s.service_day AND r.state <> %s""" % (_HELD_STATE, _HELD_STATE)
+WHERE (s.decision IS NULL OR s.decision = 'void') AND r.reader_id = s.reader_id
+  AND r.service_day = s.service_day AND r.state = 'charge' AND r.batch_no = %(batch_no)s"""
+# held rides whose reader-day was decided: into this batch, or void
+RELEASE = """
+UPDATE clearing_rides r SET state = CASE s.decision WHEN 'charge' THEN 'charge' ELSE 'void' END,
+    batch_no = %(batch_no)s
+FROM clearing_suspects s
+WHERE s.decision IS NOT NULL AND r.state = 'held' AND r.reader_id = s.reader_id
+  AND r.service_day = s.service_day"""
 
-# Duplicates: the ride codes (credential and counter) of pending rides accepted more than once,
-# with every record of each; the one kept (charged) is the one already charged, else the first
-# pending one, else the first held one.
+# Duplicates: the ride codes (credential and counter) of this batch accepted more than once, with
+# every record of each; the one kept (charged) is the one charged in an earlier batch, else the
+# first of this batch, else the first held one.
 DUP_GROUPS = """
 CREATE TEMP TABLE clr_dup ON COMMIT DROP AS
 WITH g AS (
     SELECT DISTINCT p.cred_hash, p.counter FROM clearing_rides p
-    WHERE p.state = 'pending' AND p.service_day <= %(through)s AND p.cred_hash IS NOT NULL
+    WHERE p.batch_no = %(batch_no)s AND p.state = 'charge'
       AND EXISTS (SELECT 1 FROM clearing_rides o
                   WHERE o.cred_hash = p.cred_hash AND o.counter = p.counter AND o.verdict = 'ok'
-                    AND (o.reader_id, o.seq, o.rec_hash, o.service_day)
-                        <> (p.reader_id, p.seq, p.rec_hash, p.service_day)))
+                    AND (o.reader_id, o.service_day, o.seq, o.rec_hash)
+                        <> (p.reader_id, p.service_day, p.seq, p.rec_hash)))
 SELECT r.reader_id, r.seq, r.rec_hash, r.service_day, r.cred_hash, r.counter, r.cred_id,
-       r.account, r.time, r.state,
+       r.account, r.time, r.state, r.batch_no,
        row_number() OVER (PARTITION BY r.cred_hash, r.counter ORDER BY
-           CASE r.state WHEN 'charged' THEN 0 WHEN 'pending' THEN 1 WHEN 'held' THEN 2 ELSE 3 END,
+           CASE WHEN r.state = 'charge' AND r.batch_no < %(batch_no)s THEN 0
+                WHEN r.state = 'charge' THEN 1 WHEN r.state = 'held' THEN 2 ELSE 3 END,
            r.time, r.reader_id, r.seq, r.rec_hash) AS rank
 FROM clearing_rides r JOIN g ON g.cred_hash = r.cred_hash AND g.counter = r.counter
 WHERE r.verdict = 'ok'"""
@@ -419,43 +456,47 @@ SET records = excluded.records, readers = excluded.readers, rides = excluded.rid
     kept_reader = excluded.kept_reader, kept_seq = excluded.kept_seq"""
 DUP_MARK = """
 UPDATE clearing_rides r SET state = 'duplicate' FROM clr_dup d
-WHERE d.rank > 1 AND d.state = 'pending' AND r.reader_id = d.reader_id AND r.seq = d.seq
-  AND r.rec_hash = d.rec_hash AND r.service_day = d.service_day"""
+WHERE d.rank > 1 AND d.state = 'charge' AND d.batch_no = %(batch_no)s
+  AND r.reader_id = d.reader_id AND r.service_day = d.service_day AND r.seq = d.seq
+  AND r.rec_hash = d.rec_hash"""
 
-BATCH_TABLE = """
-CREATE TEMP TABLE clr_batch (reader_id bigint, seq bigint, rec_hash bytea, service_day date,
-    account numeric, fare bigint, cred_hash bytea, counter numeric, time bigint) ON COMMIT DROP"""
-BATCH_RIDES = """
-WITH u AS (UPDATE clearing_rides SET state = 'charged', batch_id = %(batch)s
-           WHERE state = 'pending' AND service_day <= %(through)s
-           RETURNING reader_id, seq, rec_hash, service_day, account, fare, cred_hash, counter, time)
-INSERT INTO clr_batch SELECT * FROM u"""
 CHARGES = """
 INSERT INTO clearing_charges (charge_id, batch_id, account, rides, amount)
 SELECT %(batch)s || '/' || account, %(batch)s, account, count(*), sum(fare)
-FROM clr_batch GROUP BY account HAVING sum(fare) > 0"""
+FROM clearing_rides WHERE batch_no = %(batch_no)s AND state = 'charge'
+GROUP BY account HAVING sum(fare) > 0"""
 BATCH_TOTALS = """
-UPDATE clearing_batches SET rides = (SELECT count(*) FROM clr_batch),
+UPDATE clearing_batches SET
+    rides = (SELECT count(*) FROM clearing_rides WHERE batch_no = %(batch_no)s AND state = 'charge'),
     accounts = (SELECT count(*) FROM clearing_charges WHERE batch_id = %(batch)s),
     amount = (SELECT COALESCE(sum(amount), 0) FROM clearing_charges WHERE batch_id = %(batch)s)
-WHERE batch_id = %(batch)s"""
+WHERE batch_no = %(batch_no)s"""
 
-# The global offline credit window: each credential of the batch, its rides across every reader
+# The global offline credit window: each credential of this run's rides, its rides across every reader
 # in time order; a ride past max_rides, or that takes the amount past max_amount, is exposure.
-# (Rides counted: verified, not duplicates, not voided.) Only credentials over a limit are kept.
+# (Rides counted: those that stand, not duplicates, not voided.) A credential first seen by this
+# run has all its rides in this batch; only the others need their earlier rides looked up.
+# Only credentials over a limit are kept.
 EXPOSURE = """
-WITH cand AS (
-    SELECT r.cred_hash FROM clearing_rides r
-    JOIN (SELECT DISTINCT cred_hash FROM clr_batch) b ON b.cred_hash = r.cred_hash
-    JOIN clearing_credentials c ON c.cred_hash = r.cred_hash
-    WHERE r.state IN ('charged', 'pending', 'held')
-    GROUP BY r.cred_hash, c.max_rides, c.max_amount
-    HAVING count(*) > c.max_rides OR sum(r.fare) > c.max_amount),
+WITH mine AS (
+    SELECT r.cred_hash, count(*) AS n, sum(r.fare) AS amount FROM clearing_rides r
+    WHERE r.batch_no = %(batch_no)s AND r.state IN ('charge', 'held') GROUP BY r.cred_hash),
+tot AS (
+    SELECT m.cred_hash, m.n, m.amount FROM mine m JOIN clearing_credentials c USING (cred_hash)
+    WHERE c.first_batch = %(batch_no)s
+    UNION ALL
+    SELECT r.cred_hash, count(*), sum(r.fare) FROM clearing_rides r
+    JOIN (SELECT m.cred_hash FROM mine m JOIN clearing_credentials c USING (cred_hash)
+          WHERE c.first_batch <> %(batch_no)s) o USING (cred_hash)
+    WHERE r.state IN ('charge', 'held') GROUP BY r.cred_hash),
+cand AS (
+    SELECT t.cred_hash FROM tot t JOIN clearing_credentials c USING (cred_hash)
+    WHERE t.n > c.max_rides OR t.amount > c.max_amount),
 w AS (
     SELECT r.cred_hash, r.fare, r.reader_id,
            row_number() OVER o AS k, sum(r.fare) OVER o AS cum
     FROM clearing_rides r JOIN cand USING (cred_hash)
-    WHERE r.state IN ('charged', 'pending', 'held')
+    WHERE r.state IN ('charge', 'held')
     WINDOW o AS (PARTITION BY r.cred_hash ORDER BY r.time, r.reader_id, r.seq, r.rec_hash))
 INSERT INTO clearing_exposure (cred_hash, cred_id, account, max_rides, max_amount, rides, amount,
                                readers, over_rides, over_amount)
@@ -470,16 +511,16 @@ SET rides = excluded.rides, amount = excluded.amount, readers = excluded.readers
     over_rides = excluded.over_rides, over_amount = excluded.over_amount"""
 
 # Possible sharing: one account's rides on two readers within the window (different codes: the
-# same code twice is a duplicate). Pairs are stored earlier ride first.
+# same code twice is a duplicate), one of them this run's. Pairs are stored earlier ride first.
 SHARING = """
 INSERT INTO clearing_sharing (account, reader_a, seq_a, hash_a, time_a, reader_b, seq_b, hash_b,
                               time_b)
 SELECT DISTINCT x.account, a.reader_id, a.seq, a.rec_hash, a.time, b.reader_id, b.seq,
        b.rec_hash, b.time
-FROM clr_batch x
+FROM clearing_rides x
 JOIN clearing_rides o ON o.account = x.account
      AND o.time BETWEEN x.time - %(window)s AND x.time + %(window)s
-     AND o.reader_id <> x.reader_id AND o.state IN ('charged', 'pending', 'held')
+     AND o.reader_id <> x.reader_id AND o.state IN ('charge', 'held')
      AND (o.cred_hash, o.counter) IS DISTINCT FROM (x.cred_hash, x.counter)
 CROSS JOIN LATERAL (SELECT (x.time, x.reader_id, x.seq) < (o.time, o.reader_id, o.seq) AS first) f
 CROSS JOIN LATERAL (SELECT CASE WHEN f.first THEN x.reader_id ELSE o.reader_id END AS reader_id,
@@ -490,6 +531,7 @@ CROSS JOIN LATERAL (SELECT CASE WHEN f.first THEN o.reader_id ELSE x.reader_id E
                            CASE WHEN f.first THEN o.seq ELSE x.seq END AS seq,
                            CASE WHEN f.first THEN o.rec_hash ELSE x.rec_hash END AS rec_hash,
                            CASE WHEN f.first THEN o.time ELSE x.time END AS time) b
+WHERE x.batch_no = %(batch_no)s AND x.state IN ('charge', 'held')
 ON CONFLICT DO NOTHING"""
 
 
@@ -506,9 +548,9 @@ def _render(sql, p):
     return sql % {k: lit(v) for k, v in p.items()}
 
 
-def settle(conn, through, taken, cfg, s, hook=None):
+def settle(conn, through, batch_no, taken, cfg, s, hook=None):
     """Stage 2, in one transaction (see the module's docstring)."""
-    p = {"through": through, "window": int(cfg["sharing_window"])}
+    p = {"through": through, "window": int(cfg["sharing_window"]), "batch_no": batch_no}
 
     def step(name, sql):
         t0 = time.perf_counter()
@@ -520,29 +562,29 @@ def settle(conn, through, taken, cfg, s, hook=None):
 
     with conn.transaction():
         step("suspects", SUSPECTS)
+        step("hold", POSTPONE)
         step("hold", HOLD)
+        step("hold", RELEASE)
         step("duplicates", DUP_GROUPS)
         s.duplicates = step("duplicates", DUP_RECORD)
         step("duplicates", DUP_MARK)
-        pending = conn.execute("SELECT count(*) FROM clearing_rides WHERE state = 'pending' "
-                               "AND service_day <= %s", (through,)).fetchone()[0]
-        if pending:
+        left = conn.execute("SELECT count(*) FROM clearing_rides WHERE batch_no = %s AND "
+                            "state = 'charge'", (batch_no,)).fetchone()[0]
+        if left:
             n = conn.execute("SELECT count(*) FROM clearing_batches WHERE through = %s",
                              (through,)).fetchone()[0]
             s.batch_id = "%s-%d" % (through.strftime("%Y%m%d"), n + 1)
             p["batch"] = s.batch_id
-            conn.execute("INSERT INTO clearing_batches (batch_id, through, rides, accounts, "
-                         "amount) VALUES (%s, %s, 0, 0, 0)", (s.batch_id, through))
-            step("batch", BATCH_TABLE)
-            step("batch", BATCH_RIDES)
-            step("batch", "ANALYZE clr_batch")
+            conn.execute("INSERT INTO clearing_batches (batch_no, batch_id, through, rides, "
+                         "accounts, amount) VALUES (%s, %s, %s, 0, 0, 0)",
+                         (batch_no, s.batch_id, through))
             step("charges", CHARGES)
             step("charges", BATCH_TOTALS)
-            s.exposure = step("exposure", EXPOSURE)
-            s.sharing = step("sharing", SHARING)
             s.batch_rides, s.batch_accounts, s.batch_amount = conn.execute(
-                "SELECT rides, accounts, amount FROM clearing_batches WHERE batch_id = %s",
-                (s.batch_id,)).fetchone()
+                "SELECT rides, accounts, amount FROM clearing_batches WHERE batch_no = %s",
+                (batch_no,)).fetchone()
+        s.exposure = step("exposure", EXPOSURE)
+        s.sharing = step("sharing", SHARING)
         if taken:
             conn.execute("INSERT INTO clearing_seen_batches SELECT unnest(%s::bigint[]) "
                          "ON CONFLICT DO NOTHING", (taken,))
@@ -572,6 +614,9 @@ def run(url, through=None, workers=None, progress=None, hook=None, chunk=VERIFY_
         run_id = conn.execute("INSERT INTO clearing_runs (through) VALUES (%s) RETURNING run_id",
                               (through,)).fetchone()[0]
         days, taken = _days_to_look_at(conn, through)
+        # the batch this run makes: its rides are tagged with its number as they are verified
+        batch_no = conn.execute("SELECT COALESCE(max(batch_no), 0) + 1 FROM clearing_batches"
+                                ).fetchone()[0]
         s.days = days
         t0 = time.perf_counter()
         todo = 0 if days == [] else conn.execute(
@@ -579,16 +624,18 @@ def run(url, through=None, workers=None, progress=None, hook=None, chunk=VERIFY_
         ).fetchone()[0]
         progress(total=todo, step="verify")
         if todo:
-            v = _verify(url, days, through, int(cfg["update_grace"]), workers, progress, hook,
-                        chunk)
+            v = _verify(url, days, through, int(cfg["update_grace"]), batch_no, workers, progress,
+                        hook, chunk)
             s.verified, s.ok = v["verified"], v["ok"]
             s.bad = s.verified - s.ok
             s.issuer_verifies = v["issuer_verifies"]
             s.rider_verifies, s.rider_reused = v["rider_verifies"], v["rider_reused"]
+            s.worker_rss_kb = v["rss_kb"]
+            s.worker_cpu, s.first_row = v["cpu_s"], v["first_row_s"]
         s.seconds["verify"] = time.perf_counter() - t0
         progress(step="settle")
         t0 = time.perf_counter()
-        settle(conn, through, taken, cfg, s, hook)
+        settle(conn, through, batch_no, taken, cfg, s, hook)
         s.seconds["settle"] = time.perf_counter() - t0
         conn.execute("UPDATE clearing_runs SET finished_at = now(), status = 'done', verified = %s, "
                      "batch_id = %s WHERE run_id = %s", (s.verified, s.batch_id, run_id))

@@ -63,7 +63,8 @@ CREATE TABLE clearing_credentials (
     valid_until bigint NOT NULL,
     max_rides   bigint NOT NULL,
     max_amount  u64 NOT NULL,
-    issuer_sig  text NOT NULL               -- ok, bad_issuer_sig, unknown_key
+    issuer_sig  text NOT NULL,              -- ok, bad_issuer_sig, unknown_key
+    first_batch integer NOT NULL            -- batch_no of the run that first saw it
 );
 CREATE INDEX clearing_credentials_id ON clearing_credentials (cred_id);
 
@@ -83,15 +84,17 @@ CREATE TABLE clearing_rides (
     product     bigint,
     verdict     text NOT NULL,              -- ok, or why the record does not stand
     detail      text,
-    state       text NOT NULL CHECK (state IN ('pending', 'bad', 'held', 'void', 'duplicate',
-                                               'charged')),
-    batch_id    text,
-    PRIMARY KEY (reader_id, seq, rec_hash, service_day)
+    -- charge: charged in batch batch_no (to be, while that batch does not exist yet); bad: the
+    -- record does not stand; held: its reader's day waits for a decision; void: the operator
+    -- decided not to charge it; duplicate: another record of the same code is charged
+    state       text NOT NULL CHECK (state IN ('charge', 'bad', 'held', 'void', 'duplicate')),
+    batch_no    integer NOT NULL,           -- the batch it went into, or the run that saw it
+    PRIMARY KEY (reader_id, service_day, seq, rec_hash)
 );
 CREATE INDEX clearing_rides_code ON clearing_rides (cred_hash, counter);
 CREATE INDEX clearing_rides_account ON clearing_rides (account, time);
-CREATE INDEX clearing_rides_open ON clearing_rides (state, service_day)
-    WHERE state IN ('pending', 'held', 'bad');
+CREATE INDEX clearing_rides_batch ON clearing_rides (batch_no);
+CREATE INDEX clearing_rides_waiting ON clearing_rides (service_day) WHERE state IN ('held', 'bad');
 
 -- a reader's service day with records that do not stand: its rides wait for an operator
 CREATE TABLE clearing_suspects (
@@ -151,7 +154,8 @@ CREATE TABLE clearing_exposure (
 
 -- settlement batches and the charge per account in each
 CREATE TABLE clearing_batches (
-    batch_id   text PRIMARY KEY,
+    batch_no   integer PRIMARY KEY,         -- 1, 2, 3, ...
+    batch_id   text NOT NULL UNIQUE,        -- YYYYMMDD-n: its last service day, n-th batch of it
     through    date NOT NULL,
     rides      integer NOT NULL,
     accounts   integer NOT NULL,
@@ -160,7 +164,7 @@ CREATE TABLE clearing_batches (
 );
 CREATE TABLE clearing_charges (
     charge_id text PRIMARY KEY,             -- batch_id/account
-    batch_id  text NOT NULL REFERENCES clearing_batches,
+    batch_id  text NOT NULL REFERENCES clearing_batches (batch_id),
     account   u64 NOT NULL,
     rides     integer NOT NULL,
     amount    bigint NOT NULL,

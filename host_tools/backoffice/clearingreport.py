@@ -17,11 +17,13 @@ SELECT t.service_day, t.line,
 FROM trips t WHERE t.service_day BETWEEN %(first)s AND %(last)s
 GROUP BY 1, 2 ORDER BY 1, 2"""
 CLEARED = """
-SELECT service_day, line, COALESCE(sum(fare) FILTER (WHERE state = 'charged'), 0),
-       count(*) FILTER (WHERE state = 'duplicate'),
-       count(*) FILTER (WHERE state IN ('bad', 'held', 'void')),
-       count(*) FILTER (WHERE state = 'pending')
-FROM clearing_rides WHERE service_day BETWEEN %(first)s AND %(last)s GROUP BY 1, 2"""
+SELECT r.service_day, r.line,
+       COALESCE(sum(r.fare) FILTER (WHERE r.state = 'charge' AND b.batch_no IS NOT NULL), 0),
+       count(*) FILTER (WHERE r.state = 'duplicate'),
+       count(*) FILTER (WHERE r.state IN ('bad', 'held', 'void')),
+       count(*) FILTER (WHERE r.state = 'charge' AND b.batch_no IS NULL)
+FROM clearing_rides r LEFT JOIN clearing_batches b ON b.batch_no = r.batch_no
+WHERE r.service_day BETWEEN %(first)s AND %(last)s GROUP BY 1, 2"""
 REFUSALS = """
 SELECT service_day, line, reason, count(*) FROM trips
 WHERE decision = 0 AND service_day BETWEEN %(first)s AND %(last)s

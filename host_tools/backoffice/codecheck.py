@@ -15,6 +15,7 @@ speed hint for the reader's verifier; the host checks the signature itself and o
 range (0..3)."""
 import hashlib
 
+import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
@@ -99,11 +100,43 @@ def _is_sig(b):
     return type(b) is bytes and len(b) == 64
 
 
+def _fast_decode(data):
+    """The value of CBOR bytes in their canonical form (shortest integers and lengths, definite
+    lengths, sorted map keys: what wallets write), decoded by cbor2's C decoder; None for
+    anything else, which then goes to the firmware's own decoder. A canonical encoding is one
+    the firmware's decoder accepts too, so both paths agree; the fast one costs a few
+    microseconds instead of tens."""
+    try:
+        v = cbor2.loads(data)
+        if cbor2.dumps(v, canonical=True) == data:
+            return v
+    except Exception:  # cbor2's errors on hostile bytes: the firmware's decoder says why
+        pass
+    return None
+
+
+def _decode(data, **limits):
+    v = _fast_decode(data)
+    if v is None:
+        v = cbor.decode(data, **limits)   # raises cbor.CBORError
+    return v
+
+
+def parse_dynamic_fast(dyn):
+    """(time, counter) of a dynamic part, as validator.credential.parse_dynamic decides."""
+    m = _fast_decode(dyn)
+    if type(m) is dict and len(m) == 2:
+        t, c = m.get(1), m.get(2)
+        if type(t) is int and type(c) is int and 0 <= t < 1 << 64 and 0 <= c < 1 << 64:
+            return t, c
+    return parse_dynamic(dyn)
+
+
 def parse_envelope(code):
     """(kind, cred, isig, dyn, rsig, challenge) of a ride code (5 items) or an NFC transcript
     (6 items, the last the 24-byte challenge). Raises Reject(MALFORMED)."""
     try:
-        a = cbor.decode(code, max_depth=1, max_items=8, max_len=tl.MAX_RAW)
+        a = _decode(code, max_depth=1, max_items=8, max_len=tl.MAX_RAW)
     except cbor.CBORError:
         raise Reject(reasons.MALFORMED)
     if type(a) is not list or len(a) not in (5, 6):
@@ -169,7 +202,7 @@ class Checker:
             return Result(UNSUPPORTED if e.args[0] == reasons.UNSUPPORTED else MALFORMED,
                           detail="the code does not parse (%s)" % reasons.name(e.args[0]))
         try:
-            t, counter = parse_dynamic(dyn)
+            t, counter = parse_dynamic_fast(dyn)
         except (Reject, cbor.CBORError):
             return Result(MALFORMED, kind, c, detail="the dynamic part does not parse")
         reader = None

@@ -44,7 +44,7 @@ def test_a_day_of_two_buses(store):
     assert (s.verified, s.ok, s.bad) == (5, 5, 0)
     assert s.batch_id == "20261124-1"
     got = rides(store)
-    assert got[(1202, 1)] == ("ok", "duplicate") and got[(1201, 1)] == ("ok", "charged")
+    assert got[(1202, 1)] == ("ok", "duplicate") and got[(1201, 1)] == ("ok", "charge")
     charges = dict(store.q("SELECT account, amount FROM clearing_charges"))
     assert charges == {100001: 200, 100002: 350}
     assert store.q("SELECT records, readers, kept_reader FROM clearing_duplicates") == [(2, 2, 1201)]
@@ -90,7 +90,7 @@ def test_tampered_records_make_a_suspect_reader_and_are_not_charged(store):
     assert [got[(1201, n)][0] for n in range(1, 8)] == [
         "ok", "fare_mismatch", "account_mismatch", "counter_mismatch", "unknown_key",
         "bad_issuer_sig", "nfc_other_reader"]
-    assert got[(1201, 1)][1] == "held" and got[(1202, 1)] == ("ok", "charged")
+    assert got[(1201, 1)][1] == "held" and got[(1202, 1)] == ("ok", "charge")
     assert s.bad == 6 and s.suspects == 1 and s.held == 1
     (n, verdicts, evidence), = store.q("SELECT bad_records, verdicts, evidence FROM "
                                        "clearing_suspects WHERE reader_id = 1201")

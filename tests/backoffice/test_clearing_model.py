@@ -152,21 +152,18 @@ def expected(model, riders):
         charges[m.account] += m.fare
     counted = [m for m in good if (m.reader, m.seq) not in losers]
     exposure = {}
-    charged_creds = {m.code[0] for m in charged}
-    for ci in charged_creds:
+    for ci in {m.code[0] for m in counted}:
         r = riders[ci]
         rides = sorted((m for m in counted if m.code[0] == ci), key=lambda m: (m.t, m.reader, m.seq))
         over = [m for k, m in enumerate(rides, 1)
                 if k > r.max_rides or sum(x.fare for x in rides[:k]) > r.max_amount]
         if over:
             exposure[r.cred_id] = (len(over), sum(m.fare for m in over))
-    charged_keys = {(m.reader, m.seq) for m in charged}
     sharing = set()
     for a in counted:
         for b in counted:
             if (a.account == b.account and a.reader != b.reader and a.code != b.code
-                    and (a.t, a.reader, a.seq) < (b.t, b.reader, b.seq) and b.t - a.t <= WINDOW
-                    and ({(a.reader, a.seq), (b.reader, b.seq)} & charged_keys)):
+                    and (a.t, a.reader, a.seq) < (b.t, b.reader, b.seq) and b.t - a.t <= WINDOW):
                 sharing.add(((a.reader, a.seq), (b.reader, b.seq)))
     dups = {(riders[c[0]].cred_id, c[1]): len(ms) for c, ms in dup_groups.items() if len(ms) > 1}
     verdicts = {(m.reader, m.seq): m.truth for m in accepted}
