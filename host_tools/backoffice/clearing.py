@@ -250,7 +250,9 @@ def verify_share(url, k, n, days, through, grace, batch_no, report=None, hook=No
         keys = dict(rconn.execute("SELECT key_id, public_key FROM clearing_keys").fetchall())
         checker = codecheck.Checker(keys)
         wconn.execute(WORKER_SETUP.replace("%(grace)s", str(int(grace))))
+        # one sort of this share's records, in this backend: the cores are the verifiers'
         rconn.execute("SET work_mem = '128MB'")
+        rconn.execute("SET max_parallel_workers_per_gather = 0")
         q = SELECT_TODO.format(through=through.isoformat(), days=_days_condition(days),
                                share=_share_condition(k, n))
         stats = {"verified": 0, "ok": 0}
