@@ -144,10 +144,21 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
             prev = {(k, i): (r, e) for k, i, r, e in conn.execute(
                 "SELECT kind, id, reason, expiry FROM denylist_entries WHERE version = %s",
                 (last[0],))}
-        out.added = sorted((k, i, v[1], v[2]) for (k, i), v in rows.items() if (k, i) not in prev)
-        out.kept = sum(1 for key in rows if key in prev)
-        gone = sorted(key for key in prev if key not in rows)
-        out.removed = [(k, i, _why_gone(conn, k, i, prev[(k, i)], now)) for k, i in gone]
+        if prev or base is None or (last is not None and base_version == last[0]):
+            on_base = prev.__contains__
+            gone = sorted(key for key in prev if key not in rows)
+            out.removed = [(k, i, _why_gone(conn, k, i, prev[(k, i)], now)) for k, i in gone]
+        else:
+            # a base list not built here: what it holds is known only by asking it (its ids
+            # are hashed), so what left it is known only as a number
+            _, base_model = dlb.read_list(base)
+            on_base = lambda key: base_model.denied(*dlb.parse_id(*key), now)  # noqa: E731
+            n = out.report.get("removes", 0)
+            out.removed = [("?", "?", "%d entr%s of the base list v%d (not built from this "
+                            "store: its ids are hashed)" % (n, "y" if n == 1 else "ies",
+                                                            base_version))] if n else []
+        out.added = sorted((k, i, v[1], v[2]) for (k, i), v in rows.items() if not on_base((k, i)))
+        out.kept = len(rows) - len(out.added)
         import json
         conn.execute(
             "INSERT INTO denylist_versions (version, created, file, sha256, entries, added, "

@@ -28,16 +28,17 @@ class TapOutcome:
 
 class SimBus:
     def __init__(self, workdir, start_time, reader_id=1001, config=None, log_blocks=None,
-                 heap=None):
+                 heap=None, world=None, db_path=None):
+        """`world`, `db_path`: another bus's, for a second bus of the same operator and depot."""
         self.dir = Path(workdir).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.now = start_time
-        self.world = simworld.World(self.dir / "world", start_time)
+        self.world = world or simworld.World(self.dir / "world", start_time)
         self.reader_id = reader_id
         self.config = config or {}
         self.log_blocks = log_blocks
         self.heap = heap
-        self.db_path = self.dir / "depot.sqlite"
+        self.db_path = Path(db_path) if db_path else self.dir / "depot.sqlite"
         self.qr = self.nfc = self.cable = self.reader = None
         self.syncs = []
 

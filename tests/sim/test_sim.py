@@ -1,7 +1,9 @@
 """`fare sim` (make sim) end to end, on a smaller day: it completes, every rider gets what its
-kind should, and its summary agrees with the depot database it wrote. Also: the checks of the
-summary fail when the reader and the database disagree, --out never deletes what a sim run did
-not write, and --riders must be at least 1."""
+kind should, its summary agrees with the depot database it wrote, and the back office (the
+central store's clearing, charges, payments, the next deny list and the next morning's refusals)
+found what the loop's riders did. Also: the checks of the summary fail when the reader and the
+database disagree, --out never deletes what a sim run did not write, and --riders must be at
+least 1."""
 import csv
 import io
 import os
@@ -38,11 +40,13 @@ def test_small_day_runs_as_expected_and_agrees_with_the_depot(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"riders as expected +│ yes, all \d+ taps", proc.stdout)
     assert re.search(r"depot DB agrees +│ yes", proc.stdout)
-    assert re.search(r"power cut +│ before tap \d+ .*booted 2 times", proc.stdout)
+    assert re.search(r"power cut +│ reader 1201, before tap \d+ .*booted 2 times", proc.stdout)
+    assert re.search(r"central store agrees +│ yes", proc.stdout)
+    assert re.search(r"first taps the next morning +│ .*payment_fails → DENIED_ACCOUNT", proc.stdout)
 
     # no kind of rider got anything else than it should
     kinds = {m[0]: (int(m[1]), int(m[2]), int(m[3])) for m in KIND_ROW.findall(proc.stdout)}
-    assert set(kinds) == {k for k, _ in simday.KINDS}
+    assert set(kinds) == {k for k, _ in simday.KINDS} | {k for k, _, _ in simday.LOOP_RIDERS}
     assert all(riders >= 1 and wrong == 0 for riders, _, wrong in kinds.values()), kinds
 
     # the printed decisions are the database's, and every expected reason came up
@@ -71,7 +75,8 @@ def test_small_day_runs_as_expected_and_agrees_with_the_depot(tmp_path):
     proc = fare_sim("--riders", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     db = sqlite3.connect(out / "depot.sqlite")
-    assert db.execute("SELECT COUNT(*) FROM trips").fetchone()[0] == 1
+    # one rider's taps and the loop riders' 11 records
+    assert 12 <= db.execute("SELECT COUNT(*) FROM trips").fetchone()[0] <= 14
 
 
 def test_out_with_foreign_files_is_refused_and_left_intact(tmp_path):
@@ -149,16 +154,17 @@ def _summary(results, db_by_reason, db_fares, boots=2):
     """sim.summarize on made-up outcomes; returns (exit status, what it printed)."""
     from rich.console import Console
     seqs = sorted(o.seq for _, o in results if o.seq is not None)
-    db = types.SimpleNamespace(by_reason=Counter(db_by_reason), fares=db_fares, seqs=seqs,
+    db = types.SimpleNamespace(by_reason=Counter(db_by_reason), fares=db_fares,
+                               seqs={simday.READER_ID: seqs},
                                days=[("2026-11-24", len(seqs))], day_rule="service days")
     sync = types.SimpleNamespace(records_new=len(seqs), status="ok", ok=True)
     cut = types.SimpleNamespace(index=1, before=results[1][0], seqs_before=seqs[:1],
-                                ready={"log_last": seqs[0]})
-    bus = types.SimpleNamespace(reader=types.SimpleNamespace(boots=boots, faults=[]),
-                                db_path="depot.sqlite")
+                                ready={"log_last": seqs[0]}, bus=simday.READER_ID)
+    fleet = [types.SimpleNamespace(reader_id=simday.READER_ID, info={"log_last": seqs[-1]},
+                                   syncs=[sync], boots=boots, faults=[])]
     console = Console(file=io.StringIO(), width=200)
-    status = simday.summarize(console, results, db, [{}] * len(seqs), [sync], {"log_last": seqs[-1]},
-                           cut, bus, "trips.csv", 1.0)
+    status = simday.summarize(console, results, db, [{}] * len(seqs), fleet, cut, "trips.csv",
+                              1.0)
     return status, console.file.getvalue()
 
 
