@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from host_tools.backoffice import (charges, clearing, clearinginputs, clearingreport, denyfeed)
-from host_tools.backoffice.pgconn import CentralError, one_line
+from host_tools.backoffice.pgconn import CentralError, connect, one_line
 from host_tools.common import signedcheck
 from host_tools.common.clierrors import UserError, check_output, read_bytes, write_bytes
 
@@ -80,6 +80,7 @@ def _run(args):
                                TimeRemainingColumn)
     err = _console(stderr=True)
     through = clearing.parse_day(args.through) if args.through else None
+    connect(args.db).close()   # a wrong URL or a server that is not there: one line, no bar
     started = time.perf_counter()
     with Progress(TextColumn("clearing {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=err,

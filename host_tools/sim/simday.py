@@ -586,8 +586,8 @@ def summarize(console, results, db, csv_rows, fleet, cut, csv_path, elapsed, db_
             local_time(tap.t), tap.rider.name, tap.rider.kind, tap.how, tap.expect, o.reason))
     s.add_row("depot database", str(db_path))
     s.add_row("CSV export", str(csv_path))
-    s.add_row("reader faults", "; ".join(x.get("error", "?") for f in fleet for x in f.faults)
-              or "none")
+    s.add_row("reader faults", "; ".join("reader %d: %s" % (f.reader_id, x.get("error", "?"))
+                                         for f in fleet for x in f.faults) or "none")
     s.add_row("wall time", "%.1f s" % elapsed)
     console.print(s)
     return 0 if (not problems and not mismatches and cut_ok
