@@ -198,3 +198,50 @@ def test_the_summary_fails_on_a_wrong_decision_a_disagreeing_database_or_no_powe
 
     status, text = _summary(day, records, 200, boots=1)
     assert status == 1 and "NOT AS EXPECTED" in text
+
+
+def test_the_back_office_summary_fails_when_the_store_disagrees():
+    from rich.console import Console
+    ns = types.SimpleNamespace
+
+    def rider(kind, account, bus):
+        return ns(name=kind, kind=kind, account=account, bus=bus, cred_id=bytes(16))
+    shot, limit = rider("screenshot", 200001, 1201), rider("limit_each_bus", 200002, 1201)
+    payer, sharer = rider("payment_fails", 200003, 1201), rider("sharer", 200004, 1201)
+    day = []
+    for kind, account, plan in simday.LOOP_RIDERS:
+        r = {"screenshot": shot, "limit_each_bus": limit, "payment_fails": payer,
+             "sharer": sharer}[kind]
+        for dt, bus, how, expect in plan:
+            ok = expect == "OK"
+            day.append((simday.Tap(simday.DAY_START + dt, r, how, expect, bus),
+                        ns(accepted=ok, reason=expect, seq=len(day) + 1, fare=200 if ok else 0)))
+    facts = {"trips": (11, 10), "verdicts": {"ok": 10}, "suspects": 0,
+             "duplicates": {200001: (2, 2, 1201)}, "exposure": {200002: (4, 2, 400, 2)},
+             "sharing": {200004: (1201, 1202, 30)},
+             "charges": {200001: 200, 200002: 800, 200003: 400, 200004: 400},
+             "payments": {200003: ("failed", "no")}, "payment_rows": 4,
+             "deny": {("account", "200003"): "payment_failed",
+                      ("credential", bytes(16).hex()): "duplicates"}}
+    loop = ns(upload=ns(records=11, new=11, batches=1, mb_per_s=1.0),
+              clearing=ns(verified=10, ok=10, suspects=0, seconds={}),
+              batch={"batch_id": "20261124-1", "charges": 4, "amount": 1800},
+              charges_files=[], failed={200003: "no"}, imports=[
+                  {"paid": 3, "failed": 1, "new": 4}, {"paid": 3, "failed": 1, "new": 0}],
+              deny=ns(version=2, added=[], removed=[], entries=2), deny_files=[], seconds=1.0)
+    morning = [(simday.Tap(simday.NEXT_MORNING, payer, "qr", "DENIED_ACCOUNT", 1201),
+                ns(reason="DENIED_ACCOUNT"))]
+    syncs = [ns(ok=True, status="ok", pushes=[])]
+    loop_riders = [shot, limit, payer, sharer]
+
+    def summary(f):
+        console = Console(file=io.StringIO(), width=200)
+        status = simday.backoffice_summary(console, day, loop, f, morning, syncs, loop_riders)
+        return status, console.file.getvalue()
+
+    status, text = summary(facts)
+    assert status == 0, text
+    status, text = summary(dict(facts, charges={**facts["charges"], 200001: 400}))
+    assert status == 1 and re.search(r"central store agrees +│ NO: charges", text)
+    status, text = summary(dict(facts, duplicates={}))
+    assert status == 1 and "duplicates: expected" in text
