@@ -13,12 +13,15 @@ cut anywhere and run again, ends with the same tables:
    `clearing_rides` row per record with its verdict. A cut loses at most the chunks not committed.
 2. **Settle** (one transaction): suspect readers, rides held for them, duplicates, the settlement
    batch and its charges, the credit window's exposure, possible sharing.
+
+The rides that stand are verified straight into the batch the run makes (state 'charge', its
+batch number, fixed when the run starts); settling changes only the exceptions.
 """
 import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from host_tools.backoffice import codecheck
 from host_tools.backoffice.clearing_schema import CLEARING_LOCK
@@ -95,10 +98,12 @@ def _days_to_look_at(conn, through):
 # -- stage 1: verify -------------------------------------------------------------------------------
 
 def _share_condition(k, n):
+    """Worker k's share of n: by the credential id's last byte (random bytes), so that each
+    credential is one worker's."""
     if n <= 1:
         return "true"
-    return ("(CASE WHEN length(t.cred_id) = 16 THEN get_byte(t.cred_id, 15) ELSE 0 END) %% %d = %d"
-            % (n, k)).replace("%%", "%")
+    return ("(CASE WHEN length(t.cred_id) = 16 THEN get_byte(t.cred_id, 15) ELSE 0 END) "
+            "% {n} = {k}".format(n=int(n), k=int(k)))
 
 
 def _days_condition(days):
@@ -666,10 +671,6 @@ def parse_day(text):
         return date.fromisoformat(text)
     except (TypeError, ValueError):
         raise CentralError("a service day is YYYY-MM-DD, not %r" % (text,)) from None
-
-
-def day_after(d):
-    return d + timedelta(days=1)
 
 
 def decide(url, reader_id, day, decision, by=None, note=None):

@@ -4,7 +4,7 @@ commands' one-line errors."""
 import psycopg
 import pytest
 
-from clearingkit import DAY0, T0, IssuerKey, Operator, Reader, Rider, put
+from clearingkit import T0, IssuerKey, Operator, Reader, Rider, put
 from host_tools import cli
 from host_tools.backoffice import clearing
 from host_tools.issuing import issuer
