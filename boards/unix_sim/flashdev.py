@@ -22,13 +22,15 @@ class PowerCut(OSError):
 
 class FlashDev:
     """Flash backed by a file, so that the flash contents stay outside the MicroPython heap (as on
-    the device). `path=None` makes a fresh blank image under /tmp."""
+    the device). `path=None` makes a fresh blank image in $FV_TMP (the test harness's sandbox,
+    removed after every run) or /tmp, deleted by close()."""
 
     def __init__(self, blocks, block_size=BLOCK_SIZE, path=None):
         self.block_size = block_size
         self.blocks = blocks
         if path is None:
-            path = "/tmp/flashdev-%s.img" % "".join("%02x" % b for b in os.urandom(6))
+            path = "%s/flashdev-%s.img" % (os.getenv("FV_TMP") or "/tmp",
+                                           "".join("%02x" % b for b in os.urandom(6)))
             self.temporary = True
         else:
             self.temporary = False

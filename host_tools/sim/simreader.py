@@ -16,6 +16,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,16 +32,41 @@ LOAD_HOLES = 16 * 1024
 _code_heaps = {}
 
 
+# The firmware is run through a link named FW in the reader's directory, and its flash images by
+# relative names: the module paths and file names are strings in MicroPython's heap, and with
+# absolute paths the heap's layout would depend on where the repository is checked out.
+FW = "fw"
+
+
+def link_firmware(workdir, tree):
+    """Point `workdir`/fw at the compiled firmware `tree`."""
+    link = Path(workdir) / FW
+    if os.path.islink(link) and os.readlink(link) == str(tree):
+        return
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(str(tree), str(link))
+
+
 def heap_for(tree):
     """The heap the simulated reader gets: the ESP32's 110 KB for data plus the firmware's code.
     On the unix port the bytecode is loaded into the heap; on a device it is frozen in flash and
     costs no RAM. So the reader's data must fit in 110 KB here as on the device."""
     if tree not in _code_heaps:
-        out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", str(Path(tree) / "main.py"),
-                              "--code-heap"], capture_output=True, text=True, check=True,
-                             env=dict(os.environ, MICROPYPATH=str(tree) + ":.frozen"))
+        with tempfile.TemporaryDirectory(prefix="fv-code-") as d:
+            link_firmware(d, tree)
+            out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", FW + "/main.py", "--code-heap"],
+                                 capture_output=True, text=True, check=True, cwd=d,
+                                 env=dict(os.environ, MICROPYPATH=FW + ":.frozen"))
         _code_heaps[tree] = int(out.stdout.split()[-1])
     return "%dk" % ((_code_heaps[tree] + ESP32_HEAP + LOAD_HOLES + 1023) // 1024)
+
+
+def heap_with_margin(margin, tree=None):
+    """The simulated reader's heap less `margin` bytes: a reader that still works in it has that
+    much to spare (tests/sim/test_heap_day.py runs the long day so)."""
+    tree = tree or mpybuild.build("unix_sim")
+    return "%dk" % (int(heap_for(tree)[:-1]) - (margin + 1023) // 1024)
 
 
 FLASH_BLOCKS = 512   # 2 MiB littlefs, what an ESP32 with 4 MB flash leaves for files
@@ -91,10 +117,11 @@ class SimReader:
     def _spawn(self):
         env = dict(os.environ)
         tree = mpybuild.build("unix_sim")  # precompiled, as deployed to a board
-        env["MICROPYPATH"] = str(tree) + ":.frozen"
-        env["FV_FLASH"] = str(self.flash)
+        link_firmware(self.workdir, tree)
+        env["MICROPYPATH"] = FW + ":.frozen"
+        env["FV_FLASH"] = self.flash.name          # relative to the reader's directory (cwd)
         env["FV_FLASH_BLOCKS"] = str(self.flash_blocks)
-        env["FV_LOG_FLASH"] = str(self.log_flash)
+        env["FV_LOG_FLASH"] = self.log_flash.name
         env["FV_LOG_BLOCKS"] = str(self.log_blocks)
         env["FV_RTC"] = str(self.rtc)  # the battery-backed RTC kept its time through the cut
         for name, port in self.ports.items():
@@ -103,7 +130,7 @@ class SimReader:
         if self.provision_dir:
             env["FV_PROVISION"] = str(self.provision_dir)
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=" + (self.heap or heap_for(tree)), str(tree / "main.py")],
+            [MICROPYTHON, "-X", "heapsize=" + (self.heap or heap_for(tree)), FW + "/main.py"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd=str(self.workdir), bufsize=0)
         threading.Thread(target=self._read_events, args=(self.proc, self.events), daemon=True).start()
