@@ -8,9 +8,15 @@
 import os
 import time
 
-from validator import atomicfile, cbor, hmac256, reasons, tokens
+from validator import atomicfile, cbor, heapwatch, hmac256, reasons, tokens
 
 FIRMWARE_VERSION = "0.1.0"
+
+# install outcomes that are the reader's own trouble, not the file's (validator.syncproto has the
+# same strings as sync statuses); WRITE_FAILED is the deny list's flash write error
+OUT_OF_MEMORY = "OUT_OF_MEMORY"
+FLASH_ERROR = "FLASH_ERROR"
+WRITE_FAILED = "WRITE_FAILED"
 
 KIND_QR = "qr"
 KIND_NFC = "nfc"
@@ -111,10 +117,14 @@ class Reader:
         for d in ("/state", "/staging", "/tables"):
             _mkdir(root + d)
         self.staging_dir = root + "/staging"
-        # The rider tables are the largest blocks: take them while the heap is unfragmented.
+        self.fault = None        # the reader's last own fault (INFO: "fault")
+        # Big and long-lived blocks first, while the heap is whole: the rider tables (18 KB),
+        # then the deny list's index and every buffer its installs need (7.5 KB). After boot no
+        # code path needs a free block over 1 KiB (docs/performance.md, "Heap").
         import gc
         gc.collect()
         self.state = riderstate.RiderState(root + "/state")
+        self.denylist = denylist.DenyList(root + "/deny")
         self.clock = clock.Clock(board.time_source(), root + "/state",
                                  setter=board.time_setter())
         # A keyed chain: whoever edits the flash without the sync secret cannot re-chain records.
@@ -131,7 +141,6 @@ class Reader:
             self.log = UnavailableLog(e.args[0] if e.args else "trip log unavailable")
         self.config = self._load_config()
         self.keyring = self._load_keyring()
-        self.denylist = denylist.DenyList(root + "/deny")
         self.policy = policy.Policy(self.config, self.state, self.denylist, self.clock)
         self.cache = tokens.CredCache()
         self.counters = {"taps": 0, "accepted": 0, "rejected": 0, "repeats": 0, "errors": 0}
@@ -142,6 +151,7 @@ class Reader:
         self.resting_shown = None   # (pattern, lines) the display was last told to rest on
         self.shown_at = None        # ticks_ms of the decision on show, None when none is
         self.recovered = self._recover_counters()
+        self.heapwatch = heapwatch.HeapWatch(getattr(board, "code_heap", 0))
 
     # -- loading what the depot pushed -------------------------------------------------------
 
@@ -302,20 +312,42 @@ class Reader:
                 "keyring_version": self.keyring.version,
                 "config_version": self.config.version,
                 "status": reasons.name(status), "degraded": degraded,
-                "counters": self.counters, "riders": self.state.stats(), "heap": self.heap()}
+                "counters": self.counters, "riders": self.state.stats(), "heap": self.heap(),
+                "fault": self.fault}
 
     def heap(self):
-        """Live heap of the reader's data after a collection: what is allocated less the code's
-        share (on the unix port the bytecode sits in the heap; a device keeps it frozen in
-        flash)."""
-        import gc
-        gc.collect()
-        code = getattr(self.board, "code_heap", 0)
-        return {"code": code, "work": gc.mem_alloc() - code, "free": gc.mem_free()}
+        """Heap health (validator/heapwatch.py): the reader's live data, free total, largest free
+        block, lowest free seen since boot."""
+        return self.heapwatch.status()
+
+    def note_fault(self, where, e):
+        """Remember the reader's own fault (no heap, flash error) for INFO and the depot, and
+        report it on the board's console."""
+        self.counters["errors"] += 1
+        self.fault = {"where": where, "error": repr(e)[:120], "time": self.clock.now()}
+        self.board.report({"ev": "fault", "where": where, "error": self.fault["error"]})
 
     def install(self, kind, version, path):
         """Install a pushed signed file (verified here, swapped atomically). Returns a
-        validator.signedfile reason string."""
+        validator.signedfile reason string, or OUT_OF_MEMORY / FLASH_ERROR when the reader's
+        own heap or flash failed it: then everything is as before (flash and RAM), the file at
+        `path` is untouched, and the same install can be tried again."""
+        try:
+            reason = self._install(kind, path)
+        except MemoryError as e:
+            self.note_fault("install " + kind, e)
+            return OUT_OF_MEMORY
+        except OSError as e:
+            self.note_fault("install " + kind, e)
+            return FLASH_ERROR
+        finally:
+            self.heapwatch.sample()
+        if reason == WRITE_FAILED:   # the deny list's flash write failed (its list is intact)
+            self.note_fault("install " + kind, OSError(reason))
+            return FLASH_ERROR
+        return reason
+
+    def _install(self, kind, path):
         from validator import config, keyring, signedfile
         now = self.clock.now()
         when = self._not_before()  # operator keys are checked for expiry even if now is None
@@ -328,32 +360,37 @@ class Reader:
                 return e.reason
             if cfg.version <= self.config.version:
                 return signedfile.OLD_VERSION
-            os.rename(path, self.root + "/config.fvs")
+            os.rename(path, self.root + "/config.fvs")   # the commit point: RAM follows
             self.config = cfg
             self.policy.set_config(cfg)
             return signedfile.OK
         if kind == "keyring":
+            tables = self.root + "/tables"
             try:
                 # existing table files are reused when the signed ring names the same digest
-                ring = keyring.KeyRing.load(path, self.operator_keys, when,
-                                            tables=self.root + "/tables", prepare=False)
+                ring = keyring.KeyRing.load(path, self.operator_keys, when, tables=tables,
+                                            prepare=False)
             except keyring.KeyRingError as e:
                 return e.args[0]
             if ring.version <= self.keyring.version:
                 return signedfile.OLD_VERSION
-            os.rename(path, self.root + "/keyring.fvs")
+            # The new keys' tables first (new files, which a retry reuses), then the rename that
+            # commits; the old ring serves until then, on flash and in RAM.
+            ring.build_tables(tables, now)
             self.keyring.close()
-            ring.build_tables(self.root + "/tables", now)
-            if now is not None:
-                ring.prepare(now)
+            os.rename(path, self.root + "/keyring.fvs")
+            ring.moved(self.root + "/keyring.fvs")
             self.keyring = ring
             self.cache.clear()  # credentials verified under the old ring are checked again
+            ring.remove_stale_tables(tables)
+            if now is not None:
+                ring.prepare(now)
             return signedfile.OK
         return signedfile.WRONG_KIND
 
     def set_time(self, t, allow_backwards=False):
         r = self.clock.set(t, allow_backwards)
-        if r == "OK" and not self.keyring.keys() == []:
+        if r == "OK" and len(self.keyring):
             self.keyring.prepare(t)
         return r
 
@@ -458,8 +495,7 @@ async def _sync_task(reader, server):
         busy = server.poll()
         if server.last_fault is not None:  # the reader's own fault while serving: report it
             e, server.last_fault = server.last_fault, None
-            reader.counters["errors"] += 1
-            reader.board.report({"ev": "fault", "where": "sync", "error": repr(e)})
+            reader.note_fault("sync", e)
         await asyncio.sleep_ms(0 if busy else SYNC_POLL_MS)
 
 
@@ -521,6 +557,7 @@ async def _housekeeping(reader):
         if now is not None:
             reader.policy.maintain(now)
         _watch_status(reader)
+        reader.heapwatch.sample()   # the low-water mark of the free heap (a collection: ~ms)
         await asyncio.sleep_ms(500)
 
 

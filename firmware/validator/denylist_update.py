@@ -31,6 +31,9 @@ _INDEX_PIECE = const(128)   # index entries checked at a time (512 bytes of the 
 
 
 def install(dl, path, operator_keys, now=None):
+    """Install the full list or delta at `path` into `dl`. Returns OK or why not; anything else
+    the reader's own (MemoryError, an OSError outside the writes) propagates, with dl as it was
+    (the installed list reloaded from flash, no temporary file) and `path` untouched."""
     try:
         with open(path, "rb") as f:
             h = sf.parse_header(f.read(sf.HEADER_SIZE))
@@ -38,9 +41,15 @@ def install(dl, path, operator_keys, now=None):
         return MALFORMED
     if h is None:
         return MALFORMED
-    if h.kind == sf.DENYLIST_DELTA:
-        return _install_delta(dl, path, operator_keys, now)
-    return _install_full(dl, path, operator_keys, now)
+    try:
+        if h.kind == sf.DENYLIST_DELTA:
+            return _install_delta(dl, path, operator_keys, now)
+        return _install_full(dl, path, operator_keys, now)
+    except BaseException:
+        remove_quietly(dl.tmp)
+        if dl._f is None:   # closed for the rename: open what is installed now
+            dl._load()
+        raise
 
 
 def _install_full(dl, path, operator_keys, now):
@@ -91,6 +100,9 @@ def _install_delta(dl, path, operator_keys, now):
         remove_quietly(dl.tmp)
         dl._load()
         return _write_reason(e)
+    except BaseException:
+        dl._load()   # the merge rewrote the index in RAM: the installed list's, from flash
+        raise
     dl._load()
     return OK if dl.version == h.version else WRITE_FAILED
 
