@@ -53,11 +53,14 @@ class _Decoder:
             raise CBORError("indefinite or reserved length")
         if p + n > self.end:
             raise CBORError("truncated")
-        v = int.from_bytes(bytes(data[p:p + n]), "big")
+        v = int.from_bytes(self._take(p, n), "big")
         self.pos = p + n
         if v < (1 << (4 * n)):  # would have fitted in the next smaller form
             raise CBORError("non-canonical integer")
         return v
+
+    def _take(self, p, n):
+        return bytes(self.data[p:p + n])
 
     def item(self, depth):
         if self.items <= 0:
@@ -90,7 +93,7 @@ class _Decoder:
             self.pos = p + arg
             if major == 2 and self.views:
                 return memoryview(self.data)[p:p + arg]
-            raw = bytes(self.data[p:p + arg])
+            raw = self._take(p, arg)
             if major == 2:
                 return raw
             return _utf8(raw)
@@ -181,6 +184,57 @@ def decode(data, max_depth=6, max_items=256, max_len=4096, views=False):
     d = _decoder(data, max_depth, max_items, max_len, views)
     value = d.item(0)
     if d.pos != len(data):
+        raise CBORError("trailing bytes")
+    return value
+
+
+class _FileBytes:
+    """`n` bytes of an open file from `start`, read through the window `buf`: indexing by int."""
+
+    def __init__(self, f, start, n, buf):
+        self.f = f
+        self.start = start
+        self.n = n
+        self.buf = buf
+        self.lo = 0       # the window holds bytes lo .. hi of the item
+        self.hi = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not self.lo <= i < self.hi:
+            self.f.seek(self.start + i)
+            self.lo = i
+            self.hi = i + self.f.readinto(self.buf)
+            if self.hi <= i:
+                raise CBORError("truncated")
+        return self.buf[i - self.lo]
+
+    def take(self, p, n):
+        if n > len(self.buf):
+            raise CBORError("string longer than the window")
+        if not (self.lo <= p and p + n <= self.hi):
+            self.f.seek(self.start + p)
+            self.lo = p
+            self.hi = p + self.f.readinto(self.buf)
+            if self.hi < p + n:
+                raise CBORError("truncated")
+        return bytes(memoryview(self.buf)[p - self.lo:p - self.lo + n])
+
+
+class _FileDecoder(_Decoder):
+    def _take(self, p, n):
+        return self.data.take(p, n)
+
+
+def decode_file(f, start, n, buf, max_depth=6, max_items=256):
+    """Decode the one CBOR item that spans `n` bytes of the open file `f` from `start`, read a
+    window (`buf`, a bytearray) at a time, so that a large item needs no block as large as
+    itself. A string longer than the window is refused."""
+    d = _FileDecoder(_FileBytes(f, start, n, buf), max_depth, max_items)
+    value = d.item(0)
+    if d.pos != n:
         raise CBORError("trailing bytes")
     return value
 

@@ -20,6 +20,7 @@ MAX_PRODUCTS = 32        # per line
 MAX_FARE = 10000000      # minor units (100,000.00 in a two-decimal currency)
 MAX_WINDOW = 366 * 86400  # seconds; bounds every time setting
 MAX_RIDES_LIMIT = 1 << 32
+MAX_ITEMS = 32 + MAX_LINES * (2 + 2 * MAX_PRODUCTS)   # CBOR items of the largest body
 
 REJECT = "reject"        # degraded mode: refuse every tap with SYNC_REQUIRED
 LIMIT = "limit"          # degraded mode: accept up to a lower per-credential limit
@@ -82,7 +83,9 @@ class Config:
     @classmethod
     def load(cls, path, operator_keys, now=None):
         """The configuration in the signed file at `path`, checked against `operator_keys`
-        (key id -> (public key, valid_until or 0)). Raises ConfigError(reason) if refused."""
+        (key id -> (public key, valid_until or 0)). Raises ConfigError(reason) if refused.
+        The body is decoded from the file a 256-byte window at a time (a full fare table is
+        several KB: no block that large is needed)."""
         from validator import signedfile
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.CONFIG, now)
         if reason != signedfile.OK:
@@ -91,10 +94,13 @@ class Config:
             raise ConfigError(MALFORMED)
         f = signedfile.open_body(path)
         try:
-            body = f.read(h.body_len)
+            m = cbor.decode_file(f, signedfile.HEADER_SIZE, h.body_len, bytearray(256),
+                                 max_depth=3, max_items=MAX_ITEMS)
+        except cbor.CBORError:
+            raise ConfigError(MALFORMED)
         finally:
             f.close()
-        return parse(body, h.version)
+        return from_map(m, h.version)
 
 
 def _uint(v, low, high):
@@ -105,10 +111,14 @@ def parse(body, version=0):
     """Config from a body (bytes). Raises ConfigError(MALFORMED) for anything that is
     not a well-formed configuration within the bounds above."""
     try:
-        m = cbor.decode(body, max_depth=3,
-                        max_items=32 + MAX_LINES * (2 + 2 * MAX_PRODUCTS), max_len=MAX_BODY)
+        m = cbor.decode(body, max_depth=3, max_items=MAX_ITEMS, max_len=MAX_BODY)
     except cbor.CBORError:
         raise ConfigError(MALFORMED)
+    return from_map(m, version)
+
+
+def from_map(m, version=0):
+    """Config from the decoded body; ConfigError(MALFORMED) as parse()."""
     if type(m) is not dict or m.get("format") != FORMAT:
         raise ConfigError(MALFORMED)
     cfg = Config(version)

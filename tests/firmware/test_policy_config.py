@@ -181,3 +181,51 @@ def test_parser_on_structured_garbage(d):
         assert low <= getattr(c, k) <= high
     assert c.degraded in (fw.REJECT, fw.LIMIT)
     assert fw.parse(fw.encode(c.as_dict())).as_dict() == c.as_dict()
+
+
+def _from_file(tmp_path, data, window):
+    p = tmp_path / "body.bin"
+    p.write_bytes(b"HEAD" + data)
+    with open(p, "rb") as f:
+        return cbor.decode_file(f, 4, len(data), bytearray(window), max_depth=3,
+                                max_items=fw.MAX_ITEMS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.dictionaries(keys, values, max_size=6).map(cbor.encode)))
+def test_the_file_decoder_agrees_with_the_decoder(tmp_path_factory, data):
+    """Config.load decodes the body from flash through a small window (no block as large as the
+    body): same values, same refusals, as decoding the bytes."""
+    tmp = tmp_path_factory.mktemp("w")
+    try:
+        want = cbor.decode(data, max_depth=3, max_items=fw.MAX_ITEMS, max_len=fw.MAX_BODY)
+    except cbor.CBORError:
+        want = "refused"
+    try:
+        got = _from_file(tmp, data, 256)
+    except cbor.CBORError:
+        got = "refused"
+    assert got == want
+    try:   # a small window: the same, unless it refuses a string longer than itself
+        small = _from_file(tmp, data, 16)
+    except cbor.CBORError as e:
+        small = "refused" if "longer than the window" not in str(e) else want
+    assert small == want
+
+
+def test_a_full_fare_table_loads_on_micropython(tmp_path, key):
+    """The largest configuration (64 lines of 32 products) loads in the device heap from its
+    signed file, decoded through a 256-byte window."""
+    fares = {line: {p: 100 + p for p in range(fw.MAX_PRODUCTS)} for line in range(fw.MAX_LINES)}
+    body = cbor.encode({"format": 1, "line": 63, "fares": fares})
+    assert fw.MAX_BODY > len(body) > 4 * 1024
+    path = tmp_path / "config.fvs"
+    path.write_bytes(signedfile.seal(sf.CONFIG, 9, body, key, 3))
+    from mpharness import compiled_tree, device_heap
+    code = ("import sys\nfrom validator import config\n"
+            "c = config.Config.load(sys.argv[1], {3: (bytes.fromhex(sys.argv[2]), 0)})\n"
+            "print(c.version, c.fare(31), len(c.fares))\n")
+    heap = device_heap(("validator.config", "validator.signedfile"))
+    out = run_mp(code, heap=heap, args=[path, ecsign.public_bytes(key).hex()],
+                 path=compiled_tree())
+    assert out.split() == ["9", "131", "64"]
