@@ -8,7 +8,7 @@
 import os
 import time
 
-from validator import atomicfile, cbor, heapwatch, hmac256, reasons, tokens
+from validator import atomicfile, cbor, heapwatch, hmac256, iobuf, reasons, tokens
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -119,12 +119,15 @@ class Reader:
         self.staging_dir = root + "/staging"
         self.fault = None        # the reader's last own fault (INFO: "fault")
         # Big and long-lived blocks first, while the heap is whole: the rider tables (18 KB),
-        # then the deny list's index and every buffer its installs need (7.5 KB). After boot no
-        # code path needs a free block over 1 KiB (docs/performance.md, "Heap").
+        # the I/O buffer, the deny list's index and every buffer its installs need (7.5 KB in
+        # all), the credential cache (6 KB). After boot no code path needs a free block over 1 KiB
+        # (docs/performance.md, "Heap").
         import gc
         gc.collect()
         self.state = riderstate.RiderState(root + "/state")
+        iobuf.get()    # the one I/O buffer of every file check and copy (1 KiB)
         self.denylist = denylist.DenyList(root + "/deny")
+        self.cache = tokens.CredCache()
         self.clock = clock.Clock(board.time_source(), root + "/state",
                                  setter=board.time_setter())
         # A keyed chain: whoever edits the flash without the sync secret cannot re-chain records.
@@ -142,7 +145,6 @@ class Reader:
         self.config = self._load_config()
         self.keyring = self._load_keyring()
         self.policy = policy.Policy(self.config, self.state, self.denylist, self.clock)
-        self.cache = tokens.CredCache()
         self.counters = {"taps": 0, "accepted": 0, "rejected": 0, "repeats": 0, "errors": 0}
         self._last_reject = None  # (raw, time) of the last rejected unreadable code
         self._last_accepted = None  # (QR text, time, account) of the last accepted code

@@ -84,9 +84,9 @@ class Config:
     def load(cls, path, operator_keys, now=None):
         """The configuration in the signed file at `path`, checked against `operator_keys`
         (key id -> (public key, valid_until or 0)). Raises ConfigError(reason) if refused.
-        The body is decoded from the file a 256-byte window at a time (a full fare table is
-        several KB: no block that large is needed)."""
-        from validator import signedfile
+        The body is decoded from the file a 256-byte window at a time, in the reader's I/O
+        buffer (a full fare table is several KB: no block that large is needed)."""
+        from validator import iobuf, signedfile
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.CONFIG, now)
         if reason != signedfile.OK:
             raise ConfigError(reason)
@@ -94,7 +94,8 @@ class Config:
             raise ConfigError(MALFORMED)
         f = signedfile.open_body(path)
         try:
-            m = cbor.decode_file(f, signedfile.HEADER_SIZE, h.body_len, bytearray(256),
+            m = cbor.decode_file(f, signedfile.HEADER_SIZE, h.body_len,
+                                 memoryview(iobuf.get())[:256],
                                  max_depth=3, max_items=MAX_ITEMS)
         except cbor.CBORError:
             raise ConfigError(MALFORMED)

@@ -18,7 +18,7 @@
 #   result_count u32 | result_digest 32 (SHA-256 of the resulting full body) | n_records u32 |
 #   records (8 bytes): bucket u24 | fingerprint 3 | expiry code 1 | op 1 (1 add, 2 remove)
 #   sorted by (bucket, fingerprint, expiry code)
-from validator import signedfile as sf
+from validator import iobuf, signedfile as sf
 
 from validator.denylist_format import (  # noqa: F401  (also the format's names for callers)
     BODY_HEADER, BODY_HEADER_SIZE, DAY, DELTA_HEADER, DELTA_HEADER_SIZE, DELTA_MAGIC, FP_BYTES,
@@ -28,7 +28,6 @@ from validator.denylist_format import (  # noqa: F401  (also the format's names 
     WRITE_FAILED, WRONG_BASE, WRONG_KIND, account_bytes, check_index, exists, hash_id,
     index_from_le, list_body_size, makedirs, new_index, read_list_header, remove_quietly)
 
-IO_SIZE = 1024              # file copies and hashes, a piece at a time
 RECORDS_SIZE = 32 * RECORD_SIZE  # delta records read at a time
 
 
@@ -46,11 +45,12 @@ class DenyList:
         self.path = self.dir + "/" + LIST_FILE
         self.tmp = self.dir + "/" + TMP_FILE
         self._f = None
-        # largest first: the index (4,100 bytes; a merge rewrites it in place), the I/O buffer
-        # (file copies, hashes), one sub-bucket's entries, the count tables, the delta records
+        # largest first: the index (4,100 bytes; a merge rewrites it in place), one sub-bucket's
+        # entries, the count tables, the delta records; file copies and hashes go through the
+        # reader's I/O buffer (validator/iobuf.py)
         self._idx = new_index(MAX_INDEX)
         self._idxv = memoryview(self._idx)
-        self.io = bytearray(IO_SIZE)
+        self.io = iobuf.get()
         self._ebuf = bytearray(MAX_BUCKET * 4)
         self._emv = memoryview(self._ebuf)
         self._cbuf = bytearray(MAX_COUNTS)

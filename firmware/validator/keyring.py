@@ -12,9 +12,9 @@
 # lifetime it issues, and retires a compromised key at once (status 1).
 #
 # Up to MAX_KEYS keys, whatever they are: the ring stays in its file and RAM holds an index (key
-# id and offset of each entry: 6 bytes a key, 1.5 KB for 256) and the CACHE keys used last,
-# decoded, with their table files open. Every entry is checked when the ring is loaded, a window
-# of MAX_ENTRY bytes at a time; none of this needs a block over 1 KiB.
+# id and offset of each entry: 6 bytes a key, 1.5 KB for 256, in pieces of 64 keys) and the
+# CACHE keys used last, decoded, with their table files open. Every entry is checked when the
+# ring is loaded, a window of MAX_ENTRY bytes at a time; no block over 256 bytes is needed.
 #
 # Issuer signatures verify faster with a fixed-base table of the key (validator.p256.FixedBase).
 # A table must come from a trusted place, since a wrong table would accept forged signatures:
@@ -121,6 +121,38 @@ class _File:
             return f.readinto(mv)
 
 
+class _Ints:
+    """`n` unsigned ints (array typecode "I" or "H") in pieces of 64, so that no block is over
+    256 bytes (the index of a 256-key ring would otherwise be a 1 KB block)."""
+
+    def __init__(self, code, n):
+        size = 4 if code == "I" else 2
+        self.n = n
+        self.pieces = [array(code, bytearray(size * min(64, n - i))) for i in range(0, n, 64)]
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.pieces[i >> 6][i & 63]
+
+    def __setitem__(self, i, v):
+        self.pieces[i >> 6][i & 63] = v
+
+    def find(self, v, end=None):
+        """The index of the first `v` before `end` (default: all), or -1."""
+        end = self.n if end is None else end
+        i = 0
+        for piece in self.pieces:
+            for x in piece:
+                if i >= end:
+                    return -1
+                if x == v:
+                    return i
+                i += 1
+        return -1
+
+
 def _head(src, pos, buf):
     n = src.read_at(pos, memoryview(buf)[:9])
     try:
@@ -153,8 +185,8 @@ def _index(src, body_len, buf):
             continue
         if major != 4 or arg > MAX_KEYS:
             raise KeyRingError(signedfile.MALFORMED)
-        ids = array("I", bytearray(4 * arg))
-        offs = array("H", bytearray(2 * arg + 2))
+        ids = _Ints("I", arg)
+        offs = _Ints("H", arg + 1)
         for i in range(arg):
             n = src.read_at(pos, mv)
             try:
@@ -162,9 +194,8 @@ def _index(src, body_len, buf):
             except cbor.CBORError:
                 raise KeyRingError(signedfile.MALFORMED)
             kid = _entry(e).key_id
-            for j in range(i):   # (at most 32,640 comparisons, and no set to allocate)
-                if ids[j] == kid:
-                    raise KeyRingError(signedfile.MALFORMED)
+            if ids.find(kid, i) >= 0:   # (at most 32,640 comparisons, and no set to allocate)
+                raise KeyRingError(signedfile.MALFORMED)
             ids[i] = kid
             offs[i] = pos
             pos += used
@@ -253,15 +284,13 @@ class KeyRing:
     def get(self, key_id):
         k = self._keys.get(key_id)
         if k is None and self._ids is not None:
-            ids = self._ids
-            for i in range(len(ids)):
-                if ids[i] == key_id:
-                    try:
-                        k = self._decode(i)
-                    except (KeyRingError, OSError):   # the flash changed under the ring
-                        return None
-                    self._cache(k)
-                    break
+            i = self._ids.find(key_id)
+            if i >= 0:
+                try:
+                    k = self._decode(i)
+                except (KeyRingError, OSError):   # the flash changed under the ring
+                    return None
+                self._cache(k)
         if k is not None:
             self._clock += 1
             k.used = self._clock
@@ -401,11 +430,7 @@ class KeyRing:
     def _has(self, key_id):
         if self._ids is None:
             return key_id in self._keys
-        ids = self._ids
-        for i in range(len(ids)):
-            if ids[i] == key_id:
-                return True
-        return False
+        return self._ids.find(key_id) >= 0
 
     def verify(self, key, digest, signature):
         """ECDSA check of an issuer signature by `key` (an IssuerKey of this ring)."""

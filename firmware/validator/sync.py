@@ -17,7 +17,6 @@ STAGING_NAME = "sync.part"
 _REPLY_ROOM = 128          # reply bytes besides the records: headers, status, start seq, tag
 MAX_STREAM = 16            # GET_LOGS answers sent for one request
 DEFAULT_MAX_PAYLOAD = 1280  # holds the largest trip record (triplog.MAX_RECORD: 1,111 bytes) and more
-_HASH_CHUNK = 1024
 _MIN_ENVELOPE = 19 + 64    # signedfile.HEADER_SIZE + SIG_SIZE: an envelope with an empty body
 
 
@@ -365,7 +364,7 @@ class SyncServer:
             return P.NO_UPLOAD, None
         if up[4] != up[2]:
             return P.INCOMPLETE, {"have": up[4]}
-        if atomicfile.sha256(self.staging, _HASH_CHUNK) != sha:
+        if atomicfile.sha256(self.staging) != sha:
             self._drop_upload()
             return P.DIGEST, None
         from validator import signedfile  # here: it brings P-256 in, which only installs need

@@ -85,7 +85,7 @@ class SimReader:
     """One simulated reader process. `workdir` holds its flash image and its event log."""
 
     def __init__(self, workdir, heap=None, flash_blocks=FLASH_BLOCKS, log_blocks=LOG_BLOCKS, qr_port=None,
-                 nfc_port=None, sync_port=None, provision_dir=None, timeout=30.0):
+                 nfc_port=None, sync_port=None, provision_dir=None, timeout=30.0, env=None):
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.flash = self.workdir / "flash.img"
@@ -97,6 +97,7 @@ class SimReader:
         self.ports = {"qr": qr_port, "nfc": nfc_port, "sync": sync_port}
         self.provision_dir = Path(provision_dir) if provision_dir else None
         self.timeout = timeout
+        self.env = dict(env or {})   # more FV_ settings of the board (e.g. FV_FRAGMENT)
         self.proc = None
         self.events = queue.Queue()
         self.boot_event = None
@@ -129,6 +130,7 @@ class SimReader:
                 env["FV_" + name.upper()] = str(port)
         if self.provision_dir:
             env["FV_PROVISION"] = str(self.provision_dir)
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [MICROPYTHON, "-X", "heapsize=" + (self.heap or heap_for(tree)), FW + "/main.py"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -198,6 +200,11 @@ class SimReader:
 
     def info(self):
         return self.command("info", "info")
+
+    def arm_flash_cut(self, after):
+        """The power fails after `after` more program/erase operations of the file flash: later
+        ones fail, and power_cut() then finishes the job."""
+        return self.command("fault", "fault", what="flash_cut", after=int(after))
 
     def power_cut(self):
         """Cut the power: SIGKILL, whatever the reader is doing."""

@@ -232,7 +232,8 @@ def test_the_largest_ring_the_format_allows_is_accepted():
 
 MP_FULL = """
 import gc, sys, json
-from validator import keyring, reasons
+from validator import iobuf, keyring, reasons
+iobuf.get()   # the reader's I/O buffer, made at boot
 gc.collect()
 before = gc.mem_alloc()
 ring = keyring.KeyRing.load(sys.argv[1], {1: (bytes.fromhex(sys.argv[2]), 0)}, None)
@@ -259,6 +260,6 @@ def test_the_documented_maximum_loads_in_the_device_heap(tmp_path):
                             args=[tmp_path / "k.fvs", ecsign.public_bytes(op).hex()],
                             path=compiled_tree()).split("\n")[-2])
     assert out["n"] == out["found"] == 256 and out["unknown"]
-    # the index (256 x 6 bytes) and the ring; then the CACHE keys used last, decoded
-    assert out["kept"] < 3 * 1024 and out["after"] < 6 * 1024, out
+    # the index (256 x 6 bytes, in pieces) and the ring; then the CACHE keys used last, decoded
+    assert out["kept"] < 4 * 1024 and out["after"] < 6 * 1024, out
     print("256-key ring on MicroPython:", out)
