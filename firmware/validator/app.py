@@ -144,6 +144,10 @@ class Reader:
             self.log = UnavailableLog(e.args[0] if e.args else "trip log unavailable")
         self.config = self._load_config()
         self.keyring = self._load_keyring()
+        # The generator's fixed-base table (a file handle and its buffer, made by the first
+        # verify) is made now, among the long-lived blocks, not in the middle of a day's heap.
+        from validator import p256
+        getattr(p256, "_generator", lambda: None)()
         self.policy = policy.Policy(self.config, self.state, self.denylist, self.clock)
         self.counters = {"taps": 0, "accepted": 0, "rejected": 0, "repeats": 0, "errors": 0}
         self._last_reject = None  # (raw, time) of the last rejected unreadable code

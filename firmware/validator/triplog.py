@@ -16,6 +16,7 @@
 import binascii
 import hashlib
 import struct
+from array import array
 
 VERSION = 1
 
@@ -217,6 +218,51 @@ def verify_chain(prev_link, records, key=None, prev_seq=None):
 
 # --- the log on flash ---------------------------------------------------------------------------
 
+class _Segs:
+    """The live segments, oldest first, as (index, counter, first seq) each, in arrays made once
+    for every segment of the region: a list of small lists grew with the unacknowledged log
+    (about 100 bytes of heap a segment, 12 KB for a full 512 KiB log) and scattered small blocks
+    over the heap through the day."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.idx = array("H", bytes(2 * cap))
+        self.counter = array("I", bytes(4 * cap))
+        self.first = array("I", bytes(4 * cap))
+        self.start = 0
+        self.n = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, k):
+        if k < 0:
+            k += self.n
+        if not 0 <= k < self.n:
+            raise IndexError("segment")
+        j = (self.start + k) % self.cap
+        return self.idx[j], self.counter[j], self.first[j]
+
+    def append(self, seg):
+        if self.n >= self.cap:
+            raise IndexError("more segments than the region has")
+        j = (self.start + self.n) % self.cap
+        self.idx[j], self.counter[j], self.first[j] = seg[0], seg[1], seg[2]
+        self.n += 1
+
+    def pop(self, k):
+        # the oldest only (an acknowledgement frees segments from the front)
+        if k != 0 or not self.n:
+            raise IndexError("segment")
+        seg = self[0]
+        self.start = (self.start + 1) % self.cap
+        self.n -= 1
+        return seg
+
+    def clear(self):
+        self.start = self.n = 0
+
+
 class TripLog:
     """Append-only trip log on blocks [first_block, first_block + blocks) of a block device with
     the extended interface (readblocks/writeblocks with offset, ioctl 4/5/6). Recovers on open."""
@@ -241,6 +287,7 @@ class TripLog:
         self._nseg = blocks - META_BLOCKS
         self._buf = bytearray(MAX_RECORD)  # scratch for one record; never handed out
         self._state = bytearray(self._nseg)  # FREE, DIRTY, READY or LIVE per segment
+        self._segs = _Segs(self._nseg)
         self._ndirty = 0
         self.capacity = self._nseg * (bs - SEG_HEADER)
         self.warn_free = self.capacity // 5 if warn_free is None else warn_free
@@ -305,7 +352,7 @@ class TripLog:
         self._counter = top
         # A segment is dead (free) when every record it can hold is acknowledged: its successor
         # starts at or below ack_seq + 1. The newest segment (the tail) always stays.
-        self._segs = []
+        self._segs.clear()
         for k in range(len(heads)):
             counter, i, first = heads[k]
             if k + 1 < len(heads) and heads[k + 1][2] - 1 <= self.ack_seq:

@@ -1,7 +1,6 @@
 # Token core pieces on MicroPython that need no host data: CBOR and base45 edge cases, the
 # credential cache, key ring lookups, APDU building, and garbage that must give a reason.
-from validator import keyring  # noqa: F401  (first: the largest modules to compile)
-from validator import p256  # noqa: F401
+from validator import p256  # noqa: F401  (first: the largest module to compile)
 from validator import base45, cbor, keyring, reasons, tokens
 
 G = bytes.fromhex("036b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296")
