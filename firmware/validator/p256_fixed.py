@@ -133,8 +133,9 @@ class FixedBase:
 
 
 # The table blob of a key: written to the file `path` (streaming, small RAM; returns None) or
-# returned as a bytearray. Unix port: ~25 ms for teeth=4, width=8 (512 entries).
-def build_table(public_key, path=None, teeth=4, width=8):
+# returned as a bytearray. Unix port: ~25 ms for teeth=4, width=8 (512 entries). `buf`: a
+# buffer of at least 1 KB for the batches (the reader lends its I/O buffer: no block of its own).
+def build_table(public_key, path=None, teeth=4, width=8, buf=None):
     pt = decode_point(public_key)
     if pt is None:
         raise ValueError("bad public key")
@@ -146,6 +147,7 @@ def build_table(public_key, path=None, teeth=4, width=8):
     head = bytearray(TABLE_MAGIC + bytes((teeth, width, 0, 0)) + bx.to_bytes(32, "big")
                      + by.to_bytes(32, "big") + bytes(32))
     h = hashlib.sha256()
+    cmv = memoryview(buf if buf is not None and len(buf) >= 64 * 16 else bytearray(64 * 16))
     f = blob = None
     if path is None:
         blob = bytearray(HEADER_SIZE + teeth * cnt * 64)
@@ -165,7 +167,7 @@ def build_table(public_key, path=None, teeth=4, width=8):
                 m += len(pts)
                 watchdog.kick()  # a 32 KB table takes seconds on an ESP32
                 invs = batch_inv([q[2] for q in pts])
-                chunk = bytearray(64 * len(pts))
+                chunk = cmv[:64 * len(pts)]   # one buffer for every batch
                 for i in range(len(pts)):
                     zi = invs[i]
                     zi2 = zi * zi % p
