@@ -29,7 +29,7 @@ def stub_p256():
     def yes(*args):
         return True
 
-    def empty_table(public_key, path=None, teeth=4, width=8):
+    def empty_table(public_key, path=None, teeth=4, width=8, buf=None):
         open(path, "wb").close()
     p256.verify = yes
     p256.verify_recoverable = yes
