@@ -249,6 +249,9 @@ class Reader:
     def _finish(self, kind, reason, token, now, t0, raw):
         from validator import policy, triplog
         cfg = self.config
+        if reason == reasons.READER_ERROR and tokens.last_error is not None:
+            self.note_fault("tap " + kind, tokens.last_error)   # (no heap, flash: say which)
+            tokens.last_error = None
         if token is not None:
             try:
                 d = self.policy.decide(token, now)

@@ -117,8 +117,8 @@ class HeapDay:
             out = bus.tap_nfc(rider)
         else:
             out = bus.tap_qr(rider)
-        assert out.reason == want, ("tap %d: %s, expected %s" % (sum(self.counts.values()) + 1,
-                                                                  out.event, want))
+        assert out.reason == want, ("tap %d: %s, expected %s; reader faults: %s" % (
+            sum(self.counts.values()) + 1, out.event, want, bus.reader.faults[-2:]))
         if want == "OK":
             assert out.fare == self.fare, out.event
         self.counts[out.reason] = self.counts.get(out.reason, 0) + 1
