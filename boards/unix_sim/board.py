@@ -121,7 +121,9 @@ class Board(DriversOnLinks):
         pass
 
     def report(self, event):
-        sys.stdout.write(json.dumps(event) + "\n")
+        # streamed: an INFO event is most of a KB, and the reader's heap may have no such block
+        json.dump(event, sys.stdout)
+        sys.stdout.write("\n")
 
     def reset(self):
         """A reboot (a crash, or the depot's REBOOT): the process ends with RESET_EXIT and the

@@ -3,7 +3,8 @@
 # from the PN532 user manual (NXP UM0701-02); the code is ours.
 #
 #   reader = PN532(uart)              # uart: read/readinto/write/any, like machine.UART
-#   reader.begin()                    # wake-up, SAMConfiguration, firmware check, retry limits
+#   reader.begin()                    # wake-up, SAMConfiguration, firmware check, parameters,
+#                                     # retry limits
 #   reader.ready, reader.error        # True after begin() worked; else why it did not
 #   target = reader.poll()            # a Target, or None when no card or phone is in the field
 #   resp = reader.exchange(apdu)      # response bytes (data + SW1 SW2), or NfcError
@@ -29,6 +30,7 @@ MAX_LEN = 265       # TFI + 264 bytes of packet data: the PN532 firmware's limit
 MAX_APDU = 262      # InDataExchange DataOut: command byte + Tg + 262 = 264
 
 CMD_GET_FIRMWARE_VERSION = 0x02
+CMD_SET_PARAMETERS = 0x12
 CMD_SAM_CONFIGURATION = 0x14
 CMD_RF_CONFIGURATION = 0x32
 CMD_IN_DATA_EXCHANGE = 0x40
@@ -451,8 +453,9 @@ class PN532:
         return (len(body) >= 2 and body[0] == TFI_PN532 and body[1] == want) or body[0] == TFI_ERROR
 
     def begin(self):
-        """Wake the PN532 (HSU), put it in normal mode, check it is a PN532 and limit how long
-        InListPassiveTarget looks for a card. Returns (IC, version, revision, support)."""
+        """Wake the PN532 (HSU), put it in normal mode, check it is a PN532, set its parameters
+        and limit how long InListPassiveTarget looks for a card. Returns (IC, version, revision,
+        support)."""
         # Sets `ready`; a failure leaves it False, keeps the exception in `error` and raises it
         # (an NfcError for anything the chip or link does). Call it again at any time: a chip
         # that was absent or confused is started from scratch.
@@ -464,6 +467,14 @@ class PN532:
             fw = self.firmware_version()
             if fw[0] != 0x32:
                 raise NfcError(PROTOCOL, "not a PN532 (IC 0x%02x)" % fw[0])
+            # SetParameters (UM0701 7.2.9) flags 0x10: fAutomaticRATS only. The PN532 then runs
+            # ISO-DEP itself (RATS after InListPassiveTarget, the ATS in its answer, I-blocks in
+            # InDataExchange); NAD and CID in InDataExchange, no preamble/postamble and the
+            # target-mode flags stay off. The chip comes up with automatic RATS on, but the whole
+            # byte is set here: a chip that came up otherwise, or that another host configured,
+            # would fail every APDU (status 0x01). (No named constant: on the unix port's 110 KB
+            # test heap each new name costs a string-pool slot.)
+            self.command(CMD_SET_PARAMETERS, b"\x10", self.poll_timeout_ms)
             self.set_passive_retries(self.passive_retries)
         except Exception as e:
             self.error = e

@@ -27,7 +27,7 @@
 import os
 from array import array
 
-from validator import atomicfile, cbor, iobuf, p256, reasons, signedfile
+from validator import atomicfile, cbor, p256, reasons, signedfile
 
 try:
     from micropython import const
@@ -385,7 +385,7 @@ class KeyRing:
             path = table_path(directory, k.key_id)
             tmp = path + ".tmp"
             try:
-                p256.build_table(k.public_key, tmp, buf=iobuf.get())
+                p256.build_table(k.public_key, tmp)
                 os.rename(tmp, path)
             except OSError as e:
                 atomicfile.remove(tmp)

@@ -1,4 +1,4 @@
-# ECDSA P-256 / SHA-256 signature verification in pure MicroPython (big-int arithmetic).
+# ECDSA P-256 / SHA-256 signature verification for the reader, its field arithmetic in native code.
 #
 # API (tokens.py, keyring.py, signedfile.py call these; docs/design.md "p256" says the same):
 #
@@ -13,9 +13,9 @@
 #       A valid signature with a wrong recid gives False.
 #   FixedBase(public_key, table=None)
 #       A key used as a fixed base (an issuer key) with its precomputed table:
-#         table=None   a small table computed now and kept in RAM (4 KB, ~5 ms on the unix port);
-#         bytes-like   a table blob (build_table / host_tools.issuing.p256tables), e.g. a constant of a
-#                      frozen module, which then stays in flash;
+#         table=None   a small table computed now and kept in RAM (4 KB);
+#         bytes-like   a table blob (build_table / host_tools.issuing.p256tables), e.g. a constant
+#                      of a frozen module, which then stays in flash;
 #         str          path of a table file on flash, read by offset on each verify (no RAM).
 #       The table is checked against the key (header, size, SHA-256 of the entries, first entry ==
 #       the key point); ValueError if the key or the table is bad. close() closes a table file.
@@ -28,33 +28,72 @@
 #
 # Every verify function returns False, never raises, for malformed or hostile input of any type:
 # wrong lengths or types, r or s outside [1, n-1], coordinates >= p, points off the curve or at
-# infinity.
+# infinity. MemoryError and OSError (the reader's own trouble) are raised.
 #
-# How it is fast (docs/performance.md has the figures):
-# - Jacobian coordinates, a = -3 doubling, mixed additions with affine table points; all scalar
-#   multiplications of a verify share one doubling chain (interleaved multi-scalar method).
-# - Variable bases (the rider key, the R point) use width-5 NAF digits; their odd multiples are
-#   computed with co-Z additions and made affine with one shared inversion.
-# - Fixed bases (the generator, issuer keys) use comb tables (p256_fixed.py): the chain is 256,
-#   128 or 64 steps long and each table lookup covers 8 bits of a scalar.
-# - Inverses by the extended Euclidean algorithm (7x fewer instructions than Fermat's pow); the final
-#   x-coordinate check needs no inversion (X == r * Z^2).
-# The code is split in three modules (p256_arith, p256_fixed, this one) and keeps its comments
-# out of docstrings because MicroPython needs RAM to compile a module from source.
-from validator.p256_arith import (B, GX, GY, N, P, batch_inv, decode_point, dbl,
-                                  encode_uncompressed, inv, is_bytes, lift_x)
-from validator.p256_fixed import (HEADER_SIZE, MAX_WIDTH, RAM_TABLE_TEETH, RAM_TABLE_WIDTH,
+# How (docs/performance.md, "Signature verification"): the field arithmetic is native code
+# (p256_native, generated: 13-bit limbs, Montgomery products) driven by programs of p256_field,
+# one engine call per point operation; this module keeps the scalar side (mod n: the inverse of
+# s, the half gcd, NAF and comb digits) and the order of the additions. All scalar
+# multiplications of a verify share one doubling chain (interleaved). Variable bases (the rider
+# key, the R point) use width-5 NAF digits over their odd multiples (co-Z additions, one shared
+# inversion); fixed bases (the generator, issuer keys) use comb tables (p256_fixed.py). The rider
+# signature uses Antipa et al. (verify_recoverable): a 128-step chain. Comments, not docstrings,
+# except verify_recoverable's soundness argument: MicroPython needs RAM to compile docstrings.
+from array import array
+
+from validator import p256_field as F
+from validator import p256_progs as G
+from validator.p256_fixed import (HEADER_SIZE, MAX_WIDTH, RAM_TABLE_TEETH, RAM_TABLE_WIDTH,  # noqa: F401
                                   TABLE_MAGIC, TEETH_CHOICES, FixedBase, build_table, comb_digits)
 
+P = F.P
+N = F.N
+B = F.B
+GX = F.GX
+GY = F.GY
 NAF_WIDTH = 5  # variable bases: odd multiples 1, 3, ..., 15
 _HALF_N = 1 << 255
 _gbase = None
+# digit buffers, allocated once: NAF digits of two variable bases (d & 0xff), comb digits of two
+# fixed bases, r and r + n for the final check
+_naf = (bytearray(257), bytearray(257))
+_NAF0 = bytes(257)
+_pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))   # their nonzero positions
+_digs = (array("h", bytes(288)), array("h", bytes(288)))   # up to (256/L) * ceil(L/w) <= 144
+_rr = bytearray(64)
+
+
+def is_bytes(b):
+    return isinstance(b, (bytes, bytearray))
+
+
+def encode_uncompressed(x, y):
+    return b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
+
+
+# x^-1 mod m (m prime, x not 0 mod m) by the extended Euclidean algorithm (MicroPython's
+# pow(x, -1, m) is 0; Fermat's pow is 7x slower here).
+def inv(x, m):
+    a, b = m, x % m
+    ta, tb = 0, 1  # a = ta * x, b = tb * x (mod m)
+    while b > 1:
+        q, a = divmod(a, b)
+        ta -= q * tb
+        if a <= 1:
+            if a:
+                return ta % m
+            break
+        q, b = divmod(b, a)
+        tb -= q * ta
+    if b == 1:
+        return tb % m
+    raise ValueError("not invertible")
 
 
 # The generator's FixedBase, from the first that works of: the table file p256_gtable.bin next
 # to this module (a file-system install: read by offset, no RAM), the module p256_gtable (a
 # frozen build: the constant stays in flash), a small table computed in RAM (4.6 KB). A damaged
-# or missing table only costs speed.
+# or missing table only costs speed. Made before any key is loaded into the workspace.
 def _generator():
     global _gbase
     if _gbase is None:
@@ -75,70 +114,20 @@ def _generator():
     return _gbase
 
 
-# Co-Z precomputation: the Jacobian odd multiples P, 3P, ..., (2*count-1)P of the affine
-# P = (x, y), as a flat list [X1, Y1, X3, Y3, ...] plus the scale factors `lam`, where the
-# multiple k has Z_k = z0 * lam[1] * ... * lam[k] (multiple 0 is P itself with Z = 1 after
-# rescaling: its entry holds x, y). Returns (flat, lam, Z of the last multiple).
-def _odd_multiples(x, y, count):
-    p = P
-    # 2P and P on the same Z = 2y (doubling of an affine point, a = -3)
-    e = y * y % p
-    s = 4 * x * e % p
-    m = 3 * (x * x - 1) % p
-    tx = (m * m - 2 * s) % p
-    ty = (m * (s - tx) - 8 * e * e) % p
-    z = 2 * y % p
-    ax, ay = s, 8 * e * e % p
-    flat = [x, y]
-    lam = [z]
-    for _ in range(count - 1):
-        # co-Z addition (Meloni): A + T and T rescaled to the new Z = Z * (tx - ax)
-        dx = (tx - ax) % p
-        if not dx:
-            raise ValueError("degenerate point")
-        c = dx * dx % p
-        w1 = tx * c % p
-        w2 = ax * c % p
-        dy = ty - ay
-        a1 = ty * (w1 - w2) % p
-        ax = (dy * dy - w1 - w2) % p
-        ay = (dy * (w1 - ax) - a1) % p
-        tx, ty = w1, a1
-        flat.append(ax)
-        flat.append(ay)
-        lam.append(dx)
-    zlast = z
-    for i in range(1, count):
-        zlast = zlast * lam[i] % p
-    return flat, lam, zlast
-
-
-# Make the co-Z multiples affine in place, given the inverse of the last Z.
-def _to_affine_multiples(flat, lam, zinv):
-    p = P
-    k = len(lam) - 1
-    while k > 0:
-        zi2 = zinv * zinv % p
-        flat[2 * k] = flat[2 * k] * zi2 % p
-        flat[2 * k + 1] = flat[2 * k + 1] * zi2 % p * zinv % p
-        zinv = zinv * lam[k] % p
-        k -= 1
-    # multiple 0 (P itself) is already affine
-
-
-# Width-w NAF digits of 0 <= k < 2^(8*size), least significant first, in a bytearray
-# (digit d stored as d & 0xff; nonzero digits are odd with |d| < 2^(w-1)). Returns
-# (digits, index of the top nonzero digit or -1). Small-int work only: k is read as bytes.
-def _wnaf(k, w, size):
+# Width-w NAF digits of 0 <= k < 2^(8*size), least significant first, into `out` (digit d
+# stored as d & 0xff; nonzero digits are odd with |d| < 2^(w-1)), and the positions of the
+# nonzero digits, ascending, into `pos`. Returns their number. Small-int work only: k is read
+# as bytes.
+def _wnaf(k, w, size, out, pos):
     kb = k.to_bytes(size + 2, "little")
-    out = bytearray(8 * size + 1)
+    out[:] = _NAF0
     full = 1 << w
     half = full >> 1
     mask = full - 1
     end = 8 * size
     i = 0
     carry = 0
-    top = -1
+    n = 0
     while i <= end:
         j = i >> 3
         sh = i & 7
@@ -154,36 +143,41 @@ def _wnaf(k, w, size):
         else:
             out[i] = u
             carry = 0
-        top = i
+        pos[n] = i
+        n += 1
         i += w
-    return out, top
+    return n
 
 
-# Affine odd multiples (1, 3, ..., 2^(w-1)-1) of each affine point, as flat lists
-# [x1, y1, x3, y3, ...]; one inversion for all.
-def _var_tables(points, w):
-    count = 1 << (w - 2)
-    res = []
-    zs = []
-    for x, y in points:
-        flat, lam, zlast = _odd_multiples(x, y, count)
-        res.append((flat, lam))
-        zs.append(zlast)
-    invs = batch_inv(zs)
-    for i in range(len(res)):
-        _to_affine_multiples(res[i][0], res[i][1], invs[i])
-    return [r[0] for r in res]
+# One step of the chain: the doublings since the last addition, then an addition, in one engine
+# call (program `pr`, the entry at buf[off:off+64] for table programs). Returns whether the
+# accumulator is now the point at infinity.
+def _add(pr, buf, off, inf, doublings):
+    while doublings > 255 and not inf:   # a gap in a 256-step chain
+        F.run(F.ws, F.ws, F.chain_step(F.DBLS, 255), 0)
+        doublings -= 255
+    if type(pr) is int:     # a constant program (the _SET forms)
+        f = F.call(pr, buf, off)
+    else:
+        f = F.run(F.ws, buf, F.chain_step(pr, doublings), off)
+    if inf or not f & 1:
+        return False
+    if f & 2:   # the same point: double it
+        F.call(G.SET_DBL)
+        return False
+    return True  # the opposite point
 
 
-# The additions of a multi-scalar multiplication, as a list of small ints sorted from the top
-# of the doubling chain down: (position << 20) | code, where code is
-#   var base i, NAF digit d:              (i << 8) | (d & 0xff)
-#   fixed base f, tooth t, multiple m:    1024 + (f << 16) + (t << 12) + (m << 1) + negate
-# Points are looked up only when added, which keeps the live heap small.
-def _schedule(L, fixed, var):
-    ev = []
-    for fi in range(len(fixed)):
-        fb, k = fixed[fi]
+# The sum of k_i * B_i over fixed bases [(FixedBase, k)] (0 <= k < n), using comb pieces of L
+# bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the variable
+# bases in the workspace areas 0 .. nvar-1 (their odd multiples made, NAF digits in _naf, `counts`
+# nonzero positions in _pos), in one doubling chain, into the accumulator (X, Y, Z). The
+# additions are taken in order of position, highest first, from every base; each is one engine
+# call that also does the doublings since the one before. Returns whether the sum is O.
+def _msm(L, fixed, nvar, counts):
+    fx = []
+    for i in range(len(fixed)):
+        fb, k = fixed[i]
         neg = 0
         if k >= _HALF_N:  # keep the top window's digit within the table: k*B = -((n-k)*B)
             k = N - k
@@ -191,101 +185,56 @@ def _schedule(L, fixed, var):
         w = fb.width
         if L % fb.spacing or 256 % L:
             raise ValueError("chain length")
-        digs = comb_digits(k, w, L)
+        comb_digits(k, w, L, _digs[i])
         nw = (L + w - 1) // w
-        step = L // fb.spacing
-        for q in range(256 // L):
-            base = 1024 + (fi << 16) + ((q * step) << 12)
-            for i in range(nw):
-                d = digs[q * nw + i]
-                if d:
-                    c = base + (d << 1) + neg if d > 0 else base + (-d << 1) + (neg ^ 1)
-                    ev.append(((i * w) << 20) | c)
-    for vi in range(len(var)):
-        naf, ntop = var[vi][1], var[vi][2]
-        for j in range(ntop + 1):
-            d = naf[j]
-            if d:
-                ev.append((j << 20) | (vi << 8) | d)
-    ev.sort(reverse=True)
-    return ev
-
-
-# Jacobian sum of k_i * B_i over fixed bases [(FixedBase, k)] (0 <= k < n), using comb
-# pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and
-# variable bases [(flat odd multiples, naf digits, top)], in one doubling chain.
-# The doubling (a = -3) and the mixed addition are written out here: this loop is the
-# verifier's hot path.
-def _msm(L, fixed, var):
-    p = P
-    ev = _schedule(L, fixed, var)
-    ne = len(ev)
-    if not ne:
-        return 0, 1, 0
-    flats = [v[0] for v in var]
-    X, Y, Z = 0, 1, 0
-    k = 0
-    nxt = ev[0] >> 20
-    for j in range(nxt, -1, -1):
-        if Z:
-            zz = Z * Z % p
-            yy = Y * Y % p
-            a = 3 * (X - zz) * (X + zz) % p
-            b = (X * yy << 2) % p
-            X = (a * a - (b << 1)) % p
-            Z = (Y * Z << 1) % p
-            Y = (a * (b - X) - (yy * yy << 3)) % p
-        while nxt == j:
-            c = ev[k] & 0xfffff
-            k += 1
-            nxt = ev[k] >> 20 if k < ne else -1
-            if c < 1024:
-                flat = flats[c >> 8]
-                d = c & 0xff
-                if d < 128:
-                    x2 = flat[d - 1]
-                    y2 = flat[d]
-                else:
+        fx.append([nw - 1, fb, _digs[i], neg, w, nw, L // fb.spacing])
+    nxt = [counts[i] - 1 for i in range(nvar)]   # the next nonzero digit of each variable base
+    pieces = 256 // L
+    inf = True
+    at = 0      # the accumulator's position in the chain (while not inf)
+    while True:
+        j = -1
+        for vi in range(nvar):
+            if nxt[vi] >= 0 and _pos[vi][nxt[vi]] > j:
+                j = _pos[vi][nxt[vi]]
+        for s in fx:
+            if s[0] >= 0 and s[0] * s[4] > j:
+                j = s[0] * s[4]
+        if j < 0:
+            break
+        for vi in range(nvar):
+            if nxt[vi] >= 0 and _pos[vi][nxt[vi]] == j:
+                nxt[vi] -= 1
+                d = _naf[vi][j]
+                neg = d >= 128
+                if neg:
                     d = 256 - d
-                    x2 = flat[d - 1]
-                    y2 = p - flat[d]
-            else:
-                c -= 1024
-                x2, y2 = fixed[c >> 16][0].entry((c >> 12) & 15, (c >> 1) & 2047)
-                if c & 1:
-                    y2 = p - y2
-            if not Z:
-                X, Y, Z = x2, y2, 1
-                continue
-            zz = Z * Z % p
-            h = x2 * zz % p - X
-            r = y2 * zz % p * Z % p - Y
-            if not h:
-                if r:
-                    X, Y, Z = 0, 1, 0
-                else:
-                    X, Y, Z = dbl(x2, y2, 1)
-                continue
-            hh = h * h % p
-            hhh = h * hh % p
-            v = X * hh % p
-            X = (r * r - hhh - (v << 1)) % p
-            Y = (r * (v - X) - Y * hhh) % p
-            Z = Z * h % p
-    return X, Y, Z
-
-
-# A public key: SEC1 bytes, or an (x, y) pair from decode_point (a cache of decoded keys saves
-# the square root of a compressed key), checked to be on the curve. (x, y) or None.
-def _point(public_key):
-    if type(public_key) is not tuple:
-        return decode_point(public_key)
-    if len(public_key) == 2:
-        x, y = public_key
-        if (type(x) is int and type(y) is int and 0 <= x < P and 0 <= y < P
-                and not (y * y - x * x * x + 3 * x - B) % P):
-            return public_key
-    return None
+                pr = F.var_entry(F.VAR_SET if inf else F.VAR_ADD, F.area(vi) + d - 1, neg)
+                inf = _add(pr, F.ws, 0, inf, at - j)
+                at = j
+        for s in fx:
+            i, fb, digs, neg0, w, nw, step = s
+            if i >= 0 and i * w == j:
+                s[0] = i - 1
+                for q in range(pieces):
+                    d = digs[q * nw + i]
+                    if d:
+                        neg = neg0
+                        if d < 0:
+                            d = -d
+                            neg ^= 1
+                        buf, off = fb.entry_at(q * step, d)
+                        if inf:
+                            inf = _add(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off, inf, 0)
+                        else:
+                            inf = _add(F.TAB_ADD_NEG if neg else F.TAB_ADD, buf, off, inf, at - j)
+                        at = j
+    if not inf:
+        while at > 0:
+            k = at if at < 255 else 255
+            F.run(F.ws, F.ws, F.chain_step(F.DBLS, k), 0)
+            at -= k
+    return inf
 
 
 # (e, r, s) or None.
@@ -301,33 +250,46 @@ def _parse_sig(digest, signature):
     return int.from_bytes(digest, "big"), r, s
 
 
-# x(X : - : Z) mod n == r, without an inversion.
-def _x_matches(X, Z, r):
-    if not Z:
+# x(X : - : Z) mod n == r, without an inversion: X == r Z^2 or (r + n < p) X == (r + n) Z^2.
+def _x_matches(inf, r):
+    if inf:
         return False
-    p = P
-    zz = Z * Z % p
-    if (r * zz - X) % p == 0:
-        return True
-    r += N
-    return r < p and (r * zz - X) % p == 0
+    _rr[0:32] = r.to_bytes(32, "big")
+    r2 = r + N
+    big = r2 < P
+    _rr[32:64] = r2.to_bytes(32, "big") if big else _rr[0:32]
+    f = F.call(G.X_IS, _rr)
+    return bool(f & 1) or (big and bool(f & 2))
+
+
+def decode_point(public_key):
+    try:
+        if F.load_key(public_key, 0):
+            return F.point_of(0)
+    except MemoryError:
+        raise
+    except Exception:
+        pass
+    return None
 
 
 # Standard ECDSA verification (see the API above).
 def verify(public_key, digest, signature):
     try:
-        q = _point(public_key)
         sig = _parse_sig(digest, signature)
-        if q is None or sig is None:
+        if sig is None:
+            return False
+        g = _generator()
+        if not F.load_key(public_key, 0):
             return False
         e, r, s = sig
         si = inv(s, N)
         u1 = e * si % N
         u2 = r * si % N
-        flat = _var_tables([q], NAF_WIDTH)[0]
-        naf, top = _wnaf(u2, NAF_WIDTH, 32)
-        X, Y, Z = _msm(256, [(_generator(), u1)], [(flat, naf, top)])
-        return _x_matches(X, Z, r)
+        if F.call(G.VAR1) & 1:
+            return False
+        n = _wnaf(u2, NAF_WIDTH, 32, _naf[0], _pos[0])
+        return _x_matches(_msm(256, [(g, u1)], 1, (n,)), r)
     except (MemoryError, OSError):
         raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:
@@ -369,14 +331,18 @@ def verify_recoverable(public_key, digest, signature, recid):
     try:
         if type(recid) is not int or not 0 <= recid <= 3:
             return False
-        q = _point(public_key)
         sig = _parse_sig(digest, signature)
-        if q is None or sig is None:
+        if sig is None:
+            return False
+        g = _generator()
+        if not F.load_key(public_key, 0):
             return False
         e, r, s = sig
         rx = r + N if recid & 2 else r
-        ry = lift_x(rx, recid & 1)
-        if ry is None:
+        if rx >= P:
+            return False
+        _rr[0:32] = rx.to_bytes(32, "big")
+        if not F.lift_x(_rr, 0, recid & 1, 1):
             return False
         si = inv(s, N)
         u1 = e * si % N
@@ -384,19 +350,18 @@ def verify_recoverable(public_key, digest, signature, recid):
         v, w = _half_gcd(u2, N)
         a = v * u1 % N
         # a*G + w*Q + (-v)*R: fold the signs into the points, keep the scalars positive
-        qx, qy = q
         if w < 0:
             w = -w
-            qy = P - qy
+            F.call(G.NEG_Y_0)
         if v < 0:
             v = -v
         else:
-            ry = P - ry
-        tq, tr = _var_tables([(qx, qy), (rx, ry)], NAF_WIDTH)
-        nq, topq = _wnaf(w, NAF_WIDTH, 16)
-        nr, topr = _wnaf(v, NAF_WIDTH, 16)
-        X, Y, Z = _msm(128, [(_generator(), a)], [(tq, nq, topq), (tr, nr, topr)])
-        return Z == 0
+            F.call(G.NEG_Y_1)
+        if F.call(G.VAR2) & 1:
+            return False
+        nq = _wnaf(w, NAF_WIDTH, 16, _naf[0], _pos[0])
+        nr = _wnaf(v, NAF_WIDTH, 16, _naf[1], _pos[1])
+        return _msm(128, [(g, a)], 2, (nq, nr))
     except (MemoryError, OSError):
         raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:
@@ -415,8 +380,7 @@ def verify_fixed(fixed_base, digest, signature):
         si = inv(s, N)
         g = _generator()
         L = max(g.spacing, fixed_base.spacing)
-        X, Y, Z = _msm(L, [(g, e * si % N), (fixed_base, r * si % N)], [])
-        return _x_matches(X, Z, r)
+        return _x_matches(_msm(L, [(g, e * si % N), (fixed_base, r * si % N)], 0, ()), r)
     except (MemoryError, OSError):
         raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:

@@ -6,31 +6,35 @@
 #   magic "P2T1" | teeth u8 | width u8 | 2 zero bytes | B.x (32) | B.y (32) | SHA-256(entries) (32)
 # A 256-bit scalar is cut into pieces of L bits (L = length of the doubling chain, a multiple of
 # d); piece q uses tooth q*L/d, read in signed windows of `width` bits (comb_digits).
-# Made on the host by host_tools/issuing/p256tables.py (python-ecdsa) or on the reader by build_table.
+# Made on the host by host_tools/issuing/p256tables.py (python-ecdsa) or on the reader by
+# build_table, whose arithmetic runs in the native engine (p256_field).
 import hashlib
 
+from validator import p256_field as F
+from validator import p256_progs as G
 from validator import watchdog
-from validator.p256_arith import P, batch_inv, dbl, decode_point, madd, to_affine
 
 TABLE_MAGIC = b"P2T1"
 HEADER_SIZE = 104
 TEETH_CHOICES = (1, 2, 4, 8)
 MAX_WIDTH = 10
-# FixedBase(public_key) with no table: 4 teeth * 16 entries = 4 KB of RAM, computed in ~5 ms
+# FixedBase(public_key) with no table: 4 teeth * 16 entries = 4 KB of RAM
 RAM_TABLE_TEETH = 4
 RAM_TABLE_WIDTH = 5
+_CHUNK = 512                  # file reads and the points of one batch (8 x 64 bytes)
+_chunk = bytearray(_CHUNK)    # allocated once, at import
 
 
-# Signed window digits of 0 <= k < 2^255 for pieces of L bits: digit [q * nw + i] is piece q,
-# window i (bits q*L + i*w ...). Digits lie in [-(2^(w-1)-1), 2^(w-1)]; the top window of a piece
-# may be narrower (then its digit is >= 0 and carries nothing). k < 2^255 keeps the last carry 0.
-def comb_digits(k, w, L):
+# Signed window digits of 0 <= k < 2^255 for pieces of L bits into `out` (an array of signed
+# ints): digit [q * nw + i] is piece q, window i (bits q*L + i*w ...). Digits lie in
+# [-(2^(w-1)-1), 2^(w-1)]; the top window of a piece may be narrower (then its digit is >= 0 and
+# carries nothing). k < 2^255 keeps the last carry 0. Returns the number of digits.
+def comb_digits(k, w, L, out):
     kb = k.to_bytes(35, "little")
     nw = (L + w - 1) // w
     topw = L - (nw - 1) * w
     full = 1 << w
     half = full >> 1
-    out = [0] * ((256 // L) * nw)
     carry = 0
     o = 0
     for q in range(256 // L):
@@ -48,7 +52,7 @@ def comb_digits(k, w, L):
             out[o] = u
             o += 1
             pos += w
-    return out
+    return o
 
 
 # A fixed base point with its table. `table`: None (computed now, in RAM), a bytes-like blob
@@ -56,13 +60,14 @@ def comb_digits(k, w, L):
 # The table is checked against the key: header, size, SHA-256 of the entries, entry (0, 1) == B.
 class FixedBase:
     def __init__(self, public_key, table=None):
-        pt = decode_point(public_key)
-        if pt is None:
+        if not F.load_key(public_key, 0):
             raise ValueError("bad public key")
         self.public_key = bytes(public_key)
-        self.x, self.y = pt
+        F.call(G.STORE_POINT_0, F.io)
+        self.xy = bytes(F.io)
         self._f = None
         self._data = None
+        self._buf = None
         if table is None:
             table = build_table(public_key, None, RAM_TABLE_TEETH, RAM_TABLE_WIDTH)
         if isinstance(table, str):
@@ -76,6 +81,14 @@ class FixedBase:
             data = memoryview(table)
             self._check(data[:HEADER_SIZE], None, data)
 
+    @property
+    def x(self):
+        return int.from_bytes(self.xy[0:32], "big")
+
+    @property
+    def y(self):
+        return int.from_bytes(self.xy[32:64], "big")
+
     def _check(self, head, f, data):
         if len(head) != HEADER_SIZE or bytes(head[0:4]) != TABLE_MAGIC or head[6] or head[7]:
             raise ValueError("not a table")
@@ -83,8 +96,7 @@ class FixedBase:
         width = head[5]
         if teeth not in TEETH_CHOICES or not 2 <= width <= MAX_WIDTH:
             raise ValueError("bad table parameters")
-        if (int.from_bytes(head[8:40], "big") != self.x
-                or int.from_bytes(head[40:72], "big") != self.y):
+        if bytes(head[8:72]) != self.xy:
             raise ValueError("table of another key")
         size = (teeth << (width - 1)) * 64
         h = hashlib.sha256()
@@ -93,10 +105,10 @@ class FixedBase:
                 raise ValueError("bad table size")
             h.update(data[HEADER_SIZE:])
         else:
-            mv = memoryview(bytearray(512))
+            mv = memoryview(_chunk)
             left = size
             while left:
-                n = f.readinto(mv[:min(512, left)])
+                n = f.readinto(mv[:min(_CHUNK, left)])
                 if not n:
                     raise ValueError("bad table size")
                 h.update(mv[:n])
@@ -104,27 +116,31 @@ class FixedBase:
             if f.read(1):
                 raise ValueError("bad table size")
             self._f = f
-            self._mv = memoryview(bytearray(64))
+            self._buf = bytearray(64)
         if h.digest() != bytes(head[72:104]):
             raise ValueError("table checksum")
         self.teeth = teeth
         self.width = width
         self.spacing = 256 // teeth
         self._data = data
-        if self.entry(0, 1) != (self.x, self.y):
+        b, o = self.entry_at(0, 1)
+        if bytes(b[o:o + 64]) != self.xy:
             raise ValueError("table of another key")
 
-    # Affine m * 2^(t * spacing) * B, 1 <= m <= 2^(width-1).
-    def entry(self, t, m):
+    # Where the affine m * 2^(t * spacing) * B is: (a buffer, the offset of its 64 bytes).
+    def entry_at(self, t, m):
         o = HEADER_SIZE + (((t << (self.width - 1)) + m - 1) << 6)
-        d = self._data
-        if d is None:
-            d = self._mv
-            f = self._f
-            f.seek(o)
-            f.readinto(d)
-            o = 0
-        return int.from_bytes(d[o:o + 32], "big"), int.from_bytes(d[o + 32:o + 64], "big")
+        if self._data is not None:
+            return self._data, o
+        f = self._f
+        f.seek(o)
+        f.readinto(self._buf)
+        return self._buf, 0
+
+    # The same as (x, y) ints (tests, tools).
+    def entry(self, t, m):
+        b, o = self.entry_at(t, m)
+        return int.from_bytes(b[o:o + 32], "big"), int.from_bytes(b[o + 32:o + 64], "big")
 
     def close(self):
         if self._f is not None:
@@ -132,22 +148,63 @@ class FixedBase:
             self._f = None
 
 
+# Table points are made in batches of up to BATCH (p256_progs, TB_*): each new point is kept in
+# the batch area with the running products of its Z, one inversion serves the batch, and the
+# affine points go out as 64-byte entries into _chunk. The programs are patched per point.
+def _batch(n, fresh, pr):
+    ws = F.ws
+    run = F.run
+    step, first, second, prod, inv, out, out0 = pr
+    a = G.AREA
+    c = G.BATCH_C
+    for i in range(n):
+        p = step
+        if fresh and i < 2:
+            p = second if i else first
+        k = len(p) - 16     # its three MOVs before END
+        p[k + 1] = a + 3 * i
+        p[k + 5] = a + 3 * i + 1
+        p[k + 9] = a + 3 * i + 2
+        if run(ws, ws, p, 0) & 1:   # m * B = +-B for 2 < m < n: not a point of prime order
+            raise ValueError("degenerate table point")
+        if i:
+            prod[0], prod[1], prod[2], prod[3] = G.MUL, c + i, c + i - 1, a + 3 * i + 2
+        else:
+            prod[0], prod[1], prod[2], prod[3] = G.MOV, c, a + 2, 0
+        run(ws, ws, prod, 0)
+    inv[2] = c + n - 1
+    run(ws, ws, inv, 0)
+    for i in range(n - 1, -1, -1):
+        if i:
+            p = out
+            p[3] = c + i - 1
+            p[7] = a + 3 * i + 2
+            p[14] = a + 3 * i
+            p[22] = a + 3 * i + 1
+            p[35] = 2 * i
+            p[47] = 2 * i + 1
+        else:
+            p = out0
+            p[10] = a
+            p[18] = a + 1
+        run(ws, _chunk, p, 0)
+
+
 # The table blob of a key: written to the file `path` (streaming, small RAM; returns None) or
-# returned as a bytearray. Unix port: ~25 ms for teeth=4, width=8 (512 entries). `buf`: a
-# buffer of at least 1 KB for the batches (the reader lends its I/O buffer: no block of its own).
-def build_table(public_key, path=None, teeth=4, width=8, buf=None):
-    pt = decode_point(public_key)
-    if pt is None:
-        raise ValueError("bad public key")
+# returned as a bytearray. A 32 KB table takes about a second on an ESP32 (docs/performance.md):
+# the watchdog is fed after every batch.
+def build_table(public_key, path=None, teeth=4, width=8):
     if teeth not in TEETH_CHOICES or not 2 <= width <= MAX_WIDTH:
         raise ValueError("bad table parameters")
-    p = P
-    bx, by = pt
+    if not F.load_key(public_key, 0):
+        raise ValueError("bad public key")
     cnt = 1 << (width - 1)
-    head = bytearray(TABLE_MAGIC + bytes((teeth, width, 0, 0)) + bx.to_bytes(32, "big")
-                     + by.to_bytes(32, "big") + bytes(32))
+    F.call(G.STORE_POINT_0, F.io)
+    head = bytearray(TABLE_MAGIC + bytes((teeth, width, 0, 0)) + F.io + bytes(32))
+    F.call(G.TB_SET_BASE)     # the base of tooth 0 into (X2, Y2)
+    pr = [F.copy(p) for p in (G.TB_STEP, G.TB_FIRST, G.TB_SECOND, G.TB_PROD, G.TB_INV, G.TB_OUT,
+                              G.TB_OUT0)]
     h = hashlib.sha256()
-    cmv = memoryview(buf if buf is not None and len(buf) >= 64 * 16 else bytearray(64 * 16))
     f = blob = None
     if path is None:
         blob = bytearray(HEADER_SIZE + teeth * cnt * 64)
@@ -157,34 +214,27 @@ def build_table(public_key, path=None, teeth=4, width=8, buf=None):
         f.write(head)
     try:
         for t in range(teeth):
-            X, Y, Z = 0, 1, 0
             m = 0
-            while m < cnt:  # batches of 16 points, made affine with one inversion
-                pts = []
-                for _ in range(min(16, cnt - m)):
-                    X, Y, Z = madd(X, Y, Z, bx, by)
-                    pts.append((X, Y, Z))
-                m += len(pts)
-                watchdog.kick()  # a 32 KB table takes seconds on an ESP32
-                invs = batch_inv([q[2] for q in pts])
-                chunk = cmv[:64 * len(pts)]   # one buffer for every batch
-                for i in range(len(pts)):
-                    zi = invs[i]
-                    zi2 = zi * zi % p
-                    q = pts[i]
-                    chunk[64 * i:64 * i + 32] = (q[0] * zi2 % p).to_bytes(32, "big")
-                    chunk[64 * i + 32:64 * i + 64] = (q[1] * zi2 % p * zi % p).to_bytes(32, "big")
-                h.update(chunk)
+            while m < cnt:
+                n = min(G.BATCH, cnt - m)
+                _batch(n, m == 0, pr)
+                watchdog.kick()
+                mv = memoryview(_chunk)[:64 * n]
+                h.update(mv)
                 if f is None:
-                    blob[o:o + len(chunk)] = chunk
-                    o += len(chunk)
+                    blob[o:o + 64 * n] = mv
+                    o += 64 * n
                 else:
-                    f.write(chunk)
-            if t + 1 < teeth:
-                X, Y, Z = bx, by, 1
-                for _ in range(256 // teeth):
-                    X, Y, Z = dbl(X, Y, Z)
-                bx, by = to_affine(X, Y, Z)
+                    f.write(mv)
+                m += n
+            if t + 1 < teeth:   # the next tooth's base: 2^(256/teeth) times this one
+                F.call(G.TB_FROM_BASE)
+                k = 256 // teeth
+                while k:
+                    n = k if k < 255 else 128
+                    F.run(F.ws, F.ws, F.chain_step(F.DBLS, n), 0)
+                    k -= n
+                F.call(G.TO_AFFINE)
         head[72:104] = h.digest()
         if f is None:
             blob[0:HEADER_SIZE] = head
@@ -195,3 +245,4 @@ def build_table(public_key, path=None, teeth=4, width=8, buf=None):
         if f is not None:
             f.close()
     return None
+

@@ -15,6 +15,7 @@ files of the application are named by boards/<board>/manifest.py.
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -105,6 +106,13 @@ def mpy_cross_version():
     return int(m.group(1)), int(m.group(2))
 
 
+def host_arch():
+    """mpy-cross's -march for native code (the viper field arithmetic, validator/p256_native.py)
+    that this machine's unix port runs, or None if mpy-cross has none for it."""
+    return {"x86_64": "x64", "amd64": "x64", "i686": "x86", "i386": "x86"}.get(
+        platform.machine().lower())
+
+
 def build(target, arch, out_dir, frozen=False):
     """Compile the board's application (its manifest.py) for `arch` into `out_dir`. Returns
     [(local file, path on the device)], main.py last. `frozen`: the firmware already has the
@@ -121,7 +129,9 @@ def build(target, arch, out_dir, frozen=False):
                 continue
             dst = out_dir / (rel[:-3] + ".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            march = ["-march=" + arch] if arch else []  # none: bytecode for the unix port
+            if arch in (None, "", "host"):
+                arch = host_arch()  # the unix port: its own machine's native code
+            march = ["-march=" + arch] if arch else []
             proc = subprocess.run([MPY_CROSS, *march, "-s", rel, "-o", str(dst), str(src)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
@@ -324,12 +334,17 @@ def _cmd_flash(args):
                                                                 target.image))
     if not args.dry_run and "://" not in args.port and not os.path.exists(args.port):
         return _fail("serial port %s not found (is the board plugged in?)" % args.port)
-    log_size = args.log_kib * 1024 if args.log_kib else target.log_size
+    try:
+        layout = target.layout()               # boards/<board>/partitions.csv
+        if args.log_kib is not None:
+            layout = espflash.with_log_size(layout, args.log_kib * 1024)
+    except espflash.TableError as e:
+        return _fail(str(e))
     with tempfile.TemporaryDirectory(prefix="fare-flash-") as tmp:
         image = Path(tmp) / fw.name
         try:
-            parts = espflash.prepare_image(fw, image, target.chip, target.flash_offset, log_size)
-        except espflash.FlashError as e:
+            parts = espflash.prepare_image(fw, image, target.chip, target.flash_offset, layout)
+        except (espflash.TableError, OSError) as e:
             return _fail("%s: %s" % (fw, e))
         cmd = espflash.esptool_args(target.chip, args.port, image, target.flash_offset,
                                     args.baud, args.erase)
@@ -417,10 +432,12 @@ def add_commands(sub):
                                      "reader's flash layout")
     p.add_argument("--port", required=True)
     p.add_argument("--board", required=True, choices=[b for b in boards if targets.BOARDS[b].chip])
-    p.add_argument("--firmware", required=True, help="the micropython.org .bin for the board")
+    p.add_argument("--firmware", required=True, help="the board's .bin: micropython.org's, or a "
+                                                     "frozen build's firmware.bin")
     p.add_argument("--erase", action="store_true", help="erase the whole flash first")
     p.add_argument("--baud", type=int, default=460800)
-    p.add_argument("--log-kib", type=int, help="trip log partition size in KiB (board default)")
+    p.add_argument("--log-kib", type=int, help="trip log partition size in KiB (default: the "
+                                               "board's partitions.csv)")
     p.add_argument("--dry-run", action="store_true", help="show the layout and the esptool "
                                                           "command, flash nothing")
     p.set_defaults(func=_cmd_flash)

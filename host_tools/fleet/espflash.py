@@ -1,110 +1,58 @@
 """`fare flash`: write a MicroPython firmware image to an ESP32 board with esptool, with the
 reader's flash layout.
 
-The image is the user's download from micropython.org (docs/boards.md names the build). It is a
-flash dump from the bootloader on: bootloader, partition table at 0x8000, application. The
-reader needs one partition more than the stock table has: `triplog`, the raw flash region of
-the trip log (docs/triplog.md). It is carved from the end of the `vfs` partition (the littlefs
-volume) in a copy of the image, so bootloader, application and the other partitions stay as the
-release built them, whatever its version. Re-flashing the same release keeps the layout, so the
-file system (identity, deny list) and the trip log survive it; the first flash of a board
-(layout changes) needs --erase.
-
-Partition table format (ESP-IDF): 32-byte entries `AA 50 | type | subtype | offset u32 |
-size u32 | label[16] | flags u32`, then `EB EB` + 14 x FF + MD5 of the entries, padding FF,
-at most 0xC00 bytes.
+The image is the user's download from micropython.org or a frozen build (docs/boards.md names
+both). It is a flash dump from the bootloader on: bootloader, partition table at 0x8000,
+application at 0x10000. The reader's layout is the board's partitions.csv
+(host_tools/fleet/partitions.py): the system partitions and the app where MicroPython puts
+them, then the file system (`vfs`) and the trip log's raw region (`triplog`, docs/triplog.md).
+`fare flash` writes that table into a copy of the image; bootloader and application stay as the
+release built them. A stock v1.29 image's own table has no `vfs` at all (the firmware makes one
+from the free flash at boot) and a frozen build of the board definition already has the
+reader's table: both end up with the same layout. Re-flashing keeps the layout, so the file
+system (identity, deny list) and the trip log survive it; the first flash of a board (layout
+changes) needs --erase.
 """
-import hashlib
 import struct
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-TABLE_ADDR = 0x8000
-TABLE_SIZE = 0xC00
-ENTRY = struct.Struct("<2sBBII16sI")
-MAGIC = b"\xaa\x50"
-MD5_MAGIC = b"\xeb\xeb"
-TYPE_APP = 0x00
-TYPE_DATA = 0x01
-SUBTYPE_UNDEFINED = 0x06  # a data partition the application reads and writes itself
+from host_tools.fleet.partitions import (  # noqa: F401  (the table format, for callers)
+    SUBTYPE_UNDEFINED, TABLE_ADDR, TABLE_SIZE, TYPE_APP, TYPE_DATA, Partition, TableError,
+    build_table, describe, parse_table)
+
 LOG_LABEL = "triplog"
-MIN_VFS = 0x80000  # keep at least 512 KiB of file system (code, deny list, state)
+FS_LABELS = ("vfs", "ffat")   # the file system: the reader's layout places it itself
+MIN_VFS = 0x80000  # keep at least 512 KiB of file system (data, deny list, state)
 
 IMAGE_MAGIC = 0xE9
 CHIP_IDS = {"esp32": 0x0000, "esp32s2": 0x0002, "esp32c3": 0x0005, "esp32s3": 0x0009,
             "esp32c2": 0x000C, "esp32c6": 0x000D, "esp32h2": 0x0010}
 
 
-class FlashError(Exception):
+class FlashError(TableError):
     pass
 
 
-@dataclass
-class Partition:
-    label: str
-    type: int
-    subtype: int
-    offset: int
-    size: int
-    flags: int = 0
-
-    def pack(self):
-        return ENTRY.pack(MAGIC, self.type, self.subtype, self.offset, self.size,
-                          self.label.encode().ljust(16, b"\0"), self.flags)
-
-
-def parse_table(blob):
-    """Partitions of a binary partition table; checks the MD5 entry when there is one."""
-    out = []
-    for i in range(0, min(len(blob), TABLE_SIZE) - ENTRY.size + 1, ENTRY.size):
-        raw = blob[i:i + ENTRY.size]
-        if raw[:2] == MAGIC:
-            _, t, st, off, size, label, flags = ENTRY.unpack(raw)
-            out.append(Partition(label.rstrip(b"\0").decode("ascii", "replace"), t, st, off,
-                                 size, flags))
-        elif raw[:2] == MD5_MAGIC:
-            if raw[16:] != hashlib.md5(blob[:i]).digest():
-                raise FlashError("partition table MD5 does not match its entries")
-            break
-        else:
-            break
-    if not out:
-        raise FlashError("no partition table")
-    return out
-
-
-def build_table(parts):
-    body = b"".join(p.pack() for p in parts)
-    body += MD5_MAGIC + b"\xff" * 14 + hashlib.md5(body).digest()
-    if len(body) > TABLE_SIZE:
-        raise FlashError("too many partitions")
-    return body + b"\xff" * (TABLE_SIZE - len(body))
-
-
-def with_log_partition(parts, log_size):
-    """The table with a `triplog` data partition of `log_size` bytes taken from the end of
-    `vfs`. A table that already has one is returned unchanged."""
-    if any(p.label == LOG_LABEL for p in parts):
-        return list(parts)
+def with_log_size(layout, log_size):
+    """The layout with a `triplog` of `log_size` bytes: the boundary between `vfs` and the log
+    right after it moves; the log still ends where it did."""
     if log_size <= 0 or log_size % 0x1000:
         raise FlashError("the trip log size must be a positive multiple of 4 KiB")
-    vfs = [p for p in parts if p.label == "vfs" and p.type == TYPE_DATA]
-    if not vfs:
-        raise FlashError("the image's partition table has no 'vfs' partition")
-    vfs = vfs[0]
-    if vfs.size - log_size < MIN_VFS:
-        raise FlashError("a %d KiB trip log leaves less than %d KiB of file system (vfs is %d KiB)"
-                         % (log_size // 1024, MIN_VFS // 1024, vfs.size // 1024))
+    by = {p.label: p for p in layout}
+    vfs, log = by.get("vfs"), by.get(LOG_LABEL)
+    if vfs is None or log is None or vfs.end != log.offset:
+        raise FlashError("the layout has no 'vfs' partition followed by '%s'" % LOG_LABEL)
+    new_vfs = vfs.size + log.size - log_size
+    if new_vfs < MIN_VFS:
+        raise FlashError("a %d KiB trip log leaves less than %d KiB of file system (%d KiB)"
+                         % (log_size // 1024, MIN_VFS // 1024, max(0, new_vfs) // 1024))
     out = []
-    for p in parts:
+    for p in layout:
         if p is vfs:
-            out.append(Partition(p.label, p.type, p.subtype, p.offset, p.size - log_size,
-                                 p.flags))
-            out.append(Partition(LOG_LABEL, TYPE_DATA, SUBTYPE_UNDEFINED,
-                                 p.offset + p.size - log_size, log_size))
-        else:
-            out.append(p)
+            p = Partition(p.label, p.type, p.subtype, p.offset, new_vfs, p.flags)
+        elif p is log:
+            p = Partition(p.label, p.type, p.subtype, log.end - log_size, log_size, p.flags)
+        out.append(p)
     return out
 
 
@@ -124,14 +72,47 @@ def check_image(data, chip, flash_offset):
     return parse_table(data[TABLE_ADDR - flash_offset:TABLE_ADDR - flash_offset + TABLE_SIZE])
 
 
-def prepare_image(src, dst, chip, flash_offset, log_size):
-    """Copy the image to `dst` with the reader's partition table. Returns the partitions."""
-    data = bytearray(Path(src).read_bytes())
-    parts = with_log_partition(check_image(data, chip, flash_offset), log_size)
+def check_fits(image_parts, layout, app_bytes):
+    """Refuse an image the layout cannot carry: its application must sit at the layout's app
+    offset and fit the layout's app partition, and each of its other partitions (but the file
+    system and the trip log, which the layout places) must be in the layout at the same place."""
+    apps = [p for p in layout if p.type == TYPE_APP]
+    ours = {p.label: p for p in layout}
+    for p in image_parts:
+        if p.label in FS_LABELS or p.label == LOG_LABEL:
+            continue
+        q = ours.get(p.label)
+        if q is None or (q.type, q.subtype, q.offset) != (p.type, p.subtype, p.offset):
+            raise FlashError("the image's partition %r (0x%x, %d KiB) is not in the reader's "
+                             "layout: use the board's plain image (not OTA or ROMFS)"
+                             % (p.label, p.offset, p.size // 1024))
+        if p.type != TYPE_APP and p.size > q.size:
+            raise FlashError("the image's partition %r (%d KiB) is larger than the reader's "
+                             "(%d KiB)" % (p.label, p.size // 1024, q.size // 1024))
+    if app_bytes > apps[0].size:
+        raise FlashError("the image's application (%d KiB) does not fit the reader's app "
+                         "partition (%d KiB)" % (app_bytes // 1024, apps[0].size // 1024))
+
+
+def prepare_image(src, dst, chip, flash_offset, layout):
+    """Copy the image `src` to `dst` with the table of `layout` (the board's partitions, from
+    targets.Target.layout(), maybe with_log_size()). Returns the layout."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    apps = [p for p in layout if p.type == TYPE_APP]
+    if not apps:
+        raise FlashError("the reader's layout has no app partition")
+    image_parts = check_image(data, chip, flash_offset)
+    app_bytes = len(data) - (apps[0].offset - flash_offset)
+    if app_bytes <= 0:
+        raise FlashError("the image ends before its application (0x%x): use the full .bin"
+                         % apps[0].offset)
+    check_fits(image_parts, layout, app_bytes)
     at = TABLE_ADDR - flash_offset
-    data[at:at + TABLE_SIZE] = build_table(parts)
-    Path(dst).write_bytes(bytes(data))
-    return parts
+    data[at:at + TABLE_SIZE] = build_table(layout)
+    with open(dst, "wb") as f:
+        f.write(bytes(data))
+    return list(layout)
 
 
 def esptool_args(chip, port, image, flash_offset, baud=460800, erase=False):
@@ -142,12 +123,3 @@ def esptool_args(chip, port, image, flash_offset, baud=460800, erase=False):
         args.append("--erase-all")
     args += ["0x%x" % flash_offset, str(image)]
     return args
-
-
-def describe(parts):
-    rows = []
-    for p in parts:
-        kind = {TYPE_APP: "app", TYPE_DATA: "data"}.get(p.type, "0x%02x" % p.type)
-        rows.append("  %-10s %-4s 0x%02x  0x%06x  %5d KiB" % (p.label, kind, p.subtype, p.offset,
-                                                            p.size // 1024))
-    return "\n".join(rows)

@@ -55,9 +55,10 @@ def load_card(args):
 
 
 def _stats(emu):
-    return ("commands=%d apdus=%d nacks_received=%d aborts=%d bad_frames=%d wakeups=%d"
-            % (len(emu.commands), len(emu.apdus), emu.nacks_received, emu.acks_received,
-               emu.bad_frames, emu.wakeups))
+    return ("commands=%d apdus=%d nacks_received=%d aborts=%d bad_frames=%d wakeups=%d "
+            "syntax_errors=%d" % (len(emu.commands), len(emu.apdus), emu.nacks_received,
+                                  emu.acks_received, emu.bad_frames, emu.wakeups,
+                                  emu.syntax_errors))
 
 
 def _cmd_pn532(args):
@@ -162,7 +163,8 @@ def add_commands(sub):
     q.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault at start: NAME[:ARG][@CMD] (repeatable)")
     q.add_argument("--awake", action="store_true",
-                   help="answer without the HSU wake-up (default: asleep until 0x55 0x55)")
+                   help="answer without the HSU wake-up (default: asleep until the 5th rising "
+                        "edge on its RX line: a 0x55, or five 0x00)")
     q.add_argument("--no-stdin", action="store_true", help="ignore stdin; run until Ctrl-C")
     q.add_argument("--trace", action="store_true", help="hex trace of the traffic on stderr")
     q.set_defaults(func=_cmd_pn532)

@@ -179,8 +179,30 @@ def test_begin_wakes_the_chip_and_checks_it():
     assert emu.asleep
     assert r.begin() == (0x32, 0x01, 0x06, 0x07)
     assert emu.wakeups == 1 and not emu.asleep
-    assert emu.commands == [0x14, 0x02, 0x32]
+    assert emu.commands == [0x14, 0x02, 0x12, 0x32]
     assert r.resends == 0
+    assert emu.flags == pn532_emu.F_AUTO_RATS                  # SetParameters: automatic RATS
+    assert emu.max_retries[2] == r.passive_retries
+
+
+def test_begin_sets_the_parameters_the_driver_relies_on():
+    # a chip that came up (or another host left it) without automatic RATS: begin() sets it
+    emu, r, _ = make_reader()
+    emu.flags = 0
+    r.begin()
+    t = r.poll()
+    assert t.ats == pn532_emu.DEFAULT_ATS
+    assert r.exchange(APDU) == bytes(reversed(APDU)) + b"\x90\x00"
+    # what begin() prevents: without automatic RATS the phone is never put into ISO 14443-4,
+    # no ATS comes with the target and the APDU, sent raw, is not answered (status 0x01)
+    r.command(pn532.CMD_SET_PARAMETERS, b"\x00")
+    t = r.poll()
+    assert t.iso14443_4 and t.ats == b""
+    with pytest.raises(NfcError) as e:
+        r.exchange(APDU)
+    assert e.value.card_gone and e.value.status == 0x01
+    r.begin()
+    assert r.poll().ats and r.exchange(SELECT) == b"\x90\x00"
 
 
 def test_tap_exchanges_apdus():

@@ -1,10 +1,9 @@
 """After boot, no code path of the reader needs a free block over 1 KiB: the reader (validator.app
-on the bench board, MicroPython) boots, and then decides taps and installs every kind of push
-through its sync server (full deny lists of 5,000 and 50,000 entries, a delta, a key ring adding
-an issuer key and building its table, a configuration), its free heap cut into holes of 1 KiB
-pinned apart (boards/unix_sim/heapfrag.py) before each step. Every push must install and no tap
-may meet a reader error. The P-256 arithmetic is stood in for (tests/mp/heapbound_main.py says
-why: issue 13)."""
+on the bench board, MicroPython) boots, its free heap is cut into holes of 1 KiB pinned apart
+(boards/unix_sim/heapfrag.py), and then it decides taps and installs every kind of push through
+its sync server (full deny lists of 5,000 and 50,000 entries, a delta, a key ring adding an issuer
+key and building its table, a configuration). Every push must install and no tap may meet a
+reader error."""
 import json
 
 from host_tools.issuing import denylist_build
@@ -72,7 +71,9 @@ def test_every_kind_of_push_and_taps_in_a_heap_cut_into_1k_holes(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(spec))
 
     heap = device_heap(("validator.app", "validator.sync", "validator.denylist_update",
-                        "validator.keyring", "validator.config", "app_bench", "heapfrag"))
+                        "validator.keyring", "validator.config", "validator.p256",
+                        "validator.triplog", "validator.riderstate", "validator.policy",
+                        "app_bench", "heapfrag"))
     out = run_mp("import heapbound_main", heap=heap, args=[tmp_path / "spec.json", HOLE],
                  path=compiled_tree(), timeout=600)
     got = json.loads(out.strip().splitlines()[-1])

@@ -472,18 +472,12 @@ def test_decoded_point_as_key():
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 2 ** 256), st.sampled_from([N, P]))
 def test_euclid_inverse(x, m):
-    # MicroPython's path (CPython uses pow(x, -1, m)); x = 0 mod m is refused
-    from validator import p256_arith
-    saved = p256_arith._POW_INV
-    p256_arith._POW_INV = False
-    try:
-        if x % m == 0:
-            with pytest.raises(ValueError):
-                p256_arith.inv(x, m)
-        else:
-            assert p256_arith.inv(x, m) == pow(x, -1, m)
-    finally:
-        p256_arith._POW_INV = saved
+    # the scalar inverse mod n (the engine inverts mod p by Fermat); x = 0 mod m is refused
+    if x % m == 0:
+        with pytest.raises(ValueError):
+            p256.inv(x, m)
+    else:
+        assert p256.inv(x, m) == pow(x, -1, m)
 
 
 def test_generator_table_fallbacks(tmp_path, monkeypatch):
@@ -543,32 +537,41 @@ def test_fare_p256_tables_command(tmp_path, capsys):
     assert out.read_bytes() == p256tables.table_bytes(pub, 2, 4)
 
 
-def _affine(jac):
-    from validator import p256_arith
-    X, Y, Z = jac
-    return None if Z == 0 else p256_arith.to_affine(X, Y, Z)
+def _msm(L, fixed, var):
+    """p256._msm over fixed bases [(FixedBase, k)] and variable bases [((x, y), k)] (at most
+    two), as the affine sum or None for the point at infinity."""
+    from validator import p256_field as F
+    from validator import p256_progs as G
+    counts = []
+    for i, (pt, k) in enumerate(var):
+        assert F.load_key(pt, i)
+    if var:
+        assert not F.call(G.VAR1 if len(var) == 1 else G.VAR2) & 1
+    for i, (pt, k) in enumerate(var):
+        counts.append(p256._wnaf(k, p256.NAF_WIDTH, 32, p256._naf[i], p256._pos[i]))
+    if p256._msm(L, fixed, len(var), counts):
+        return None
+    F.call(G.TO_AFFINE)
+    F.call(G.STORE_XY2, F.io)
+    return int.from_bytes(F.io[0:32], "big"), int.from_bytes(F.io[32:64], "big")
 
 
 def test_msm_exceptional_additions():
-    # the written-out addition in the chain meets P + P and P + (-P) when scalars collide
+    # the chain meets P + P and P + (-P) when scalars collide
     G = NIST256p.generator
     g = (G.x(), G.y())
-    tg = p256._var_tables([g], p256.NAF_WIDTH)[0]
-    tneg = p256._var_tables([(G.x(), P - G.y())], p256.NAF_WIDTH)[0]
-    one = p256._wnaf(1, p256.NAF_WIDTH, 32)
+    gneg = (G.x(), P - G.y())
     two_g = G * 2
-    assert _affine(p256._msm(256, [], [(tg, *one), (tg, *one)])) == (two_g.x(), two_g.y())
-    assert _affine(p256._msm(256, [], [(tg, *one), (tneg, *one)])) is None
+    assert _msm(256, [], [(g, 1), (g, 1)]) == (two_g.x(), two_g.y())
+    assert _msm(256, [], [(g, 1), (gneg, 1)]) is None
     gb = p256._generator()
     # fixed G*k plus variable G*(n-k): infinity; plus G*k: 2k*G
     for k in (1, 2, 3, 77, 2 ** 128 + 1, N - 1, N // 2):
-        nk = p256._wnaf(N - k, p256.NAF_WIDTH, 32)
-        pk = p256._wnaf(k, p256.NAF_WIDTH, 32)
         for L in (64, 128, 256):
-            assert _affine(p256._msm(L, [(gb, k)], [(tg, *nk)])) is None
+            assert _msm(L, [(gb, k)], [(g, N - k)]) is None
             want = G * (2 * k % N)
-            assert _affine(p256._msm(L, [(gb, k)], [(tg, *pk)])) == (want.x(), want.y())
-        assert _affine(p256._msm(64, [(gb, k), (gb, N - k)], [])) is None
+            assert _msm(L, [(gb, k)], [(g, k)]) == (want.x(), want.y())
+        assert _msm(64, [(gb, k), (gb, N - k)], []) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -580,8 +583,6 @@ def test_msm_against_python_ecdsa(a, b, secret, c, L):
     gb = p256._generator()
     qb = p256.FixedBase(uncompressed(Q.x(), Q.y()), p256tables.table_bytes(
         uncompressed(Q.x(), Q.y()), 4, 5))
-    tq = p256._var_tables([(Q.x(), Q.y())], p256.NAF_WIDTH)[0]
-    ntop = p256._wnaf(c, p256.NAF_WIDTH, 17)
     want = G * a + Q * b + Q * c  # the chain is as long as the longest scalar needs
-    got = _affine(p256._msm(L, [(gb, a), (qb, b)], [(tq, *ntop)]))
+    got = _msm(L, [(gb, a), (qb, b)], [((Q.x(), Q.y()), c)])
     assert got == (None if want == INFINITY else (want.x(), want.y()))

@@ -73,7 +73,9 @@ def deployed(tmp_path_factory):
     """One unix port on a pty, deployed once with `make deploy` (the technician's command)."""
     tmp = tmp_path_factory.mktemp("deploy")
     prov, pub = _provisioned(tmp)
-    with UnixPortOnPty(tmp / "device") as dev:
+    # the heap of the board a .mpy deploy is for (an ESP32-S3 with PSRAM; README): the whole
+    # application imported over the REPL, then deployed again over mpremote
+    with UnixPortOnPty(tmp / "device", heap=FIRMWARE_HEAP) as dev:
         proc = subprocess.run(
             ["make", "-o", ".venv/.installed", "deploy", "PORT=" + dev.port, "BOARD=unix_sim",
              "PROVISION=" + str(prov)], cwd=ROOT, capture_output=True, text=True, timeout=300)

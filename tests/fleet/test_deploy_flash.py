@@ -9,20 +9,31 @@ import sys
 import pytest
 
 from host_tools import cli
-from host_tools.fleet import espflash, targets
-from host_tools.fleet.espflash import Partition, FlashError
+from host_tools.fleet import espflash, partitions, targets
+from host_tools.fleet.espflash import Partition, FlashError, TableError
 
-# The stock 4 MiB layout of MicroPython's ESP32_GENERIC (ports/esp32/partitions-4MiB.csv)
-STOCK_4M = [
+# MicroPython v1.29's ESP32_GENERIC / ESP32_GENERIC_S3 table (ports/esp32/partitions-4MiBplus.csv):
+# no file system partition, the firmware makes `vfs` from the free flash at boot
+STOCK = [
     Partition("nvs", 1, 0x02, 0x9000, 0x6000),
     Partition("phy_init", 1, 0x01, 0xF000, 0x1000),
-    Partition("factory", 0, 0x00, 0x10000, 0x1D0000),
-    Partition("romfs", 1, 0x8F, 0x1E0000, 0x20000),
-    Partition("vfs", 1, 0x81, 0x200000, 0x200000),
+    Partition("factory", 0, 0x00, 0x10000, 0x1F0000),
 ]
+# releases before v1.26 (ports/esp32/partitions-4MiB.csv): a 2 MiB `vfs` after the app
+STOCK_OLD = STOCK + [Partition("vfs", 1, 0x81, 0x200000, 0x200000)]
+# the OTA variant (partitions-4MiB-ota.csv) and a ROMFS table: layouts the reader's is not
+OTA = [
+    Partition("nvs", 1, 0x02, 0x9000, 0x4000),
+    Partition("otadata", 1, 0x00, 0xD000, 0x2000),
+    Partition("phy_init", 1, 0x01, 0xF000, 0x1000),
+    Partition("ota_0", 0, 0x10, 0x10000, 0x180000),
+    Partition("ota_1", 0, 0x11, 0x190000, 0x180000),
+]
+ROMFS = STOCK[:2] + [Partition("factory", 0, 0x00, 0x10000, 0x1D0000),
+                     Partition("romfs", 1, 0x8F, 0x1E0000, 0x20000)]
 
 
-def fake_image(chip="esp32", offset=0x1000, parts=STOCK_4M, app=b"APP" * 1000):
+def fake_image(chip="esp32", offset=0x1000, parts=STOCK, app=b"APP" * 1000):
     """A flash dump shaped like MicroPython's firmware .bin: bootloader header (magic, chip id
     in the extended header), partition table at 0x8000, application at 0x10000."""
     size = 0x10000 - offset + len(app)
@@ -38,53 +49,79 @@ def fake_image(chip="esp32", offset=0x1000, parts=STOCK_4M, app=b"APP" * 1000):
 
 
 def test_table_round_trip_and_md5():
-    blob = espflash.build_table(STOCK_4M)
+    blob = espflash.build_table(STOCK_OLD)
     assert len(blob) == 0xC00
-    assert espflash.parse_table(blob) == STOCK_4M
+    assert espflash.parse_table(blob) == STOCK_OLD
     # entry layout: AA 50, type, subtype, offset, size, label
     assert blob[:4] == b"\xaa\x50\x01\x02" and blob[4:8] == struct.pack("<I", 0x9000)
-    md5_at = 32 * len(STOCK_4M)
+    md5_at = 32 * len(STOCK_OLD)
     assert blob[md5_at:md5_at + 2] == b"\xeb\xeb"
     assert blob[md5_at + 16:md5_at + 32] == hashlib.md5(blob[:md5_at]).digest()
     bad = bytearray(blob)
     bad[8] ^= 1  # a size bit
-    with pytest.raises(FlashError, match="MD5"):
+    with pytest.raises(TableError, match="MD5"):
         espflash.parse_table(bytes(bad))
-    with pytest.raises(FlashError, match="no partition table"):
+    with pytest.raises(TableError, match="no partition table"):
         espflash.parse_table(b"\xff" * 0xC00)
 
 
-def test_log_partition_is_carved_from_the_end_of_vfs():
-    parts = espflash.with_log_partition(STOCK_4M, 0x80000)
-    assert parts[:4] == STOCK_4M[:4]  # bootloader-facing layout and the app untouched
-    vfs, log = parts[4], parts[5]
-    assert (vfs.offset, vfs.size) == (0x200000, 0x180000)
+def test_log_size_moves_the_boundary_between_vfs_and_the_log():
+    layout = targets.get("esp32_devkitc").layout()
+    assert [(p.label, p.offset, p.size) for p in layout[3:]] == [
+        ("vfs", 0x200000, 0x180000), ("triplog", 0x380000, 0x80000)]
+    parts = espflash.with_log_size(layout, 0x40000)
+    assert parts[:3] == layout[:3]  # bootloader-facing layout and the app untouched
+    vfs, log = parts[3], parts[4]
+    assert (vfs.offset, vfs.size) == (0x200000, 0x1C0000)
     assert (log.label, log.type, log.subtype) == ("triplog", 1, espflash.SUBTYPE_UNDEFINED)
-    assert (log.offset, log.size) == (0x380000, 0x80000)
-    assert log.offset + log.size == 0x400000  # the end of the 4 MiB flash, as vfs was
-    assert espflash.with_log_partition(parts, 0x80000) == parts  # already there: unchanged
+    assert (log.offset, log.size) == (0x3C0000, 0x40000)
+    assert log.offset + log.size == 0x400000  # still the end of the 4 MiB flash
+    assert espflash.with_log_size(layout, 0x80000) == layout
     with pytest.raises(FlashError, match="less than 512 KiB"):
-        espflash.with_log_partition(STOCK_4M, 0x1C0000)
+        espflash.with_log_size(layout, 0x1C0000)
     with pytest.raises(FlashError, match="multiple of 4 KiB"):
-        espflash.with_log_partition(STOCK_4M, 1000)
+        espflash.with_log_size(layout, 1000)
     with pytest.raises(FlashError, match="no 'vfs'"):
-        espflash.with_log_partition(STOCK_4M[:4], 0x80000)
+        espflash.with_log_size(STOCK, 0x80000)
 
 
+@pytest.mark.parametrize("table", [STOCK, STOCK_OLD, "layout"], ids=["v1.29", "old", "frozen"])
 @pytest.mark.parametrize("board", ["esp32_devkitc", "esp32_s3"])
-def test_prepare_image_changes_only_the_partition_table(tmp_path, board):
+def test_prepare_image_writes_the_boards_partition_csv(tmp_path, board, table):
+    # a stock image of any release, or a frozen build that has the layout already: the same
+    # table (the board's partitions.csv), and nothing else of the image changed
     t = targets.get(board)
+    layout = partitions.read_csv(t.partitions_csv)
     src = tmp_path / "fw.bin"
-    src.write_bytes(fake_image(t.chip, t.flash_offset))
+    src.write_bytes(fake_image(t.chip, t.flash_offset, layout if table == "layout" else table))
     dst = tmp_path / "out.bin"
-    parts = espflash.prepare_image(src, dst, t.chip, t.flash_offset, t.log_size)
+    parts = espflash.prepare_image(src, dst, t.chip, t.flash_offset, t.layout())
     a, b = src.read_bytes(), dst.read_bytes()
     at = 0x8000 - t.flash_offset
     assert len(a) == len(b)
     assert a[:at] == b[:at] and a[at + 0xC00:] == b[at + 0xC00:]
-    assert espflash.parse_table(b[at:at + 0xC00]) == parts
-    assert [p.label for p in parts] == ["nvs", "phy_init", "factory", "romfs", "vfs", "triplog"]
-    assert parts[-1].size == t.log_size
+    assert espflash.parse_table(b[at:at + 0xC00]) == parts == layout
+    assert [p.label for p in parts] == ["nvs", "phy_init", "factory", "vfs", "triplog"]
+    assert parts[-1].size == t.log_size and parts[-1].end == t.flash_size
+    if table == "layout":
+        assert a == b
+
+
+def test_images_the_layout_cannot_carry_are_refused(tmp_path):
+    t = targets.get("esp32_devkitc")
+    cases = [(OTA, b"APP", "'otadata'.*not in the reader's layout"),
+             (ROMFS, b"APP", "'romfs'.*not in the reader's layout"),
+             (STOCK, b"A" * (0x1F0000 + 1), r"application \(1984 KiB\) does not fit")]
+    for parts, app, why in cases:
+        src = tmp_path / "fw.bin"
+        src.write_bytes(fake_image(parts=parts, app=app))
+        with pytest.raises(FlashError, match=why):
+            espflash.prepare_image(src, tmp_path / "out.bin", t.chip, t.flash_offset, t.layout())
+    src.write_bytes(fake_image(app=b"A" * 0x1F0000))          # exactly full: fits
+    espflash.prepare_image(src, tmp_path / "out.bin", t.chip, t.flash_offset, t.layout())
+    src.write_bytes(fake_image()[:0x10000 - 0x1000])           # bootloader and table only
+    with pytest.raises(FlashError, match="ends before its application"):
+        espflash.prepare_image(src, tmp_path / "out.bin", t.chip, t.flash_offset, t.layout())
 
 
 def test_image_checks_refuse_the_wrong_file(tmp_path):
@@ -97,7 +134,7 @@ def test_image_checks_refuse_the_wrong_file(tmp_path):
     with pytest.raises(FlashError, match="app-only"):
         espflash.check_image(b"\xe9" + bytes(100), "esp32", 0x1000)
     # an image built for offset 0 (S3) read as an ESP32 image: no table where expected
-    with pytest.raises(FlashError, match="no partition table"):
+    with pytest.raises(TableError, match="no partition table"):
         espflash.check_image(fake_image("esp32", 0x0), "esp32", 0x1000)
 
 
@@ -146,5 +183,6 @@ def test_flash_cli_dry_run_shows_layout_and_command(tmp_path, capsys):
                      "--firmware", str(fw), "--erase", "--log-kib", "256", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "triplog" in out and "256 KiB" in out
+    assert "vfs        data 0x81  0x200000   1792 KiB" in out
     assert "-m esptool --chip esp32 --port /dev/ttyUSB0 --baud 460800 write-flash --erase-all " \
            "0x1000" in out

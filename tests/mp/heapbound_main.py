@@ -1,15 +1,8 @@
 # MicroPython side of tests/firmware/test_heap_bound.py: a reader (validator.app.Reader on the
-# bench board) boots, then serves a script of taps and depot sessions (INFO, a push in chunks
-# through the sync server, COMMIT) as a day would, its free heap cut into holes
-# (boards/unix_sim/heapfrag.py) afresh before each step: every step must run on blocks no larger
-# than a hole. (Cut once for the whole day, the holes fill with the day's small live objects
-# until a block of half a hole is luck; cut before each step, each step meets only what the
-# steps before it left.) No allocation may fail. (No test functions here.)
-#
-# The P-256 arithmetic is replaced by stand-ins that accept every signature (and a table builder
-# that writes an empty table, which the key ring then refuses as damaged): its schedule lists and
-# table batches are up to 1 KB blocks on this 64-bit port, and its rewrite with preallocated
-# buffers is its own work (issue 13). Everything else is the reader's own code.
+# bench board) boots, its free heap is cut into holes (boards/unix_sim/heapfrag.py), and then it
+# serves a script of taps and depot sessions (INFO, a push in chunks through the sync server,
+# COMMIT) as a day would: every step must run on blocks no larger than a hole. No allocation may
+# fail. (No test functions here.)
 import gc
 import json
 import sys
@@ -23,18 +16,6 @@ from validator import syncproto as P
 import heapfrag
 
 CHUNK = 384   # the script's own chunks: it must live in the cut heap too
-
-
-def stub_p256():
-    def yes(*args):
-        return True
-
-    def empty_table(public_key, path=None, teeth=4, width=8, buf=None):
-        open(path, "wb").close()
-    p256.verify = yes
-    p256.verify_recoverable = yes
-    p256.verify_fixed = yes
-    p256.build_table = empty_table
 
 
 class Depot:
@@ -102,7 +83,6 @@ def main():
     assert r.set_time(spec["t"]) == "OK"
     server = sync.SyncServer(None, r, random=lambda n: bytes(n))
     depot = Depot(server, r.sync_key, r.reader_id)
-    stub_p256()
     largest = 0
     free = 1 << 30
     taps = {}
@@ -111,11 +91,10 @@ def main():
     with open(spec["script"]) as script:
         for line in script:
             step = json.loads(line)
-            ballast = None
-            gc.collect()
-            ballast = heapfrag.fragment(hole)
-            largest = max(largest, heapfrag.largest_free(4 * hole))
-            free = min(free, gc.mem_free())
+            if ballast is None:   # (here: the script's own first allocations are made)
+                ballast = heapfrag.fragment(hole)
+                largest = max(largest, heapfrag.largest_free(4 * hole))
+                free = min(free, gc.mem_free())
             if step[0] == "qr":
                 res = r.tap_qr(step[1])
                 name = P.OK if res.reason == 0 else str(res.reason)

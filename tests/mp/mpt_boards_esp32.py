@@ -277,12 +277,13 @@ def test_link_with_irq_pin_skips_the_bus_until_ready():
 
 
 def _tiny_pn532(frame):
-    # answers the three commands PN532.begin() sends, as the chip would
+    # answers the four commands PN532.begin() sends, as the chip would
     i = frame.find(b"\xd4")
     if i < 0:
         return []
     cmd = frame[i + 1]
-    body = {0x14: b"\xd5\x15", 0x02: b"\xd5\x03\x32\x01\x06\x07", 0x32: b"\xd5\x33"}.get(cmd)
+    body = {0x14: b"\xd5\x15", 0x02: b"\xd5\x03\x32\x01\x06\x07", 0x12: b"\xd5\x13",
+            0x32: b"\xd5\x33"}.get(cmd)
     if body is None:
         return [ACK]
     n = len(body)
@@ -302,4 +303,4 @@ def test_real_pn532_driver_starts_over_the_i2c_link():
     assert nfc.begin() == (0x32, 0x01, 0x06, 0x07)
     assert nfc.resends == 0 and link.errors == 0
     cmds = [w[5 + 1] for w in chip.written if len(w) > 6]
-    assert cmds == [0x14, 0x02, 0x32]
+    assert cmds == [0x14, 0x02, 0x12, 0x32]

@@ -41,6 +41,7 @@ def test_tap_with_garbage_and_a_checksum_error():
     r, u, c = reader([
         pn532.ACK + resp(0x14),
         pn532.ACK + resp(0x02, b"\x32\x01\x06\x07"),
+        pn532.ACK + resp(0x12),
         pn532.ACK + resp(0x32),
         b"\x13\x55" + pn532.ACK + b"\xa5" + resp(0x4A, TARGET),
         pn532.ACK + bad,

@@ -7,7 +7,7 @@ from drivers.pn532 import NfcError
 from drivers_fakes import TARGET, Clock, EndlessUart, ScriptUart, resp
 
 BEGIN_REPLIES = [pn532.ACK + resp(0x14), pn532.ACK + resp(0x02, b"\x32\x01\x06\x07"),
-                 pn532.ACK + resp(0x32)]
+                 pn532.ACK + resp(0x12), pn532.ACK + resp(0x32)]
 
 
 class DeadLink:

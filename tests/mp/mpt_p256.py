@@ -4,7 +4,7 @@
 import gc
 import hashlib
 import flashdev
-from validator import p256, p256_arith
+from validator import p256, p256_field as F, p256_progs as G
 
 # RFC 6979 A.2.5: P-256 key and the SHA-256 signatures of "sample" and "test"
 UX = 0x60FED4BA255A9D31C961EB74C6356D68C049B8923B61FA6CE669622E60F29FB6
@@ -21,6 +21,48 @@ P = p256.P
 
 def b32(v):
     return v.to_bytes(32, "big")
+
+
+# textbook affine arithmetic on big ints, independent of the engine (Fermat inverses)
+def aff_add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] == b[0]:
+        if (a[1] + b[1]) % P == 0:
+            return None
+        lam = (3 * a[0] * a[0] - 3) * pow(2 * a[1], P - 2, P) % P
+    else:
+        lam = (b[1] - a[1]) * pow(b[0] - a[0], P - 2, P) % P
+    x = (lam * lam - a[0] - b[0]) % P
+    return x, (lam * (a[0] - x) - a[1]) % P
+
+
+def aff_mul(k, a):
+    r = None
+    while k:
+        if k & 1:
+            r = aff_add(r, a)
+        a = aff_add(a, a)
+        k >>= 1
+    return r
+
+
+# p256._msm over fixed [(FixedBase, k)] and variable [((x, y), k)] bases: affine sum or None
+def msm(L, fixed, var):
+    counts = []
+    for i in range(len(var)):
+        assert F.load_key(var[i][0], i)
+    if var:
+        assert not F.call(G.VAR1 if len(var) == 1 else G.VAR2) & 1
+    for i in range(len(var)):
+        counts.append(p256._wnaf(var[i][1], p256.NAF_WIDTH, 32, p256._naf[i], p256._pos[i]))
+    if p256._msm(L, fixed, len(var), counts):
+        return None
+    F.call(G.TO_AFFINE)
+    F.call(G.STORE_XY2, F.io)
+    return int.from_bytes(F.io[0:32], "big"), int.from_bytes(F.io[32:64], "big")
 
 
 PUB65 = b"\x04" + b32(UX) + b32(UY)
@@ -168,15 +210,8 @@ def test_ram_table_and_blob_agree():
     for t in range(4):
         for m in (1, 7, 16):
             assert a.entry(t, m) == b.entry(t, m)
-    # entry (t, m) = m * 2^(64 t) * Q, checked against the generic arithmetic
-    X, Y, Z = UX, UY, 1
-    for _ in range(64):
-        X, Y, Z = p256_arith.dbl(X, Y, Z)
-    x1, y1 = p256_arith.to_affine(X, Y, Z)
-    X2, Y2, Z2 = x1, y1, 1
-    for _ in range(6):
-        X2, Y2, Z2 = p256_arith.madd(X2, Y2, Z2, x1, y1)
-    assert a.entry(1, 7) == p256_arith.to_affine(X2, Y2, Z2)
+    # entry (t, m) = m * 2^(64 t) * Q, checked against textbook arithmetic
+    assert a.entry(1, 7) == aff_mul(7 << 64, (UX, UY))
 
 
 def test_generator_table():
@@ -184,11 +219,8 @@ def test_generator_table():
     assert (g.x, g.y) == (p256.GX, p256.GY)
     assert g._data is None  # read by offset from p256_gtable.bin, not held in RAM
     assert (g.teeth, g.width) == (4, 8)
-    X, Y, Z = p256.GX, p256.GY, 1
-    X, Y, Z = p256_arith.dbl(X, Y, Z)
-    X, Y, Z = p256_arith.madd(X, Y, Z, p256.GX, p256.GY)
-    zi = p256_arith.inv(Z, P)
-    assert g.entry(0, 3) == (X * zi * zi % P, Y * zi * zi * zi % P)
+    assert g.entry(0, 3) == aff_mul(3, (p256.GX, p256.GY))
+    assert g.entry(3, 100) == aff_mul(100 << 192, (p256.GX, p256.GY))
 
 
 def test_decoded_point_as_key():
@@ -204,18 +236,13 @@ def test_decoded_point_as_key():
 
 def test_chain_exceptional_additions():
     # P + P and P + (-P) inside the doubling chain (fixed and variable bases colliding)
-    W = p256.NAF_WIDTH
     G = (p256.GX, p256.GY)
-    tg = p256._var_tables([G], W)[0]
-    tneg = p256._var_tables([(p256.GX, P - p256.GY)], W)[0]
-    one = p256._wnaf(1, W, 32)
-    X, Y, Z = p256._msm(256, [], [(tg, one[0], one[1]), (tg, one[0], one[1])])
-    assert p256_arith.to_affine(X, Y, Z) == p256_arith.to_affine(*p256_arith.dbl(G[0], G[1], 1))
-    assert p256._msm(256, [], [(tg, one[0], one[1]), (tneg, one[0], one[1])])[2] == 0
+    assert msm(256, [], [(G, 1), (G, 1)]) == aff_add(G, G)
+    assert msm(256, [], [(G, 1), ((p256.GX, P - p256.GY), 1)]) is None
     gb = p256._generator()
     for k in (1, 3, (1 << 128) + 1, N - 1):
-        nk = p256._wnaf(N - k, W, 32)
         for L in (64, 128, 256):
-            assert p256._msm(L, [(gb, k)], [(tg, nk[0], nk[1])])[2] == 0
-        assert p256._msm(64, [(gb, k), (gb, N - k)], [])[2] == 0
+            assert msm(L, [(gb, k)], [(G, N - k)]) is None
+        assert msm(64, [(gb, k), (gb, N - k)], []) is None
         gc.collect()
+    assert msm(128, [(gb, 5)], [(G, 5)]) == aff_mul(10, G)

@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from mpharness import ROOT, compiled_tree, device_heap, run_mp
+from host_tools.sim import pn532_emu
 from host_tools.sim.pn532_emu import DemoCard, PN532Emulator
 from host_tools.sim.qr_emu import QrEmulator
 
@@ -71,7 +72,8 @@ report(fw=list(fw), uid=t.uid.hex(), ats=t.ats.hex(), iso=t.iso14443_4,
     assert out == {"fw": [0x32, 1, 6, 7], "uid": DemoCard.uid.hex(), "ats": "0578807002",
                    "iso": True, "select": "9000", "apdu": ECHO, "resends": 0, "nacks": 0}
     assert emu.wakeups == 1
-    assert emu.commands == [0x14, 0x02, 0x32, 0x4A, 0x40, 0x40]
+    assert emu.commands == [0x14, 0x02, 0x12, 0x32, 0x4A, 0x40, 0x40]
+    assert emu.flags == pn532_emu.F_AUTO_RATS and emu.syntax_errors == 0
 
 
 def test_long_answers_chained_and_extended_frames():
