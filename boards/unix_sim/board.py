@@ -46,6 +46,18 @@ def _copy_tree(src, dst):
             f.write(data)
 
 
+def _fail_once(module, name, exc):
+    mod = __import__(module)
+    for part in module.split(".")[1:]:
+        mod = getattr(mod, part)
+    real = getattr(mod, name)
+
+    def fail(*args, **kw):
+        setattr(mod, name, real)
+        raise exc
+    setattr(mod, name, fail)
+
+
 class SimRtc:
     """A battery-backed RTC that moves only when the bench says so (deterministic runs)."""
 
@@ -182,6 +194,13 @@ class Board(DriversOnLinks):
                 self._log_dev.dead = True
             if cmd.get("what") == "crash":  # a bug strikes inside the loop
                 raise RuntimeError("crash injected by the bench")
+            if cmd.get("what") == "raise":
+                # the next call of module.name runs out of heap (error "MemoryError") or meets a
+                # flash error ("OSError"): an install that fails on the reader's side at a chosen
+                # point; it works again after that
+                exc = MemoryError("injected by the bench") if cmd.get("error") == "MemoryError" \
+                    else OSError(5)
+                _fail_once(cmd["module"], cmd["name"], exc)
             if cmd.get("what") == "flash_cut":
                 # the power fails after `after` more program/erase operations of the file flash
                 # (later ones fail with EIO; the bench then kills the process: a power cut at a

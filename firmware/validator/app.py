@@ -167,7 +167,7 @@ class Reader:
         if atomicfile.exists(path):
             try:
                 return config.Config.load(path, self.operator_keys, self._not_before())
-            except config.ConfigError:
+            except (config.ConfigError, OSError):
                 pass  # a file that no longer verifies (an operator key expired): defaults
         return config.Config()
 
@@ -178,7 +178,7 @@ class Reader:
             try:
                 return keyring.KeyRing.load(path, self.operator_keys, self._not_before(),
                                             tables=self.root + "/tables")
-            except keyring.KeyRingError:
+            except (keyring.KeyRingError, OSError):
                 pass
         return keyring.KeyRing()
 

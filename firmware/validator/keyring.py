@@ -245,15 +245,12 @@ class KeyRing:
         (public key, valid_until or 0)). `tables`: None, {key id: table blob} from a frozen
         module, or a directory of table files. With `now`, operator key expiry is checked and
         (if `prepare`) the keys valid then are made ready at once. Raises KeyRingError(reason)
-        if the file is refused. The ring reads its entries from `path` from then on (moved():
+        if the file is refused, OSError if the flash fails reading it. The ring reads its entries from `path` from then on (moved():
         the file was renamed)."""
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.KEYRING, now)
         if reason != signedfile.OK:
             raise KeyRingError(reason)
-        try:
-            ring = cls._of(_File(path, signedfile.HEADER_SIZE), h.body_len, h.version, tables)
-        except OSError:
-            raise KeyRingError(signedfile.MALFORMED)
+        ring = cls._of(_File(path, signedfile.HEADER_SIZE), h.body_len, h.version, tables)
         if now is not None and prepare:
             ring.prepare(now)
         return ring

@@ -201,6 +201,11 @@ class SimReader:
     def info(self):
         return self.command("info", "info")
 
+    def inject(self, what, **args):
+        """A bench fault (boards/unix_sim/board.py), e.g. "raise" (module=, name=, error=
+        "MemoryError" or "OSError": the next call of that function fails so)."""
+        return self.command("fault", "fault", what=what, **args)
+
     def arm_flash_cut(self, after):
         """The power fails after `after` more program/erase operations of the file flash: later
         ones fail, and power_cut() then finishes the job."""
