@@ -168,6 +168,7 @@ class ReaderSync:
         # so unkeyed records appended by someone who can write the flash never pass.
         self.key = log_key(self.keys[rid])
         self.db.set_reader_info(rid, info, int(self.now()), tl.genesis(rid))
+        self.db.set_reader_health(rid, info, int(self.now()))
         self.stored, self.chain, _ = self.db.reader_state(rid)
         self.head = (self.stored, self.chain)
         self.acked = info["ack"]
@@ -186,6 +187,8 @@ class ReaderSync:
             if outcome == "newer_installed":
                 not_applied.append("%s (the reader holds version %s)"
                                    % (kind, self.link.info.get(VERSION_FIELD[kind])))
+        if self.pushes:   # the heap after the installs (a failed push: its status says why)
+            self.db.set_reader_health(rid, self.link.hello(), int(self.now()))
         if self.set_time:
             self.progress(status="time")
             res = self.link.set_time(int(self.now()), self.allow_back)
@@ -511,6 +514,7 @@ def cmd_report(args):
     db = depotdb.connect(args.db)
     rows = db.report(**_filters(args))
     incidents = db.incidents()
+    health = db.health()
     db.close()
     table = Table(title="trips per day, line and reader")
     for col in ("day", "line", "reader", "trips", "accepted", "rejected", "fares"):
@@ -518,6 +522,14 @@ def cmd_report(args):
     for r in rows:
         table.add_row(*[str(x) for x in r])
     Console().print(table)
+    if health:
+        t = Table(title="readers at their last sync: heap (bytes) and last fault")
+        for col in ("reader", "at", "free", "largest free block", "lowest free", "fault"):
+            t.add_column(col, justify="left" if col in ("at", "fault") else "right")
+        for rid, at, free, largest, low, _work, fault in health:
+            t.add_row(str(rid), time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)),
+                      *["-" if v is None else str(v) for v in (free, largest, low)], fault or "-")
+        Console().print(t)
     if incidents:
         Console().print("[bold red]%d incident(s):[/]" % len(incidents))
         for rid, kind, a, b, detail, at in incidents:

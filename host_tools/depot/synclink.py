@@ -36,7 +36,10 @@ class Refused(LinkError):
 
     def __init__(self, status, result, what):
         reason = result.get("reason") if isinstance(result, dict) else None
-        msg = "%s refused by the reader: %s%s" % (what, status, " (%s)" % reason if reason else "")
+        # the reader's own fault (OUT_OF_MEMORY, FLASH_ERROR, READER_ERROR) says what failed
+        error = result.get("error") if isinstance(result, dict) else None
+        detail = reason or (error if isinstance(error, str) else None)
+        msg = "%s refused by the reader: %s%s" % (what, status, " (%s)" % detail if detail else "")
         super().__init__("refused", msg)
         self.status = status
         self.result = result

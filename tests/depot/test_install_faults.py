@@ -4,9 +4,10 @@ finding 2: a key ring file renamed into place before it loaded, INFO on the old 
 the new key refused, every retry failing with OSError(2) until a reboot).
 
 The simulated reader runs the real firmware; the bench makes one function of the install run out
-of heap, or meet a flash error, once (at the point named). Checked: the sync status (OUT_OF_MEMORY / FLASH_ERROR) in the depot's result and its
-database, INFO's version and fault, the taps, and the retry, which resumes the staged upload
-instead of sending the file again."""
+of heap, or meet a flash error, once (at the point named). Checked: the sync status
+(OUT_OF_MEMORY / FLASH_ERROR) in the depot's result and its database, INFO's version and fault
+(also in `fare report`), the taps, and the retry, which resumes the staged upload instead of
+sending the file again."""
 import sqlite3
 
 import pytest
@@ -113,3 +114,23 @@ def test_a_failed_install_changes_nothing_says_why_and_the_next_push_installs(bu
     assert bus.reader.boots == boots                    # no reboot needed
     bus.at(bus.now + 60)
     assert took()
+    db = sqlite3.connect(str(bus.db_path))      # what INFO said at the last sync
+    free, largest, fault = db.execute("SELECT heap_free, heap_largest, fault FROM reader_health "
+                                      "WHERE reader_id = 5101").fetchone()
+    db.close()
+    assert 0 < largest <= free and fault.startswith("install " + name)
+
+
+def test_fare_report_shows_each_readers_heap_and_last_fault(bus, capsys, monkeypatch):
+    from host_tools import cli
+    name, data, _, _, _ = _next(bus, "config")
+    assert bus.upload(name, data) == "uploaded"
+    bus.reader.inject(**_fault("validator.cbor", "decode_file"))
+    assert not bus.sync(pushes=[(name, data)]).ok
+    assert bus.sync().ok
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    assert cli.main(["report", "--db", str(bus.db_path)]) == 0
+    out = capsys.readouterr().out
+    assert "largest free block" in out and "5101" in out
+    assert "install config: MemoryError" in out
