@@ -52,14 +52,9 @@ def data(key):
 
 ops = {data("op_kid"): (bytes.fromhex(data("op_pub")), 0)}
 ring_path, table_dir, now = data("ring"), data("tables"), data("now")
-saved = keyring.RAM_TABLES
-
 def ring_for(name):
-    # one key ring at a time, as on the reader
-    if name == "none":
-        keyring.RAM_TABLES = 0
-    r = keyring.KeyRing.load(ring_path, ops, now, table_dir if name == "file" else None)
-    return r
+    # one key ring at a time, as on the reader; "none": the issuer key has no table file
+    return keyring.KeyRing.load(ring_path, ops, now, table_dir if name == "file" else None)
 
 cache = tokens.CredCache(8)  # the few credentials this bench uses (the reader keeps 64)
 
@@ -97,7 +92,7 @@ def nfc_data():
     return [([bytes.fromhex(r) for r in x["responses"]], bytes.fromhex(x["rand"]))
             for x in data("nfc")]
 
-tests = [("first_file", "file", first, "first"), ("first_ram", "ram", first, "first"),
+tests = [("first_file", "file", first, "first"),
          ("first_none", "none", first, "first"), ("cached", "file", cached, "same"),
          ("nfc", "file", nfc, "nfc"), ("format", "file", fmt, "first")]
 MIN_NS = 300000000
@@ -123,7 +118,6 @@ for rnd in range(int(sys.argv[2])):
             if dt >= MIN_NS:
                 break
         best[name] = min(best.get(name, 1e9), dt / 1e6 / n)
-        keyring.RAM_TABLES = saved
         ring.close()
         ring = args = None
 # the free heap one more first-sighting verify needs: fill the heap, then give memory back
@@ -258,7 +252,6 @@ def main():
           % (len(tokens.base45.decode(text[4:])), len(text), qr_symbol(text).designator))
     print("full ride-code verify, first sighting (issuer + rider signature):")
     print("  issuer key table from a table file   %7.2f" % r["first_file"])
-    print("  issuer key table in RAM (5 KB)       %7.2f" % r["first_ram"])
     print("  issuer key without a table           %7.2f" % r["first_none"])
     print("full ride-code verify, credential cached (rider signature only)  %7.2f" % r["cached"])
     print("NFC exchange verify, first sighting (scripted answers, table file)  %7.2f" % r["nfc"])

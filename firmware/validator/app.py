@@ -20,7 +20,7 @@ WRITE_FAILED = "WRITE_FAILED"
 
 KIND_QR = "qr"
 KIND_NFC = "nfc"
-REJECT_REPEAT_S = 3      # a rejected code held in front of the scanner is logged once, not per read
+REJECT_REPEAT_S = 3      # a rejected code held at the scanner is logged once, not per read
 NFC_POLL_MS = 150        # how often the NFC front end looks for a phone or card
 NFC_RETRY_MS = 5000      # how often a front end that failed to start is tried again
 QR_POLL_MS = 5
@@ -513,7 +513,7 @@ LOG_WARNINGS = {"nearly_full": ("LOG_NEARLY_FULL", ("记录将满,请同步", "S
 
 
 READY_LINES = ("请扫码或刷卡", "Scan code or tap")
-DECISION_HOLD_MS = 1500  # a decision stays on show this long before a change of state replaces it
+DECISION_HOLD_MS = 1500  # a decision stays on show this long before a new state replaces it
 
 
 def _resting(reader):

@@ -188,57 +188,6 @@ def decode(data, max_depth=6, max_items=256, max_len=4096, views=False):
     return value
 
 
-class _FileBytes:
-    """`n` bytes of an open file from `start`, read through the window `buf`: indexing by int."""
-
-    def __init__(self, f, start, n, buf):
-        self.f = f
-        self.start = start
-        self.n = n
-        self.buf = buf
-        self.lo = 0       # the window holds bytes lo .. hi of the item
-        self.hi = 0
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        if not self.lo <= i < self.hi:
-            self.f.seek(self.start + i)
-            self.lo = i
-            self.hi = i + self.f.readinto(self.buf)
-            if self.hi <= i:
-                raise CBORError("truncated")
-        return self.buf[i - self.lo]
-
-    def take(self, p, n):
-        if n > len(self.buf):
-            raise CBORError("string longer than the window")
-        if not (self.lo <= p and p + n <= self.hi):
-            self.f.seek(self.start + p)
-            self.lo = p
-            self.hi = p + self.f.readinto(self.buf)
-            if self.hi < p + n:
-                raise CBORError("truncated")
-        return bytes(memoryview(self.buf)[p - self.lo:p - self.lo + n])
-
-
-class _FileDecoder(_Decoder):
-    def _take(self, p, n):
-        return self.data.take(p, n)
-
-
-def decode_file(f, start, n, buf, max_depth=6, max_items=256):
-    """Decode the one CBOR item that spans `n` bytes of the open file `f` from `start`, read a
-    window (`buf`, a bytearray) at a time, so that a large item needs no block as large as
-    itself. A string longer than the window is refused."""
-    d = _FileDecoder(_FileBytes(f, start, n, buf), max_depth, max_items)
-    value = d.item(0)
-    if d.pos != n:
-        raise CBORError("trailing bytes")
-    return value
-
-
 def decode_prefix(data, max_depth=6, max_items=256):
     """(item, bytes it took) of the one CBOR item at the start of `data`; what follows it is left
     alone. For reading a long sequence of items a window at a time."""

@@ -13,27 +13,33 @@ import hashlib
 
 from validator import cbor, p256, reasons
 
-VERSION = 1
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
+VERSION = const(1)
 TAG_QR = b"FV-ride-qr-1"
 TAG_NFC = b"FV-ride-nfc-1"
 
 # credential map keys
-C_VERSION = 1
-C_KEY_ID = 2
-C_ID = 3
-C_ACCOUNT = 4
-C_RIDER_KEY = 5
-C_VALID_FROM = 6
-C_VALID_UNTIL = 7
-C_MAX_RIDES = 8
-C_MAX_AMOUNT = 9
-C_PRODUCT = 10
+C_VERSION = const(1)
+C_KEY_ID = const(2)
+C_ID = const(3)
+C_ACCOUNT = const(4)
+C_RIDER_KEY = const(5)
+C_VALID_FROM = const(6)
+C_VALID_UNTIL = const(7)
+C_MAX_RIDES = const(8)
+C_MAX_AMOUNT = const(9)
+C_PRODUCT = const(10)
 # dynamic part map keys
-D_TIME = 1
-D_COUNTER = 2
+D_TIME = const(1)
+D_COUNTER = const(2)
 
-MAX_CRED = 200           # credential bytes (a full one is about 90)
-MAX_DYN = 32             # dynamic part bytes
+MAX_CRED = const(200)           # credential bytes (a full one is about 90)
+MAX_DYN = const(32)             # dynamic part bytes
 
 _U32 = 1 << 32
 _U64 = 1 << 64

@@ -4,7 +4,13 @@
 # a time: the reader does these one after the other, never one inside another (a tap does not run
 # while an install does), and each is done with the buffer before the next takes it. After boot,
 # none of them allocates a block of its own (docs/performance.md, "Heap").
-SIZE = 1024
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
+SIZE = const(1024)
 _buf = None
 
 

@@ -35,18 +35,18 @@ except ImportError:  # CPython: the pure-logic tests
     def const(x):
         return x
 
-FORMAT = 1
-ACTIVE = 0
-RETIRED = 1
-MAX_KEYS = 256
+FORMAT = const(1)
+ACTIVE = const(0)
+RETIRED = const(1)
+MAX_KEYS = const(256)
 # The largest entry: map head 1, id 1+5, key 1+2+65, valid_from and valid_until 1+9 each,
 # status 1+1, table digest 1+2+32.
-MAX_ENTRY = 132
-ENTRY_ITEMS = 13         # a map of 6 keys and 6 values
+MAX_ENTRY = const(132)
+ENTRY_ITEMS = const(13)         # a map of 6 keys and 6 values
 # map head, format key and value, array key and head (3 bytes for 256), every entry at its largest
-MAX_BODY = 7 + MAX_KEYS * MAX_ENTRY
-MAX_ITEMS = 5 + ENTRY_ITEMS * MAX_KEYS
-CACHE = 4                # keys kept decoded, with their table files open
+MAX_BODY = const(7 + MAX_KEYS * MAX_ENTRY)
+MAX_ITEMS = const(5 + ENTRY_ITEMS * MAX_KEYS)
+CACHE = const(4)                # keys kept decoded, with their table files open
 TABLE_SUFFIX = ".p2t"
 _ENOSPC = const(28)
 
@@ -245,8 +245,8 @@ class KeyRing:
         (public key, valid_until or 0)). `tables`: None, {key id: table blob} from a frozen
         module, or a directory of table files. With `now`, operator key expiry is checked and
         (if `prepare`) the keys valid then are made ready at once. Raises KeyRingError(reason)
-        if the file is refused, OSError if the flash fails reading it. The ring reads its entries from `path` from then on (moved():
-        the file was renamed)."""
+        if the file is refused, OSError if the flash fails reading it. The ring reads its
+        entries from `path` from then on (moved(): the file was renamed)."""
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.KEYRING, now)
         if reason != signedfile.OK:
             raise KeyRingError(reason)

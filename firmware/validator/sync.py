@@ -12,12 +12,18 @@ import os
 from validator import atomicfile, framing
 from validator import syncproto as P
 
-MAX_PUT = 8 * 1024 * 1024   # largest pushed file (a deny list of about a million entries)
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
+MAX_PUT = const(8 * 1024 * 1024)   # largest pushed file (a deny list of about a million entries)
 STAGING_NAME = "sync.part"
-_REPLY_ROOM = 128          # reply bytes besides the records: headers, status, start seq, tag
-MAX_STREAM = 16            # GET_LOGS answers sent for one request
-DEFAULT_MAX_PAYLOAD = 1280  # holds the largest trip record (triplog.MAX_RECORD: 1,111 bytes) and more
-_MIN_ENVELOPE = 19 + 64    # signedfile.HEADER_SIZE + SIG_SIZE: an envelope with an empty body
+_REPLY_ROOM = const(128)          # reply bytes besides the records: headers, status, start seq, tag
+MAX_STREAM = const(16)            # GET_LOGS answers sent for one request
+DEFAULT_MAX_PAYLOAD = const(1280)  # holds the largest trip record (triplog.MAX_RECORD: 1,111 bytes) and more
+_MIN_ENVELOPE = const(19 + 64)    # signedfile.HEADER_SIZE + SIG_SIZE: an envelope with an empty body
 
 
 class SyncServer:

@@ -15,24 +15,30 @@ import struct
 from validator import cbor
 from validator.hmac256 import Hmac, equal
 
-PROTO = 1
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
+PROTO = const(1)
 DOMAIN = b"FVSYNC1"
 
-REQUEST = 0x10
-REPLY = 0x20
-TAGGED = 0x01
-TAG_SIZE = 32
-NONCE_SIZE = 16
+REQUEST = const(0x10)
+REPLY = const(0x20)
+TAGGED = const(0x01)
+TAG_SIZE = const(32)
+NONCE_SIZE = const(16)
 
 # commands
-INFO = 1
-GET_LOGS = 2
-ACK = 3
-PUT = 4
-CHUNK = 5
-COMMIT = 6
-SET_TIME = 7
-REBOOT = 8
+INFO = const(1)
+GET_LOGS = const(2)
+ACK = const(3)
+PUT = const(4)
+CHUNK = const(5)
+COMMIT = const(6)
+SET_TIME = const(7)
+REBOOT = const(8)
 COMMAND_NAMES = {INFO: "INFO", GET_LOGS: "GET_LOGS", ACK: "ACK", PUT: "PUT", CHUNK: "CHUNK",
                  COMMIT: "COMMIT", SET_TIME: "SET_TIME", REBOOT: "REBOOT"}
 OPEN_COMMANDS = (INFO, GET_LOGS)  # everything else changes the reader and needs a valid tag
