@@ -73,7 +73,7 @@ CASES = [
     ("keyring", _fault("validator.p256", "build_table"), "OUT_OF_MEMORY"),
     ("keyring", _fault("validator.keyring", "_index"), "OUT_OF_MEMORY"),
     ("keyring", _fault("validator.keyring", "_index", "OSError"), "FLASH_ERROR"),
-    ("config", _fault("validator.cbor", "decode_file"), "OUT_OF_MEMORY"),
+    ("config", _fault("validator.config", "load_stream"), "OUT_OF_MEMORY"),
     ("denylist", _fault("validator.denylist_update", "_check_full"), "OUT_OF_MEMORY"),
     ("denylist_delta", _fault("validator.denylist_update", "_verify_body"), "OUT_OF_MEMORY"),
     ("denylist_delta", _fault("validator.denylist_update", "_zeros", "OSError"), "FLASH_ERROR"),
@@ -125,7 +125,7 @@ def test_fare_report_shows_each_readers_heap_and_last_fault(bus, capsys, monkeyp
     from host_tools import cli
     name, data, _, _, _ = _next(bus, "config")
     assert bus.upload(name, data) == "uploaded"
-    bus.reader.inject(**_fault("validator.cbor", "decode_file"))
+    bus.reader.inject(**_fault("validator.config", "load_stream"))
     assert not bus.sync(pushes=[(name, data)]).ok
     assert bus.sync().ok
     monkeypatch.setenv("COLUMNS", "200")
