@@ -283,8 +283,8 @@ class Reader:
                 except triplog.LogFull:
                     d = policy.Decision(False, reasons.LOG_FULL, record=False, token=token,
                                         now=now, line=cfg.line, stop=cfg.stop)
-                except (OSError, ValueError, triplog.LogError):
-                    self.counters["errors"] += 1
+                except (OSError, ValueError, triplog.LogError, MemoryError) as e:
+                    self.note_fault("trip log", e)   # nothing written: nothing charged
                     d = policy.Decision(False, reasons.READER_ERROR, record=False, token=token,
                                         now=now, line=cfg.line, stop=cfg.stop)
         if seq is not None or not d.record:
