@@ -56,6 +56,7 @@ class HeapDay:
         self.pushes = []           # (kind, how it went)
         self.cuts = []             # (kind, flash operations before the cut, version after)
         self.low = None            # the reader's low-water mark of free heap, from INFO
+        self.nfc_again = 0         # NFC taps the rider had to repeat ("Tap again")
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -116,6 +117,13 @@ class HeapDay:
             out = bus.show_qr("FV1:%d" % self.rng.randrange(10 ** 9))
         elif nfc:
             out = bus.tap_nfc(rider)
+            for _ in range(3):
+                # "Tap again": the exchange broke off (on this shared machine, an emulated phone
+                # that answered too late), nothing was decided or logged; the rider taps again
+                if out.reason != "NFC_FAILED":
+                    break
+                self.nfc_again += 1
+                out = bus.tap_nfc(rider)
         else:
             out = bus.tap_qr(rider)
         assert out.reason == want, ("tap %d: %s, expected %s; reader faults: %s" % (

@@ -33,7 +33,8 @@ def test_a_long_day_of_taps_and_pushes_in_the_reduced_heap(tmp_path, cut):
     finally:
         day.close()
     n = sum(day.counts.values())
-    print("heap day (cut: %s):" % cut, n, "taps", day.counts, "pushes", len(day.pushes),
+    print("heap day (cut: %s):" % cut, n, "taps", day.counts, "NFC taps repeated", day.nfc_again,
+          "pushes", len(day.pushes),
           "heap", day.heap, "lowest free", day.low, "after the day", info["heap"])
     assert n == taps
     assert day.counts["OK"] > taps // 2
