@@ -81,7 +81,7 @@ dev.close(delete=False)
 
 MP_BENCH = r"""
 import sys, json, time, gc, os, hashlib
-from cpuclock import clock, CLOCK  # CPU time of this process (tests/mp/cpuclock.py)
+from cpuclock import clock, per_call, CLOCK  # CPU time of this process (tests/mp/cpuclock.py)
 MIN_NS = 300000000   # every figure is a loop of at least 0.3 s of CPU time
 from validator import p256
 p256._generator()  # before a littlefs mount: it opens its table by a path relative to the tree
@@ -303,30 +303,26 @@ for name in ("first", "cached"):
     engine_tap.stop()
     gc.collect()
     flags = engine_tap.load_flags(path)
-    reps = 300
     engine_tap.stub(flags)
     gc.collect()
-    t = clock()
-    for _ in range(reps):
+
+    def stubbed():
         engine_tap.rewind()
         if name == "first":
             cache.clear()
         tokens.verify_qr(text, ring, now, cache)
-    py = (clock() - t) / reps / 1000
+    py = per_call(stubbed) / 1000
     engine_tap.stub(([0] * len(flags[0]), {}))
     f = engine_tap._stub
-    t = clock()
-    for _ in range(reps):
+
+    def calls_only():
         engine_tap.rewind()
         for _ in range(len(flags[0])):
             f(0, 0, 0, 0)
-    py -= (clock() - t) / reps / 1000
+    py -= per_call(calls_only) / 1000
     engine_tap.stop()
     u2 = int.from_bytes(hashlib.sha256(text).digest(), "big") % p256.N
-    t = clock()
-    for _ in range(2000):
-        p256._half_gcd(u2, p256.N)
-    big = (clock() - t) / 2000 / 1000
+    big = per_call(lambda: p256._half_gcd(u2, p256.N)) / 1000
     est[name] = {"record": path, "python_us": py, "bigint_us": big, "calls": len(flags[0])}
 codes = None
 best["est"] = est

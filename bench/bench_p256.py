@@ -41,7 +41,7 @@ from validator import p256
 import textbook_p256
 from p256_bigint import p256 as old
 import engine_tap
-from cpuclock import clock, CLOCK
+from cpuclock import clock, per_call, CLOCK
 d = json.loads(open(sys.argv[1]).read())
 R = [(bytes.fromhex(a), bytes.fromhex(b), bytes.fromhex(c), bytes.fromhex(e), r) for a, b, c, e, r in d["rider"]]
 I = [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in d["issuer"]]
@@ -79,16 +79,17 @@ for name, f in kinds:
 # The ESP32 estimate's parts, on input 0 of each native kind: the engine calls recorded, then the
 # Python side timed with the engine stubbed (the stub's own cost measured and taken off), and
 # the big integers that stay in Python (the half gcd of the recoverable kinds) timed alone.
-def stub_cost(calls, reps):
+def stub_cost(calls):
     engine_tap.stub(([0] * calls, {}))
     f = engine_tap._stub
-    t0 = clock()
-    for _ in range(reps):
+
+    def calls_only():
         engine_tap.rewind()
         for _ in range(calls):
             f(0, 0, 0, 0)
+    t = per_call(calls_only)
     engine_tap.stop()
-    return (clock() - t0) / reps / 1000
+    return t / 1000
 est = {}
 for name, f in kinds:
     if name.startswith("old") or name == "textbook":
@@ -99,22 +100,18 @@ for name, f in kinds:
     engine_tap.stop()
     flags = engine_tap.load_flags(path)
     engine_tap.stub(flags)
-    reps = 60
     gc.collect()
-    t0 = clock()
-    for _ in range(reps):
+
+    def stubbed():
         engine_tap.rewind()
-        assert f(0) is True
-    py = (clock() - t0) / reps / 1000
+        f(0)
+    py = per_call(stubbed) / 1000
     engine_tap.stop()
     big = 0
     if name.startswith("rider"):
         u1, u2 = p256.F.scalars(R[0][2], R[0][3])
-        t0 = clock()
-        for _ in range(reps):
-            p256._half_gcd(u2, p256.N)
-        big = (clock() - t0) / reps / 1000
-    py -= stub_cost(len(flags[0]), reps)
+        big = per_call(lambda: p256._half_gcd(u2, p256.N)) / 1000
+    py -= stub_cost(len(flags[0]))
     est[name] = {"record": path, "python_us": py, "bigint_us": big, "calls": len(flags[0])}
 out["est"] = est
 print(json.dumps(out))
@@ -165,7 +162,7 @@ def code_size():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=6)
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     rider, ipub, issuer = make_inputs(a.cases, a.seed)

@@ -32,7 +32,7 @@ CALL_US = (10, 20)
 
 
 def read_record(path):
-    """(workspace bytes, [(program, io window, flags)]) of an engine_tap record file."""
+    """(workspace bytes, [(program, pc, io before, flags, io after)]) of an engine_tap record."""
     b = Path(path).read_bytes()
     n = struct.unpack_from("<I", b, 0)[0]
     ws = b[4:4 + n]
@@ -40,14 +40,15 @@ def read_record(path):
     calls = []
     while i < len(b):
         ln = struct.unpack_from("<H", b, i)[0]
-        i += 2
-        prog = b[i:i + ln]
-        i += ln
-        window = b[i:i + 64]
-        i += 64
-        flags = struct.unpack_from("<i", b, i)[0]
-        i += 4 + 64     # and what the call wrote into io (the stub's answer)
-        calls.append((prog, window, flags))
+        prog = b[i + 2:i + 2 + ln]
+        i += 2 + ln
+        pc, m = struct.unpack_from("<HH", b, i)
+        i += 4
+        before = b[i:i + m]
+        flags = struct.unpack_from("<i", b, i + m)[0]
+        after = b[i + m + 4:i + 2 * m + 4]
+        i += 2 * m + 4
+        calls.append((prog, pc, before, flags, after))
     return ws, calls
 
 
@@ -56,19 +57,9 @@ def native_instructions(path, engine=None):
     call gives the flags it gave on the unix port. Returns (instructions, calls)."""
     ws, calls = read_record(path)
     code = engine or K.engine_code(K.ASM_SRC)
-    mem = bytearray(ws)
-    args = []
-    for prog, window, flags in calls:
-        while len(mem) % 4:
-            mem.append(0)
-        po = len(mem)
-        mem += prog
-        io = len(mem)
-        mem += window
-        args.append(("run", [("mem", 0), ("mem", io), ("mem", po), 0]))
+    mem, args, _ = K.layout_calls(ws, calls)
     res = X.run(code, bytes(mem), args, count=True)
-    want = [c[2] for c in calls]
-    if list(res.returns) != want:
+    if list(res.returns) != [c[3] for c in calls]:
         raise RuntimeError("the Xtensa engine answered other flags than the unix port's: %s"
                            % path)
     return res.instructions["run"], len(calls)

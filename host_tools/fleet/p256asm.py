@@ -296,8 +296,7 @@ def _vrun(A, PP):
     A.put(stop)
     A("movi(a10, 0)")
     A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
-    A("movi(a10, 128)")
-    A("or_(a5, a5, a10)")
+    A("movi(a5, 128)")                    # (the flags vrun() returns: only this one)
     A("j(done)")
     # 4: after SET: the accumulator is a point now
     A.put(labels[4])

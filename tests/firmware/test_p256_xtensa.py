@@ -182,6 +182,13 @@ def _cases():
             ("verify_fixed, other digest", lambda: p256.verify_fixed(fb, d[::-1], sig), False),
             ("build_table", lambda: p256.build_table(ecsign.public_bytes(key), None, 2, 3),
              None)]
+    # chains that meet P + P and P + (-P) (VRUN stops, the Python steps take over)
+    g = p256._generator()
+    gx, gy = ecsign.G.x(), ecsign.G.y()
+    two = ecsign.G * 2
+    out += [("msm P + P", lambda: K.msm_affine(256, [], [((gx, gy), 1), ((gx, gy), 1)]) == (two.x(), two.y()), True),
+            ("msm P - P", lambda: K.msm_affine(256, [], [((gx, gy), 1), ((gx, K.F.P - gy), 1)]) is None, True),
+            ("msm kG + (n - k)G", lambda: K.msm_affine(64, [(g, 77)], [((gx, gy), K.F.N - 77)]) is None, True)]
     return out
 
 
@@ -189,13 +196,25 @@ def _cases():
 def test_whole_verifications_replayed_on_the_xtensa(name):
     p256._generator()
     code = engines()[name]
+    vruns = 0
     for what, fn, expected in _cases():
-        with K.Recorder() as rec:
+        with K.Recorder(vrun=name == "asm") as rec:
             result = fn()
         if expected is not None:
             assert result is expected, what
-        _, flags = K.replay(rec, code, count=False)
-        assert flags == [c[2] for c in rec.calls], what
+        _, flags, after = K.replay(rec, code, count=False)
+        assert flags == [c[3] for c in rec.calls], what
+        for c, got in zip(rec.calls, after):
+            if c[1] == G.VRUN_PROG and c[3] & 128:
+                continue                # stopped at the same x: the block is void
+            if c[1] == G.VRUN_PROG:     # VRUN's block: all but its scratch bytes (NEG, BASE..)
+                assert got[:PP.VRUN_NEG] + got[PP.VRUN_PHASE:PP.VRUN_BASE] + got[PP.VRUN_NAF0:] \
+                    == c[4][:PP.VRUN_NEG] + c[4][PP.VRUN_PHASE:PP.VRUN_BASE] + c[4][PP.VRUN_NAF0:], what
+            else:
+                assert got == c[4], what
+        vruns += sum(c[1] == G.VRUN_PROG for c in rec.calls)
+    # the assembly engine ran the doubling chains itself (VRUN), each to the twin's end state
+    assert (vruns > 0) == (name == "asm")
 
 
 def test_a_variant_whose_sums_pass_2_to_the_31_is_refused_and_fails_on_the_xtensa(tmp_path):
