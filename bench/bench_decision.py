@@ -84,7 +84,8 @@ import sys, json, time, gc, os, hashlib
 from cpuclock import clock, per_call, CLOCK  # CPU time of this process (tests/mp/cpuclock.py)
 MIN_NS = 300000000   # every figure is a loop of at least 0.3 s of CPU time
 from validator import p256
-p256._generator()  # before a littlefs mount: it opens its table by a path relative to the tree
+import frozen_gtable
+frozen_gtable.use()  # the generator's table of a frozen build (bytecode and constants: "code" below)
 import flashdev
 from validator import riderstate
 
@@ -333,7 +334,8 @@ print(json.dumps(best))
 MP_MINHEAP = r"""
 import sys, json, gc
 from validator import p256
-p256._generator()
+import frozen_gtable
+frozen_gtable.use()
 import flashdev
 from validator import riderstate
 def data(key):
@@ -373,7 +375,8 @@ import gc
 gc.collect()
 a = gc.mem_alloc()
 from validator import p256
-p256._generator()
+import frozen_gtable
+frozen_gtable.use()
 import flashdev
 from validator import keyring, tokens, policy, riderstate, clock, config, denylist, reasons
 gc.collect()
@@ -457,13 +460,13 @@ def main():
     spec.write_text(json.dumps({"blocks": inputs["blocks"], "image": str(image),
                                 "deny": str(tmp / "deny.fvs"), "now": NOW, "plain": str(plain),
                                 "op_pub": inputs["op_pub"]}))
-    out = run_mp(MP_SETUP, "110k", [spec], tree).stdout.split()
-    if out[0] != "OK" or out[2] != "OK":
-        raise SystemExit("deny list install failed: %s" % out)
     # As the simulated reader (host_tools/sim/simreader.py): the bytecode is in the heap here but
     # frozen in flash on a device, so the heap is the ESP32's 110 KB for data plus the code.
     code = int(run_mp(MP_CODE, "4m", [], tree).stdout.split()[-1])
     heap_kb = (code + 110 * 1024 + 16 * 1024 + 1023) // 1024
+    out = run_mp(MP_SETUP, "%dk" % heap_kb, [spec], tree).stdout.split()
+    if out[0] != "OK" or out[2] != "OK":
+        raise SystemExit("deny list install failed: %s" % out)
     work = tmp / "work.img"
     shutil.copy(image, work)
     r = json.loads(run_mp(MP_BENCH, "%dk" % heap_kb, [data, a.rounds, work], tree).stdout

@@ -54,14 +54,17 @@ def workspace_bytes(ws_values, bits=13):
     out = bytearray()
     for k, v in enumerate(ws_values):
         out += limbs(F.P if k == G.SP else v, bits)
-    return out
+    return out.ljust(G.WS_BYTES, b"\0")     # and the tail (PTR's table addresses)
 
 
-def io_reach(prog, pc=0):
+def io_reach(prog, pc=0, io_left=0):
     """How many io bytes from iooff the program at prog[pc:] reads or writes: 32 for each index
-    its LOADs and STOREs reach (their last operand)."""
+    its LOADs and STOREs reach (their last operand); all that is left of io (io_left) for a PTR,
+    whose table VRUN reads later."""
     reach = 0
     while prog[pc]:
+        if prog[pc] == PP.OPS["PTR"]:
+            reach = max(reach, io_left)
         if prog[pc] in (PP.OPS["LOAD"], PP.OPS["STORE"]):
             reach = max(reach, 32 * (prog[pc + 3] + 1))
         pc += 4
@@ -69,7 +72,7 @@ def io_reach(prog, pc=0):
 
 
 def _window(ws, io, prog, pc, iooff):
-    n = io_reach(prog, pc)
+    n = io_reach(prog, pc, len(io) - iooff)
     if io is ws:
         return bytes(n)
     return bytes(io[iooff:iooff + n]).ljust(n, b"\0")

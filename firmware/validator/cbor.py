@@ -77,7 +77,7 @@ class _Decoder:
             if info == 22:
                 return None
             raise CBORError("float or simple value")
-        arg = self._arg(info)
+        arg = info if info < 24 else self._arg(info)   # (most heads hold their argument)
         if major == 0:
             return arg
         if major == 1:
@@ -101,19 +101,21 @@ class _Decoder:
         if need > self.items or need > self.end - self.pos:
             raise CBORError("too many items")
         depth += 1
+        item = self.item
         if major == 4:
             out = []
             for _ in range(arg):
-                out.append(self.item(depth))
+                out.append(item(depth))
             return out
         out = {}
         for _ in range(arg):
-            k = self.item(depth)
-            if not isinstance(k, (int, str)) or isinstance(k, bool):
+            k = item(depth)
+            t = type(k)
+            if t is not int and t is not str:     # (a bool's type is bool)
                 raise CBORError("map key type")
             if k in out:
                 raise CBORError("duplicate map key")
-            out[k] = self.item(depth)
+            out[k] = item(depth)
         return out
 
 

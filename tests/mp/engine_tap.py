@@ -25,12 +25,17 @@ _outs = None
 _i = 0
 _LOAD = 8
 _STORE = 9
+_PTR = 18
+_BIG = 4096         # io windows larger than this are tables
 
 
-def _reach(prog, pc):
-    # (end of the program, io bytes its LOADs and STOREs reach from iooff)
+def _reach(prog, pc, left):
+    # (end of the program, io bytes its LOADs and STOREs reach from iooff; for a PTR, all that
+    # is left of io: the table VRUN reads later)
     reach = 0
     while prog[pc]:
+        if prog[pc] == _PTR:
+            reach = left
         if prog[pc] == _LOAD or prog[pc] == _STORE:
             r = 32 * (prog[pc + 3] + 1)
             if r > reach:
@@ -67,7 +72,12 @@ def _recorder(ws, io, prog, arg):
             F.VRUN = True
         _write(f, prog, pc, before, flags, bytes(io))
         return flags
-    end, n = _reach(prog, pc)
+    end, n = _reach(prog, pc, len(io) - iooff if io is not ws else 0)
+    if prog[pc] == _PTR:    # a table: written from where it is (no copies in the heap)
+        flags = _real(ws, io, prog, arg)
+        view = memoryview(io)[iooff:]
+        _write(f, prog[pc:end], 0, view, flags, view)
+        return flags
     window = bytearray(n)
     if io is not ws:
         window[:] = io[iooff:iooff + n]
@@ -113,6 +123,12 @@ def load_flags(path):
                 break
             f.seek(struct.unpack("<H", h)[0], 1)
             m = struct.unpack("<HH", f.read(4))[1]
+            if m > _BIG:    # a table (PTR): read, never written
+                f.seek(m, 1)
+                flags.append(struct.unpack("<i", f.read(4))[0])
+                f.seek(m, 1)
+                i += 1
+                continue
             before = f.read(m)
             flags.append(struct.unpack("<i", f.read(4))[0])
             after = f.read(m)
