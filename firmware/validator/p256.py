@@ -67,10 +67,12 @@ _digs = tuple(memoryview(_vb)[f + G.FIX_DIGITS:f + G.VRUN_FIX_SIZE] for f in _FI
 _NAF0 = bytes(257)
 _pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))
 _rr = bytearray(64)
-try:  # MicroPython: the digit loops as native code
+_hg = bytearray(4 * 34)      # the half gcd's four 17-limb numbers (p256_digits.half_gcd)
+try:  # MicroPython: the digit loops and the half gcd as native code
+    from validator.p256_digits import half_gcd as _hg_native
     from validator.p256_digits import naf_into as _naf_native
 except (ImportError, SyntaxError):
-    _naf_native = None
+    _hg_native = _naf_native = None
 
 
 def is_bytes(b):
@@ -332,9 +334,22 @@ def verify(public_key, digest, signature):
         return False
 
 
+_N_LIMBS = N.to_bytes(34, "little")
+
+
 # (v, w) with w = v * u mod n and |v|, |w| < 2^128, v != 0 (extended Euclid on n, u,
-# stopped at the first remainder below 2^128).
+# stopped at the first remainder below 2^128). Native code on MicroPython (the same steps,
+# without big integers), this loop on CPython.
 def _half_gcd(u, n):
+    if _hg_native is not None and n == N:
+        h = _hg
+        h[0:34] = _N_LIMBS
+        h[34:68] = u.to_bytes(34, "little")
+        x = 34 * _hg_native(h)
+        t = int.from_bytes(h[68 + x:102 + x], "little")
+        if t >= 1 << 271:
+            t -= 1 << 272
+        return t, int.from_bytes(h[x:x + 34], "little")
     lim = 1 << 128
     if u < lim:
         return 1, u

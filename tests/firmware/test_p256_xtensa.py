@@ -378,3 +378,33 @@ def test_scalar_digits_on_the_xtensa():
         assert res.memory[out:out + len(digits)] == digits
         if po is not None:
             assert res.memory[po:po + len(pos)] == pos
+
+
+def test_half_gcd_on_the_xtensa():
+    # the half gcd of a recoverable verify is native code (p256_digits.half_gcd): the same (v, w)
+    # as the big-integer loop, for random and for hostile scalars (huge quotients: subtractions
+    # of shifted values keep every input fast), within a fixed budget of instructions
+    code = K.engine_code(K.ROOT / "firmware" / "validator" / "p256_digits.py")
+    N = p256.N
+    rng = random.Random(128)
+    cases = [1, 2 ** 128 - 1, 2 ** 128, N - 1, N // 2, N // 2 + 1, N // 3, (N - 1) // 2 ** 100,
+             2 ** 255 + 1, N - 2 ** 128, 2 ** 200 + 1, (N + 1) // 2 ** 64]
+    cases += [rng.randrange(1, N) for _ in range(40)]
+    mem = bytearray()
+    calls, want = [], []
+    for u in cases:
+        o = len(mem)
+        mem += N.to_bytes(34, "little") + u.to_bytes(34, "little") + bytes(68)
+        calls.append(("half_gcd", [("mem", o)]))
+        want.append((o, p256._half_gcd(u, N)))
+    res = X.run(code, bytes(mem), calls, count=True)
+    for u, x, (o, (t, r)) in zip(cases, res.returns, want):
+        got_r = int.from_bytes(res.memory[o + 34 * x:o + 34 * x + 34], "little")
+        got_t = int.from_bytes(res.memory[o + 68 + 34 * x:o + 102 + 34 * x], "little")
+        if got_t >= 1 << 271:
+            got_t -= 1 << 272
+        assert (got_t, got_r) == (t, r)
+        assert t and abs(t) < 2 ** 128 and r < 2 ** 128 and (t * u - r) % N == 0
+    # about 630,000 instructions for a random u (3-4 ms on an ESP32; the big-integer loop is about
+    # 8 ms), fewer for these hostile ones: each subtraction shortens x by a bit or ends a step
+    assert res.instructions["half_gcd"] < 700_000 * len(cases)
