@@ -8,8 +8,22 @@ PORT    ?=
 FIRMWARE ?=
 PROVISION ?=
 ERASE   ?=
+FROZEN  ?=
 
-.PHONY: sim test bench deploy flash clean
+.PHONY: sim test bench deploy flash clean qemu
+
+# qemu-user runs the ESP32's native code (Xtensa) in make test and make bench: installed here when
+# we are root (CI), otherwise the command to run is printed.
+QEMU := $(shell command -v qemu-xtensa)
+qemu:
+ifeq ($(QEMU),)
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing qemu-user (qemu-xtensa: the ESP32's native code under test)"; \
+	  (apt-get install -y -qq qemu-user >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq qemu-user >/dev/null 2>&1)) \
+	  || (echo "could not install qemu-user: run apt-get install qemu-user" && exit 1); \
+	else echo "qemu-xtensa is missing: run  sudo apt-get install qemu-user  (Debian)" && exit 1; fi
+endif
 
 $(VENV): requirements.txt constraints.txt pyproject.toml
 	python3 -m venv .venv
@@ -21,18 +35,20 @@ $(VENV): requirements.txt constraints.txt pyproject.toml
 sim: $(VENV)
 	.venv/bin/fare sim
 
-test: $(VENV)
+test: $(VENV) qemu
 	.venv/bin/pytest -n 2 tests
 
-bench: $(VENV)
+bench: $(VENV) qemu
 	$(PY) bench/run.py
 
+# deploy has no default board: an esp32_devkitc takes only a frozen build (FROZEN=1), the .mpy
+# deploy fits only a board with PSRAM (docs/boards.md)
 deploy: $(VENV)
-	@test -n "$(PORT)" || (echo "usage: make deploy PORT=/dev/ttyUSB0 [BOARD=$(BOARD)] [PROVISION=provision/reader-N]" && exit 2)
-	.venv/bin/fare deploy --port $(PORT) --board $(BOARD) $(if $(PROVISION),--provision $(PROVISION))
+	@test -n "$(PORT)" -a "$(origin BOARD)" != "file" || (echo "usage: make deploy PORT=/dev/ttyUSB0 BOARD=esp32_devkitc FROZEN=1 [PROVISION=dir]   (a frozen build; without FROZEN=1 the .mpy application, for a board with PSRAM: BOARD=esp32_s3; BOARD=unix_sim for the simulator; docs/boards.md)" && exit 2)
+	.venv/bin/fare deploy --port $(PORT) --board $(BOARD) $(if $(FROZEN),--frozen) $(if $(PROVISION),--provision $(PROVISION))
 
 flash: $(VENV)
-	@test -n "$(PORT)" -a -n "$(FIRMWARE)" || (echo "usage: make flash PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-<date>-v1.29.0.bin [BOARD=$(BOARD)] [ERASE=1]" && exit 2)
+	@test -n "$(PORT)" -a -n "$(FIRMWARE)" || (echo "usage: make flash PORT=/dev/ttyUSB0 FIRMWARE=<micropython>/ports/esp32/build-esp32_devkitc/firmware.bin [BOARD=$(BOARD)] [ERASE=1]   (a frozen build of the board definition boards/$(BOARD)/: docs/boards.md, \"A frozen build\")" && exit 2)
 	.venv/bin/fare flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE) $(if $(ERASE),--erase)
 
 clean:

@@ -58,6 +58,8 @@ def firmware_sources():
             arch = deploy.host_arch()
             for p in files:
                 rel = p.relative_to(src).as_posix()
+                if not deploy.device_module(rel, arch):
+                    continue        # the ESP32's assembly engine, the CPython twin
                 dst = out / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if _precompiled(rel) and arch:
@@ -70,8 +72,7 @@ def firmware_sources():
 
 
 def _precompiled(rel):
-    return rel in PRECOMPILED or (PRECOMPILE_ALL and rel.endswith(".py") and rel != "main.py"
-                                  and not rel.endswith("p256_host.py"))
+    return rel in PRECOMPILED or (PRECOMPILE_ALL and rel.endswith(".py") and rel != "main.py")
 
 
 PRECOMPILE_ALL = True

@@ -51,9 +51,16 @@ def _uint(b, i):
             return v, i
 
 
+class Code(bytes):
+    """Machine code of a function; .kind is 4 for viper (called with MicroPython's native calling
+    convention, above), 5 for inline assembler (called like C: the arguments in a2..a5)."""
+    kind = 4
+
+
 def viper_functions(mpy_path, source_path):
-    """{name: machine code} of the top-level viper functions of a module compiled with
-    `mpy-cross -march=xtensawin` (their order in the .mpy is the order of the source's defs)."""
+    """{name: Code} of the top-level viper and inline-assembler functions of a module compiled
+    with `mpy-cross -march=xtensawin` (their order in the .mpy is the order of the source's
+    defs)."""
     b = Path(mpy_path).read_bytes()
     if b[0] != ord("M") or b[1] != 6:
         raise ValueError("not a .mpy v6 file")
@@ -108,10 +115,16 @@ def viper_functions(mpy_path, source_path):
     children = codes[1:]
     if len(children) != len(names):
         raise ValueError("nested functions are not supported here")
-    return {name: data for name, (kind, data) in zip(names, children) if kind == 4}
+    out = {}
+    for name, (kind, data) in zip(names, children):
+        if kind in (4, 5):
+            out[name] = Code(data)
+            out[name].kind = kind
+    return out
 
 
 def compile_xtensa(source_path, out_dir, mpy_cross):
+    """Compiles a module for the ESP32 and returns viper_functions() of it."""
     out = Path(out_dir) / (Path(source_path).stem + ".mpy")
     subprocess.run([str(mpy_cross), "-march=xtensawin", str(source_path), "-o", str(out)],
                    check=True, capture_output=True)
@@ -251,10 +264,14 @@ def run(functions, memory, calls, count=False, timeout=600):
     for k, (name, args) in enumerate(calls):
         lit = lits[k]
         a.l32r(8, lit)
-        a.l32r(10, lit + 4)
-        a.movi(11, len(args))
-        a.movi(12, 0)
-        a.l32r(13, lit + 8)
+        if functions[name].kind == 5:       # inline assembler: the arguments in a10.. (a2..)
+            for i in range(len(args)):
+                a.l32r(10 + i, arg_arrays[k] + 4 * i)
+        else:
+            a.l32r(10, lit + 4)
+            a.movi(11, len(args))
+            a.movi(12, 0)
+            a.l32r(13, lit + 8)
         a.callx8(8)
         a.l32r(9, lit + 12)
         a.s32i(10, 9, 0)

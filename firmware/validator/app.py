@@ -142,6 +142,9 @@ class Reader:
             # Another reader's log (re-provisioned under a new id) or a region too small:
             # rebooting would not help. Stay up, out of service, and tell the depot why.
             self.log = UnavailableLog(e.args[0] if e.args else "trip log unavailable")
+        # files given to the reader that do not load: {"config" | "keyring": reason}, shown as
+        # a service warning and reported by INFO until a good one is installed
+        self.file_errors = {}
         self.config = self._load_config()
         self.keyring = self._load_keyring()
         # The generator's fixed-base table (a file handle and its buffer, made by the first
@@ -167,8 +170,12 @@ class Reader:
         if atomicfile.exists(path):
             try:
                 return config.Config.load(path, self.operator_keys, self._not_before())
-            except (config.ConfigError, OSError):
-                pass  # a file that no longer verifies (an operator key expired): defaults
+            except config.ConfigError as e:
+                # another kind of file, damaged, another operator's, an expired operator key:
+                # the defaults have no fare table, so say so (service warning, INFO)
+                self.file_errors["config"] = e.reason
+            except OSError:   # the flash fails reading it: the same, and the reason says so
+                self.file_errors["config"] = FLASH_ERROR
         return config.Config()
 
     def _load_keyring(self):
@@ -178,8 +185,10 @@ class Reader:
             try:
                 return keyring.KeyRing.load(path, self.operator_keys, self._not_before(),
                                             tables=self.root + "/tables")
-            except (keyring.KeyRingError, OSError):
-                pass
+            except keyring.KeyRingError as e:
+                self.file_errors["keyring"] = e.args[0] if e.args else "MALFORMED"
+            except OSError:
+                self.file_errors["keyring"] = FLASH_ERROR
         return keyring.KeyRing()
 
     def _not_before(self):
@@ -319,7 +328,7 @@ class Reader:
                 "fs_free": fs_free,
                 "deny_version": dl.version, "deny_count": dl.count, "deny_built": dl.built_at,
                 "keyring_version": self.keyring.version,
-                "config_version": self.config.version,
+                "config_version": self.config.version, "file_errors": dict(self.file_errors),
                 "status": reasons.name(status), "degraded": degraded,
                 "counters": self.counters, "riders": self.state.stats(), "heap": self.heap(),
                 "fault": self.fault}
@@ -372,6 +381,7 @@ class Reader:
             os.rename(path, self.root + "/config.fvs")   # the commit point: RAM follows
             self.config = cfg
             self.policy.set_config(cfg)
+            self.file_errors.pop("config", None)
             return signedfile.OK
         if kind == "keyring":
             tables = self.root + "/tables"
@@ -391,6 +401,7 @@ class Reader:
             ring.moved(self.root + "/keyring.fvs")
             self.keyring = ring
             self.cache.clear()  # credentials verified under the old ring are checked again
+            self.file_errors.pop("keyring", None)
             ring.remove_stale_tables(tables)
             if now is not None:
                 ring.prepare(now)
@@ -510,6 +521,11 @@ async def _sync_task(reader, server):
 
 LOG_WARNINGS = {"nearly_full": ("LOG_NEARLY_FULL", ("记录将满,请同步", "Service: log nearly full")),
                 "full": ("LOG_FULL", reasons.message(reasons.LOG_FULL))}
+# A key ring or configuration that was given to the reader but does not load: without it every
+# credential is refused (no issuer keys) or every tap has no fare, so the reader says why
+FILE_WARNINGS = (
+    ("keyring", "KEYRING_NOT_LOADED", ("暂停服务:密钥文件无效", "Service: key ring not loaded")),
+    ("config", "CONFIG_NOT_LOADED", ("暂停服务:配置文件无效", "Service: config not loaded")))
 
 
 READY_LINES = ("请扫码或刷卡", "Scan code or tap")
@@ -524,6 +540,9 @@ def _resting(reader):
         return "service", LOG_WARNINGS["full"][1], LOG_WARNINGS["full"][0]
     if log_state == "error":
         return "service", reasons.message(reasons.READER_ERROR), "LOG_ERROR"
+    for kind, warning, lines in FILE_WARNINGS:
+        if kind in reader.file_errors:
+            return "service", lines, warning
     status, _ = reader.policy.reader_status(reader.clock.now())
     if status != reasons.OK:
         return "service", reasons.message(status), None
@@ -540,7 +559,11 @@ def _watch_status(reader, force=False):
     if warning != reader.warning_reported:
         reader.warning_reported = warning
         if warning is not None:
-            reader.board.report({"ev": "service", "warning": warning})
+            event = {"ev": "service", "warning": warning}
+            for kind, name, _ in FILE_WARNINGS:
+                if name == warning:
+                    event["error"] = reader.file_errors[kind]  # why it did not load
+            reader.board.report(event)
     if not force:
         if (pattern, lines) == reader.resting_shown:
             return

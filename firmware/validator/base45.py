@@ -12,6 +12,12 @@ for _i in range(45):
 del _i
 
 
+try:  # MicroPython: the decoding loop as native code
+    from validator.base45_native import decode_into as _native
+except ImportError:  # CPython (host tools, tests): the loop below
+    _native = None
+
+
 class Base45Error(ValueError):
     pass
 
@@ -30,6 +36,11 @@ def decode(text):
         raise Base45Error("bad length")
     out = bytearray(n // 3 * 2 + (1 if n % 3 else 0))
     digit = _DIGIT
+    if _native is not None:
+        j = _native(text, n, digit, out)
+        if j < 0:
+            raise Base45Error("bad character" if j == -1 else "group too large")
+        return bytes(out)
     j = 0
     for i in range(0, n - 2, 3):
         c = digit[text[i]]

@@ -53,14 +53,11 @@ class _Decoder:
             raise CBORError("indefinite or reserved length")
         if p + n > self.end:
             raise CBORError("truncated")
-        v = int.from_bytes(self._take(p, n), "big")
+        v = int.from_bytes(bytes(data[p:p + n]), "big")
         self.pos = p + n
         if v < (1 << (4 * n)):  # would have fitted in the next smaller form
             raise CBORError("non-canonical integer")
         return v
-
-    def _take(self, p, n):
-        return bytes(self.data[p:p + n])
 
     def item(self, depth):
         if self.items <= 0:
@@ -81,7 +78,7 @@ class _Decoder:
             if info == 22:
                 return None
             raise CBORError("float or simple value")
-        arg = self._arg(info)
+        arg = info if info < 24 else self._arg(info)   # (most heads hold their argument)
         if major == 0:
             return arg
         if major == 1:
@@ -93,7 +90,7 @@ class _Decoder:
             self.pos = p + arg
             if major == 2 and self.views:
                 return memoryview(self.data)[p:p + arg]
-            raw = self._take(p, arg)
+            raw = bytes(self.data[p:p + arg])
             if major == 2:
                 return raw
             return _utf8(raw)
@@ -107,19 +104,21 @@ class _Decoder:
         if need > self.items or need > self.end - self.pos:
             raise CBORError("too many items")
         depth += 1
+        item = self.item
         if major == 4:
             out = []
             for _ in range(arg):
-                out.append(self.item(depth))
+                out.append(item(depth))
             return out
         out = {}
         for _ in range(arg):
-            k = self.item(depth)
-            if not isinstance(k, (int, str)) or isinstance(k, bool):
+            k = item(depth)
+            t = type(k)
+            if t is not int and t is not str:     # (a bool's type is bool)
                 raise CBORError("map key type")
             if k in out:
                 raise CBORError("duplicate map key")
-            out[k] = self.item(depth)
+            out[k] = item(depth)
         return out
 
 

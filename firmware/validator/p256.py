@@ -25,6 +25,7 @@
 #       The reader computes a table for a key that arrives by sync: written to `path`
 #       (streaming, small RAM) or returned.
 #   decode_point(public_key) -> (x, y) or None
+#   decode_key(public_key) -> the same point as 65 bytes (SEC1 uncompressed) or None
 #
 # Every verify function returns False, never raises, for malformed or hostile input of any type:
 # wrong lengths or types, r or s outside [1, n-1], coordinates >= p, points off the curve or at
@@ -54,13 +55,24 @@ GY = F.GY
 NAF_WIDTH = 5  # variable bases: odd multiples 1, 3, ..., 15
 _HALF_N = 1 << 255
 _gbase = None
-# digit buffers, allocated once: NAF digits of two variable bases (d & 0xff), comb digits of two
-# fixed bases, r and r + n for the final check
-_naf = (bytearray(257), bytearray(257))
+# Buffers allocated once. The block of a VRUN (p256_progs VRUN_*) holds the digits: the NAF
+# digits of two variable bases (d & 0xff, written by _wnaf) and the comb digits of two fixed bases
+# (i16, written by comb_digits); the positions of the NAF digits that are not 0; r and r + n for
+# the final check.
+_vb = bytearray(G.VRUN_SIZE)
+_naf = (memoryview(_vb)[G.VRUN_NAF0:G.VRUN_NAF0 + 257],
+        memoryview(_vb)[G.VRUN_NAF0 + 257:G.VRUN_NAF0 + 514])
+_FIX = (G.VRUN_FIX0, G.VRUN_FIX0 + G.VRUN_FIX_SIZE)
+_digs = tuple(memoryview(_vb)[f + G.FIX_DIGITS:f + G.VRUN_FIX_SIZE] for f in _FIX)
 _NAF0 = bytes(257)
-_pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))   # their nonzero positions
-_digs = (array("h", bytes(288)), array("h", bytes(288)))   # up to (256/L) * ceil(L/w) <= 144
+_pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))
 _rr = bytearray(64)
+_hg = bytearray(4 * 34)      # the half gcd's four 17-limb numbers (p256_digits.half_gcd)
+try:  # MicroPython: the digit loops and the half gcd as native code
+    from validator.p256_digits import half_gcd as _hg_native
+    from validator.p256_digits import naf_into as _naf_native
+except (ImportError, SyntaxError):
+    _hg_native = _naf_native = None
 
 
 def is_bytes(b):
@@ -69,25 +81,6 @@ def is_bytes(b):
 
 def encode_uncompressed(x, y):
     return b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
-
-
-# x^-1 mod m (m prime, x not 0 mod m) by the extended Euclidean algorithm (MicroPython's
-# pow(x, -1, m) is 0; Fermat's pow is 7x slower here).
-def inv(x, m):
-    a, b = m, x % m
-    ta, tb = 0, 1  # a = ta * x, b = tb * x (mod m)
-    while b > 1:
-        q, a = divmod(a, b)
-        ta -= q * tb
-        if a <= 1:
-            if a:
-                return ta % m
-            break
-        q, b = divmod(b, a)
-        tb -= q * ta
-    if b == 1:
-        return tb % m
-    raise ValueError("not invertible")
 
 
 # The generator's FixedBase, from the first that works of: the table file p256_gtable.bin next
@@ -121,6 +114,8 @@ def _generator():
 def _wnaf(k, w, size, out, pos):
     kb = k.to_bytes(size + 2, "little")
     out[:] = _NAF0
+    if _naf_native is not None:
+        return _naf_native(kb, 8 * size, w, out, pos)
     full = 1 << w
     half = full >> 1
     mask = full - 1
@@ -149,33 +144,12 @@ def _wnaf(k, w, size, out, pos):
     return n
 
 
-# One step of the chain: the doublings since the last addition, then an addition, in one engine
-# call (program `pr`, the entry at buf[off:off+64] for table programs). Returns whether the
-# accumulator is now the point at infinity.
-def _add(pr, buf, off, inf, doublings):
-    while doublings > 255 and not inf:   # a gap in a 256-step chain
-        F.run(F.ws, F.ws, F.chain_step(F.DBLS, 255), 0)
-        doublings -= 255
-    if type(pr) is int:     # a constant program (the _SET forms)
-        f = F.call(pr, buf, off)
-    else:
-        f = F.run(F.ws, buf, F.chain_step(pr, doublings), off)
-    if inf or not f & 1:
-        return False
-    if f & 2:   # the same point: double it
-        F.call(G.SET_DBL)
-        return False
-    return True  # the opposite point
-
-
-# The sum of k_i * B_i over fixed bases [(FixedBase, k)] (0 <= k < n), using comb pieces of L
-# bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the variable
-# bases in the workspace areas 0 .. nvar-1 (their odd multiples made, NAF digits in _naf, `counts`
-# nonzero positions in _pos), in one doubling chain, into the accumulator (X, Y, Z). The
-# additions are taken in order of position, highest first, from every base; each is one engine
-# call that also does the doublings since the one before. Returns whether the sum is O.
-def _msm(L, fixed, nvar, counts):
+# The fixed bases' comb digits into the VRUN block (its records VRUN_FIX0 ..), and for _msm's
+# windows [window, its position, base, record offset, sign, width, windows, tooth step] for
+# each of `fixed` [(FixedBase, k)] (0 <= k < n), with pieces of L bits.
+def _fixed_digits(L, fixed):
     fx = []
+    b = _vb
     for i in range(len(fixed)):
         fb, k = fixed[i]
         neg = 0
@@ -187,75 +161,129 @@ def _msm(L, fixed, nvar, counts):
             raise ValueError("chain length")
         comb_digits(k, w, L, _digs[i])
         nw = (L + w - 1) // w
-        fx.append([nw - 1, fb, _digs[i], neg, w, nw, L // fb.spacing])
-    nxt = [counts[i] - 1 for i in range(nvar)]   # the next nonzero digit of each variable base
+        f = _FIX[i]
+        top = (nw - 1) * w
+        b[f] = top & 255
+        b[f + 1] = top >> 8
+        b[f + G.FIX_W] = w
+        b[f + G.FIX_NW] = nw
+        b[f + G.FIX_STEP] = L // fb.spacing
+        b[f + G.FIX_NEG] = neg
+        b[f + G.FIX_I] = nw - 1
+        b[f + G.FIX_PIECES] = 256 // L
+        fx.append([nw - 1, top, fb, f, neg, w, nw, L // fb.spacing])
+    b[6] = len(fixed)
+    return fx
+
+
+# Comb digit n of the fixed base whose block record is at f (signed).
+def _digit(f, n):
+    o = f + G.FIX_DIGITS + 2 * n
+    d = _vb[o] | (_vb[o + 1] << 8)
+    return d - 65536 if d >= 32768 else d
+
+
+# The sum of k_i * B_i over fixed bases [(FixedBase, k)] (at most two; 0 <= k < n), using comb
+# pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the
+# variable bases in workspace areas 0 and 1 (nvar of them: their odd multiples made, NAF digits
+# in _naf, `counts` nonzero positions in _pos), in one doubling chain, into the accumulator
+# (X, Y, Z); returns whether the sum is O. The whole chain is one VRUN, unless the Xtensa engine
+# cannot read a table (a table file): then one VRUN from one of that table's windows to the next,
+# and its additions one engine call each. Additions that meet the same x (P + P, P - P) are
+# settled where they happen (p256_field._same_x).
+def _msm(L, fixed, nvar, counts):
+    if len(fixed) == 2 and fixed[0][0]._data is None and fixed[1][0]._data is not None:
+        fixed = [fixed[1], fixed[0]]    # the tables VRUN can read first
+    fx = _fixed_digits(L, fixed)
+    top = -1
+    for v in range(nvar):
+        if counts[v] and _pos[v][counts[v] - 1] > top:
+            top = _pos[v][counts[v] - 1]
+    nfix = 0        # the bases VRUN adds itself: the first nfix
+    for i in range(len(fx)):
+        t = fx[i]
+        if t[1] > top:
+            top = t[1]
+        if nfix == i and F.set_table(i, t[2]):
+            nfix += 1
+    if top < 0:
+        return True
+    b = _vb
+    b[5] = nvar
+    b[6] = nfix
+    rest = fx[nfix:]
+    run = F.run
+    ws = F.ws
+    tpos = F.TAB_ADD
+    tneg = F.TAB_ADD_NEG
+    tpos[1] = tneg[1] = 0
     pieces = 256 // L
-    inf = True
-    at = 0      # the accumulator's position in the chain (while not inf)
+    inf = 1
+    j = top
     while True:
-        j = -1
-        for vi in range(nvar):
-            if nxt[vi] >= 0 and _pos[vi][nxt[vi]] > j:
-                j = _pos[vi][nxt[vi]]
-        for s in fx:
-            if s[0] >= 0 and s[0] * s[4] > j:
-                j = s[0] * s[4]
-        if j < 0:
+        jf = -1
+        for t in rest:
+            if t[1] > jf:
+                jf = t[1]
+        end = jf if jf >= 0 else 0
+        b[0] = j & 255
+        b[1] = j >> 8
+        b[2] = end & 255
+        b[3] = end >> 8
+        b[4] = inf
+        F.vrun(b)
+        inf = b[4]
+        if jf < 0:
             break
-        for vi in range(nvar):
-            if nxt[vi] >= 0 and _pos[vi][nxt[vi]] == j:
-                nxt[vi] -= 1
-                d = _naf[vi][j]
-                neg = d >= 128
-                if neg:
-                    d = 256 - d
-                pr = F.var_entry(F.VAR_SET if inf else F.VAR_ADD, F.area(vi) + d - 1, neg)
-                inf = _add(pr, F.ws, 0, inf, at - j)
-                at = j
-        for s in fx:
-            i, fb, digs, neg0, w, nw, step = s
-            if i >= 0 and i * w == j:
-                s[0] = i - 1
-                for q in range(pieces):
-                    d = digs[q * nw + i]
-                    if d:
-                        neg = neg0
-                        if d < 0:
-                            d = -d
-                            neg ^= 1
-                        buf, off = fb.entry_at(q * step, d)
-                        if inf:
-                            inf = _add(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off, inf, 0)
-                        else:
-                            inf = _add(F.TAB_ADD_NEG if neg else F.TAB_ADD, buf, off, inf, at - j)
-                        at = j
-    if not inf:
-        while at > 0:
-            k = at if at < 255 else 255
-            F.run(F.ws, F.ws, F.chain_step(F.DBLS, k), 0)
-            at -= k
-    return inf
+        for t in rest:
+            if t[1] != jf:
+                continue
+            i, _, fb, rec, neg0, w, nw, step = t
+            t[0] = i - 1
+            t[1] = (i - 1) * w if i else -1
+            for q in range(pieces):
+                d = _digit(rec, q * nw + i)
+                if not d:
+                    continue
+                ng = neg0
+                if d < 0:
+                    d = -d
+                    ng ^= 1
+                buf, off = fb.entry_at(q * step, d)
+                if inf:
+                    F.call(G.TAB_SET_NEG if ng else G.TAB_SET, buf, off)
+                    inf = 0
+                else:
+                    inf = F._same_x(run(ws, buf, tneg if ng else tpos, off))
+        if jf == 0:
+            break
+        j = jf - 1
+    return bool(inf)
 
 
-# (e, r, s) or None.
-def _parse_sig(digest, signature):
+_N_BYTES = N.to_bytes(32, "big")
+_ZERO32 = bytes(32)
+
+
+# Whether digest and signature are well formed: 32 bytes, and r||s of 64 with 0 < r, s < n
+# (compared as big-endian bytes: no big integers).
+def _well_formed(digest, signature):
     if not (is_bytes(digest) and is_bytes(signature)):
-        return None
+        return False
     if len(digest) != 32 or len(signature) != 64:
-        return None
-    r = int.from_bytes(signature[0:32], "big")
-    s = int.from_bytes(signature[32:64], "big")
-    if not (0 < r < N and 0 < s < N):
-        return None
-    return int.from_bytes(digest, "big"), r, s
+        return False
+    r = bytes(signature[0:32])
+    s = bytes(signature[32:64])
+    return _ZERO32 < r < _N_BYTES and _ZERO32 < s < _N_BYTES
 
 
-# x(X : - : Z) mod n == r, without an inversion: X == r Z^2 or (r + n < p) X == (r + n) Z^2.
-def _x_matches(inf, r):
+# x(X : - : Z) mod n == r (the signature's first half), without an inversion: X == r Z^2, or
+# (r + n < p) X == (r + n) Z^2.
+def _x_matches(inf, signature):
     if inf:
         return False
-    _rr[0:32] = r.to_bytes(32, "big")
-    r2 = r + N
+    _rr[0:32] = signature[0:32]
+    r2 = int.from_bytes(signature[0:32], "big") + N
     big = r2 < P
     _rr[32:64] = r2.to_bytes(32, "big") if big else _rr[0:32]
     f = F.call(G.X_IS, _rr)
@@ -273,32 +301,55 @@ def decode_point(public_key):
     return None
 
 
+# The key as 65 bytes SEC1 uncompressed, or None: a compressed key's square root taken once (a
+# cache of rider keys keeps these; verify takes them at the cost of a curve check).
+def decode_key(public_key):
+    try:
+        if F.load_key(public_key, 0):
+            F.call(G.STORE_POINT_0, F.io)
+            return b"\x04" + F.io
+    except MemoryError:
+        raise
+    except Exception:
+        pass
+    return None
+
+
 # Standard ECDSA verification (see the API above).
 def verify(public_key, digest, signature):
     try:
-        sig = _parse_sig(digest, signature)
-        if sig is None:
+        if not _well_formed(digest, signature):
             return False
         g = _generator()
+        u1, u2 = F.scalars(digest, signature)    # before the key: it works in the areas too
         if not F.load_key(public_key, 0):
             return False
-        e, r, s = sig
-        si = inv(s, N)
-        u1 = e * si % N
-        u2 = r * si % N
         if F.call(G.VAR1) & 1:
             return False
         n = _wnaf(u2, NAF_WIDTH, 32, _naf[0], _pos[0])
-        return _x_matches(_msm(256, [(g, u1)], 1, (n,)), r)
+        return _x_matches(_msm(256, [(g, u1)], 1, (n,)), signature)
     except (MemoryError, OSError):
         raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:
         return False
 
 
+_N_LIMBS = N.to_bytes(34, "little")
+
+
 # (v, w) with w = v * u mod n and |v|, |w| < 2^128, v != 0 (extended Euclid on n, u,
-# stopped at the first remainder below 2^128).
+# stopped at the first remainder below 2^128). Native code on MicroPython (the same steps,
+# without big integers), this loop on CPython.
 def _half_gcd(u, n):
+    if _hg_native is not None and n == N:
+        h = _hg
+        h[0:34] = _N_LIMBS
+        h[34:68] = u.to_bytes(34, "little")
+        x = 34 * _hg_native(h)
+        t = int.from_bytes(h[68 + x:102 + x], "little")
+        if t >= 1 << 271:
+            t -= 1 << 272
+        return t, int.from_bytes(h[x:x + 34], "little")
     lim = 1 << 128
     if u < lim:
         return 1, u
@@ -331,24 +382,25 @@ def verify_recoverable(public_key, digest, signature, recid):
     try:
         if type(recid) is not int or not 0 <= recid <= 3:
             return False
-        sig = _parse_sig(digest, signature)
-        if sig is None:
+        if not _well_formed(digest, signature):
             return False
         g = _generator()
+        u1, u2 = F.scalars(digest, signature)    # before the keys: it works in the areas too
         if not F.load_key(public_key, 0):
             return False
-        e, r, s = sig
-        rx = r + N if recid & 2 else r
-        if rx >= P:
-            return False
-        _rr[0:32] = rx.to_bytes(32, "big")
+        if recid & 2:
+            rx = int.from_bytes(signature[0:32], "big") + N
+            if rx >= P:
+                return False
+            _rr[0:32] = rx.to_bytes(32, "big")
+        else:
+            _rr[0:32] = signature[0:32]
         if not F.lift_x(_rr, 0, recid & 1, 1):
             return False
-        si = inv(s, N)
-        u1 = e * si % N
-        u2 = r * si % N
         v, w = _half_gcd(u2, N)
-        a = v * u1 % N
+        a = F.scalar_mul(v if v > 0 else -v, u1)
+        if v < 0 and a:
+            a = N - a
         # a*G + w*Q + (-v)*R: fold the signs into the points, keep the scalars positive
         if w < 0:
             w = -w
@@ -373,14 +425,12 @@ def verify_fixed(fixed_base, digest, signature):
     try:
         if not isinstance(fixed_base, FixedBase):
             return False
-        sig = _parse_sig(digest, signature)
-        if sig is None:
+        if not _well_formed(digest, signature):
             return False
-        e, r, s = sig
-        si = inv(s, N)
+        u1, u2 = F.scalars(digest, signature)
         g = _generator()
         L = max(g.spacing, fixed_base.spacing)
-        return _x_matches(_msm(L, [(g, e * si % N), (fixed_base, r * si % N)], 0, ()), r)
+        return _x_matches(_msm(L, [(g, u1), (fixed_base, u2)], 0, ()), signature)
     except (MemoryError, OSError):
         raise  # the reader's own trouble (no heap, a table file unreadable), not a bad signature
     except Exception:

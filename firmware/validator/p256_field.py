@@ -9,15 +9,22 @@
 # and the programs that are patched per call are allocated here, once, at import.
 # Comments, not docstrings: MicroPython parses docstrings.
 from validator import p256_progs as G
-from validator.p256_progs import (AREA, AREA_SLOTS, MOV, PROGS, RPT, SLOT_BYTES, SLOTS, SUB,
-                                  VAR_ADD_AT, ZERO)
+from validator.p256_progs import (AREA, AREA_SLOTS, FIX_DIGITS, FIX_I, FIX_NEG, FIX_NW, FIX_PIECES,
+                                  FIX_POS, FIX_STEP, FIX_W, MOV, PROGS, RPT, SLOTS, SUB,
+                                  VAR_ADD_AT, VRUN_FIX0, VRUN_FIX_SIZE, VRUN_NAF0, WS_BYTES, ZERO)
 
+# The engine: Xtensa assembly on the ESP32 (a frozen or xtensawin build has p256_xtensa), viper
+# machine code elsewhere (the unix port), the CPython twin on the host.
 try:
-    from validator import p256_native as _engine
+    from validator import p256_xtensa as _engine
     NATIVE = True
-except ImportError:  # CPython: no viper
-    from validator import p256_host as _engine
-    NATIVE = False
+except (ImportError, SyntaxError):
+    try:
+        from validator import p256_native as _engine
+        NATIVE = True
+    except (ImportError, SyntaxError):  # CPython: no viper
+        from validator import p256_host as _engine
+        NATIVE = False
 
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
 N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
@@ -27,9 +34,13 @@ GY = 0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5
 P_BYTES = P.to_bytes(32, "big")
 R_BITS = 260
 
-ws = bytearray(SLOTS * SLOT_BYTES) if NATIVE else _engine.workspace(SLOTS)
+ws = bytearray(WS_BYTES) if NATIVE else _engine.workspace(SLOTS)
 io = bytearray(64)          # bytes in and out of the workspace (keys, coordinates)
 run = _engine.run
+
+
+# Does the engine run VRUN itself (the Xtensa engine), or does vrun() below step through it?
+VRUN = getattr(_engine, "VRUN", False)
 
 
 # Runs the program at offset `prog` of PROGS, with io at buf[iooff:] (buf: the workspace when the
@@ -76,10 +87,105 @@ def var_entry(pr, x_slot, negate):
     return pr
 
 
+# The fixed bases of the next VRUN: objects with entry_at(tooth, multiple) -> (buffer, offset of
+# the 64-byte affine entry), for the steps below; the Xtensa engine reads the entries itself from
+# the addresses set_table() gave it.
+tables = [None, None]
+
+
+# Fixed base k of the next VRUN is `fb` (a p256_fixed.FixedBase). Returns whether the engine can
+# run it natively: always when vrun() steps in Python; on the Xtensa engine, if its table is one
+# block in memory (a frozen constant or RAM; not a table file, read by offset).
+def set_table(k, fb):
+    tables[k] = fb
+    if not VRUN:
+        return True
+    if fb._data is None:
+        return False
+    data, first = fb.entry_at(0, 1)     # the entries start with (0, 1)
+    run(ws, data, PROGS, ((G.PTR_1 if k else G.PTR_0) << 16) | first)
+    return True
+
+
+# After an addition (its flags f) that met the same x: the same point is doubled instead (the
+# entry is still in X2, Y2), the opposite one leaves O. Returns whether the accumulator is O.
+def _same_x(f):
+    if not f & 1:
+        return 0
+    if f & 2:
+        call(G.SET_DBL)
+        return 0
+    return 1
+
+
+# The doubling chain of a sum of multiples (p256_progs VRUN_*: the block b says where it starts
+# and ends, whether the accumulator is O, the variable bases' NAF digits, the fixed bases' comb
+# digits), into the accumulator. One engine call on the Xtensa; elsewhere the same steps, one
+# call each. Updates the block (the position, whether O); returns the flags (nothing to read).
+def vrun(b):
+    if VRUN:
+        return run(ws, b, PROGS, G.VRUN_PROG << 16)
+    j = b[0] | (b[1] << 8)
+    end = b[2] | (b[3] << 8)
+    inf = b[4]
+    nvar = b[5]
+    nfix = b[6]
+    while True:
+        if not inf:
+            call(G.DBL)
+        for v in range(nvar):
+            d = b[VRUN_NAF0 + 257 * v + j]
+            if d:
+                neg = d >= 128
+                if neg:
+                    d = 256 - d
+                x = AREA + v * AREA_SLOTS + d - 1
+                if inf:
+                    run(ws, ws, var_entry(VAR_SET, x, neg), 0)
+                    inf = 0
+                else:
+                    VAR_ADD[1] = 0
+                    inf = _same_x(run(ws, ws, var_entry(VAR_ADD, x, neg), 0))
+        for k in range(nfix):
+            f = VRUN_FIX0 + k * VRUN_FIX_SIZE
+            if b[f + FIX_POS] | (b[f + FIX_POS + 1] << 8) != j:
+                continue
+            i = b[f + FIX_I]
+            nw = b[f + FIX_NW]
+            fb = tables[k]
+            for q in range(b[f + FIX_PIECES]):
+                o = f + FIX_DIGITS + 2 * (q * nw + i)
+                d = b[o] | (b[o + 1] << 8)
+                if not d:
+                    continue
+                neg = b[f + FIX_NEG]
+                if d >= 32768:
+                    d = 65536 - d
+                    neg ^= 1
+                buf, off = fb.entry_at(q * b[f + FIX_STEP], d)
+                if inf:
+                    call(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off)
+                    inf = 0
+                else:
+                    TAB_ADD[1] = TAB_ADD_NEG[1] = 0
+                    inf = _same_x(run(ws, buf, TAB_ADD_NEG if neg else TAB_ADD, off))
+            p = (i - 1) * b[f + FIX_W] if i else 0xffff
+            b[f + FIX_I] = i - 1 if i else 0
+            b[f + FIX_POS] = p & 255
+            b[f + FIX_POS + 1] = p >> 8
+        if j == end:
+            break
+        j -= 1
+    b[0] = j & 255
+    b[1] = j >> 8
+    b[4] = inf
+    return 0
+
+
 def _set_constants():
-    c = bytearray(32 * 6)
+    c = bytearray(32 * 8)
     R = 1 << R_BITS
-    for i, v in enumerate((0, P, 1, R % P, R * R % P, B * R % P)):
+    for i, v in enumerate((0, P, 1, R % P, R * R % P, B * R % P, N, R * R % N)):
         c[32 * i:32 * i + 32] = v.to_bytes(32, "big")
     call(G.SET_CONSTANTS, c)
 
@@ -125,6 +231,26 @@ def lift_x(buf, o, odd, i):
     if (f >> 1) & 1 != odd:
         call(G.NEG_Y_1 if i else G.NEG_Y_0)
     return True
+
+
+# The scalars of a signature: u1 = e/s, u2 = r/s (mod n) as ints, from e (digest) and r||s. The
+# inverse and the products are native (Montgomery mod n), not big-integer Python.
+_sc = bytearray(96)
+
+
+def scalars(digest, signature):
+    _sc[0:32] = digest
+    _sc[32:96] = signature
+    call(G.SCALARS, _sc)
+    return int.from_bytes(_sc[0:32], "big"), int.from_bytes(_sc[32:64], "big")
+
+
+# k * v mod n for 0 <= k, v < 2^256 (native).
+def scalar_mul(k, v):
+    _sc[0:32] = k.to_bytes(32, "big")
+    _sc[32:64] = v.to_bytes(32, "big")
+    call(G.SCALAR_MUL, _sc)
+    return int.from_bytes(_sc[0:32], "big")
 
 
 # Area i's point as (x, y) ints.

@@ -1,18 +1,21 @@
 # The CPython twin of validator.p256_native (CPython has no viper emitter): the same run(ws, io,
 # prog, iooff) interpreter of field programs, with the same results as the native engine where a
-# program can see them (flags of ISZ and BIT0, bytes that STORE writes). Slots hold Python ints,
-# reduced mod p; MUL is Montgomery's product with the same R, so programs that move in and out of
-# Montgomery form with R2 and ONE_RAW mean the same here. Used by the host tools and the CPython
+# program can see them (flags of ISZ and BIT0, bytes that STORE writes). Slots hold Python ints:
+# as loaded (LOAD does not reduce, as in the engine), then reduced by each operation; MUL is
+# Montgomery's product with the same R (MULN the same mod n), so programs that move in and out
+# of Montgomery form with R2, RRN and ONE_RAW mean the same here. Used by the host tools and the CPython
 # tests; the reader runs p256_native. tests/firmware/test_p256_native.py holds the two together.
 #
 # For speed, each distinct program is translated once into a Python function (straight-line
 # statements; a RPT loop reads its count from the program at run time, so programs that differ
 # only in the count of an opening RPT share a function).
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
+N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
 R_BITS = 260
 _RINV = pow(1 << R_BITS, -1, P)
+_RINV_N = pow(1 << R_BITS, -1, N)
 
-END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS = range(15)
+END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS, MULN = range(16)
 _cache = {}
 
 
@@ -33,14 +36,18 @@ def _line(op, d, a, b):
         return "w[%d] = (w[%d] - w[%d]) %% P" % (d, a, b)
     if op == MULS:
         return "w[%d] = w[%d] * %d %% P" % (d, a, b)
-    if op in (MOV, CANON):
+    if op == MULN:
+        return "w[%d] = w[%d] * w[%d] * RIN %% N" % (d, a, b)
+    if op == MOV:
         return "w[%d] = w[%d]" % (d, a)
+    if op == CANON:
+        return "w[%d] = w[%d] %% w[%d]" % (d, a, b)
     if op == ISZ:
-        return "if not w[%d]:\n    flags |= %d" % (a, 1 << d)
+        return "if not w[%d] %% P:\n    flags |= %d" % (a, 1 << d)
     if op == BIT0:
         return "flags |= (w[%d] & 1) << %d" % (a, d)
     if op == LOAD:
-        return "o = iooff + %d\nw[%d] = int.from_bytes(bytes(io[o:o + 32]), 'big') %% P" % (32 * b, d)
+        return "o = iooff + %d\nw[%d] = int.from_bytes(bytes(io[o:o + 32]), 'big')" % (32 * b, d)
     if op == STORE:
         return "o = iooff + %d\nio[o:o + 32] = w[%d].to_bytes(32, 'big')" % (32 * b, a)
     raise ValueError("opcode %d" % op)
@@ -51,7 +58,7 @@ def _compile(prog, pc):
     indent = "    "
     while True:
         op, d, a, b = prog[pc], prog[pc + 1], prog[pc + 2], prog[pc + 3]
-        if op == END or op > MULS:
+        if op == END or op > MULN:
             break
         if op == RPT:
             src.append(indent + "for _ in range(prog[%d]):" % (pc + 1))
@@ -64,7 +71,7 @@ def _compile(prog, pc):
                 src.append(indent + ln)
         pc += 4
     src.append("    return flags")
-    env = {"RI": _RINV, "P": P}
+    env = {"RI": _RINV, "RIN": _RINV_N, "P": P, "N": N}
     exec("\n".join(src), env)
     return env["f"]
 

@@ -229,6 +229,8 @@ class SyncServer:
             "counters": info.get("counters", {}), "sync": self._sync_counters(),
             "heap": info.get("heap"), "fault": info.get("fault"),
         }
+        if info.get("file_errors"):  # a key ring or configuration the reader could not load
+            res["file_errors"] = info["file_errors"]
         return self._reply(rid, P.OK, res)
 
     def _sync_counters(self):

@@ -11,7 +11,6 @@
 # Signatures are checked over the exact bytes received (the credential and dynamic part travel as
 # byte strings inside the envelope), never over a re-encoding. Time and policy checks are not made
 # here (validator.policy), except the issuer key's own validity (validator.keyring).
-import gc
 import struct
 
 from validator import base45, cbor, p256, reasons
@@ -91,7 +90,6 @@ def verify_qr(text, keyring, now, cache=None):
         t, cred_hash, rider_key = check_credential(cred, isig, keyring, now, cache)
         time, counter = parse_dynamic(dyn)
         digest = rider_digest(TAG_QR, cred_hash, isig, None, dyn)
-        gc.collect()  # lay the verifier's temporaries out in one free heap, not in the gaps
         if not p256.verify_recoverable(rider_key, digest, rsig, recid):
             raise Reject(reasons.BAD_RIDER_SIG)
         return reasons.OK, RideToken("qr", t, cred_hash, time, counter, raw)
@@ -196,7 +194,6 @@ def read_nfc(exchange, keyring, reader_id, now, rand16, cache=None):
         t, cred_hash, rider_key = check_credential(cred, isig, keyring, now, cache)
         _, counter = parse_dynamic(dyn)
         digest = rider_digest(TAG_NFC, cred_hash, isig, challenge, dyn)
-        gc.collect()  # lay the verifier's temporaries out in one free heap, not in the gaps
         if not p256.verify_recoverable(rider_key, digest, rsig, recid):
             raise Reject(reasons.BAD_RIDER_SIG)
         raw = cbor.encode([cred, isig, dyn, rsig, recid, challenge])

@@ -47,17 +47,25 @@ class Refused(LinkError):
 
 
 def open_serial(path, baud=115200, timeout=0.05):
-    """Open a port for exclusive use; LinkError(port) with a plain message if that fails."""
+    """Open a port for exclusive use; LinkError(port) with a plain message if that fails (the
+    caller names the port)."""
+    import errno
     import serial
     try:
         return serial.Serial(path, baud, timeout=timeout, write_timeout=10, exclusive=True)
     except serial.SerialException as e:
         text = str(e)
-        if "exclusive" in text.lower() or "busy" in text.lower() or "resource temporarily" in text.lower():
-            raise LinkError("port", "%s: port busy (another program has it open)" % path) from e
-        if "No such file" in text or "could not open" in text:
-            raise LinkError("port", "%s: cannot open the port (%s)" % (path, text)) from e
-        raise LinkError("port", "%s: %s" % (path, text)) from e
+        code = getattr(e, "errno", None)
+        if code in (errno.EBUSY, errno.EAGAIN) or "exclusive" in text.lower() \
+                or "busy" in text.lower() or "resource temporarily" in text.lower():
+            raise LinkError("port", "port busy (another program has it open)") from e
+        if code == errno.ENOENT or "No such file" in text:
+            raise LinkError("port", "cannot open the port: no such device (is the reader's "
+                                    "cable plugged in? `fare sync --all` finds USB ports)") from e
+        if code == errno.EACCES:
+            raise LinkError("port", "cannot open the port: permission denied (is this user in "
+                                    "the dialout group?)") from e
+        raise LinkError("port", "cannot open the port: %s" % (e.strerror or text)) from e
 
 
 class SyncLink:

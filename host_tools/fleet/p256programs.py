@@ -1,5 +1,5 @@
 """The field programs of the reader's P-256 verifier, and the module that carries them to the
-firmware: firmware/validator/p256_progs.py (generated; `python -m host_tools.fleet.p256codegen`
+firmware: firmware/validator/p256_progs.py (generated; `python -m host_tools.fleet.p256gen`
 writes it with p256_native.py).
 
 A program is bytes, 4 per operation (opcode, d, a, b), run by p256_native.run (the viper engine)
@@ -13,26 +13,30 @@ validator/p256_host.py on CPython); the slot map below is what validator/p256_fi
 p256_fixed.py and p256.py patch programs and read results by.
 """
 OPS = dict(END=0, MUL=1, SQR=2, ADD=3, SUB=4, MOV=5, SQRN=6, ISZ=7, LOAD=8, STORE=9, CANON=10,
-           BIT0=11, RPT=12, NEXT=13, MULS=14)
+           BIT0=11, RPT=12, NEXT=13, MULS=14, MULN=15, VRUN=16, RET=17, PTR=18)
 MULS_MAX = 8        # MULS multiplies by a small constant 1..8
 
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS = (
+END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS, MULN, VRUN, RET, PTR = (
     OPS[k] for k in ("END", "MUL", "SQR", "ADD", "SUB", "MOV", "SQRN", "ISZ", "LOAD", "STORE",
-                     "CANON", "BIT0", "RPT", "NEXT", "MULS"))
+                     "CANON", "BIT0", "RPT", "NEXT", "MULS", "MULN", "VRUN", "RET", "PTR"))
+N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
 
 # slots
 SLOT_BYTES = 40  # 20 limbs of 13 bits in 16-bit words (host_tools.fleet.p256codegen)
-ZERO = 0
-SP = 1          # p itself, in limbs (CANON reads it)
-ONE_RAW = 2     # plain 1: a product with it leaves Montgomery form
-ONE = 3         # R mod p: 1 in Montgomery form
-R2 = 4          # R^2 mod p: a product with it enters Montgomery form
-BM = 5          # the curve's b in Montgomery form
-X, Y, Z = 6, 7, 8           # the accumulator (Jacobian)
-X2, Y2 = 9, 10              # the affine point added to it
-T = 11                      # temporaries T+0 .. T+11
-AREA = 23                   # two areas of AREA_SLOTS for variable bases (or a table batch)
+SCR = 0         # the engines' own scratch (the Xtensa engine keeps a product's m_k there)
+ZERO = 1
+SP = 2          # p itself, in limbs (CANON reads it)
+ONE_RAW = 3     # plain 1: a product with it leaves Montgomery form
+ONE = 4         # R mod p: 1 in Montgomery form
+R2 = 5          # R^2 mod p: a product with it enters Montgomery form
+BM = 6          # the curve's b in Montgomery form
+SN = 7          # the group order n, in limbs (CANON ... SN; MULN's modulus)
+RRN = 8         # R^2 mod n: a MULN with it enters n's Montgomery form
+X, Y, Z = 9, 10, 11         # the accumulator (Jacobian)
+X2, Y2 = 12, 13             # the affine point added to it
+T = 14                      # temporaries T+0 .. T+11
+AREA = 26                   # two areas of AREA_SLOTS for variable bases (or a table batch)
 AREA_SLOTS = 25             # 16: odd multiples x, y of 1P .. 15P; 8: their Z ratios; 1: last Z
 SLOTS = AREA + 2 * AREA_SLOTS
 BATCH = 8                   # table points made affine per inversion (8 x 64 bytes of output)
@@ -195,15 +199,15 @@ def _load_point(d):
 def _lift_x(d):
     return [(LOAD, d, 0, 0), (MUL, d, d, R2)] + _rhs(_t(0), d, _t(1)) + _sqrt() + \
         [(MOV, d + 1, _t(7)), (SQR, _t(1), d + 1), (SUB, _t(1), _t(1), _t(0)), (ISZ, 0, _t(1)),
-         (MUL, _t(1), d + 1, ONE_RAW), (CANON, _t(1), _t(1)), (BIT0, 1, _t(1))]
+         (MUL, _t(1), d + 1, ONE_RAW), (CANON, _t(1), _t(1), SP), (BIT0, 1, _t(1))]
 
 
 LOAD_POINT = [prog(*_load_point(area(i))) for i in (0, 1)]
 LIFT_X = [prog(*_lift_x(area(i))) for i in (0, 1)]
 NEG_Y = [prog((SUB, area(i) + 1, ZERO, area(i) + 1)) for i in (0, 1)]
 # the coordinates of area i's point as 64 bytes x || y into io + iooff
-STORE_POINT = [prog((MUL, _t(0), area(i), ONE_RAW), (CANON, _t(0), _t(0)), (STORE, 0, _t(0), 0),
-                    (MUL, _t(0), area(i) + 1, ONE_RAW), (CANON, _t(0), _t(0)),
+STORE_POINT = [prog((MUL, _t(0), area(i), ONE_RAW), (CANON, _t(0), _t(0), SP), (STORE, 0, _t(0), 0),
+                    (MUL, _t(0), area(i) + 1, ONE_RAW), (CANON, _t(0), _t(0), SP),
                     (STORE, 0, _t(0), 1)) for i in (0, 1)]
 # the accumulator is O (Z = 0): flag bit 0
 IS_INF = prog((ISZ, 0, Z))
@@ -218,9 +222,94 @@ TO_AFFINE = prog(*_body([(MOV, _t(0), Z)], _inv(), [(SQR, _t(8), _t(7)), (MUL, X
 
 
 
-# Constants into their slots: LOAD of the 32-byte big-endian values 0, p, 1, R mod p, R^2 mod p,
-# B*R mod p (in that order) from io.
-SET_CONSTANTS = prog(*[(LOAD, i, 0, i) for i in range(6)])
+# VRUN: the doubling chain of a sum of multiples in one call (the Xtensa engine runs it natively;
+# p256_field.vrun runs the same steps on the other engines). Its block at io:
+#   u16 position to start at (VRUN_J, written back), u16 position to end at (VRUN_END), u8 the
+#   accumulator is O (VRUN_INF, written back), u8 number of variable bases (VRUN_NVAR), u8
+#   number of fixed bases (VRUN_NFIX), then the engine's own state up to VRUN_NAF0;
+#   the variable bases' NAF digits (d & 0xff, 257 each) at VRUN_NAF0 (base 0, then base 1);
+#   for each fixed base k at VRUN_FIX0 + k * VRUN_FIX_SIZE: u16 position of its next window
+#   (FIX_POS, 0xffff: none left), u8 window width (FIX_W), u8 windows per piece (FIX_NW), u8
+#   tooth step per piece (FIX_STEP), u8 the digits' sign is flipped (FIX_NEG), u8 the next
+#   window's index (FIX_I), u8 pieces (FIX_PIECES), then its comb digits as i16 (FIX_DIGITS:
+#   piece q, window i at q * nw + i).
+# At each position from VRUN_J down to VRUN_END: a doubling (unless O), then base 0's and base
+# 1's additions (DBL; VAR_SET / VAR_ADD), then, if this is a fixed base's window position, its
+# table entries (one per piece with a nonzero digit d: entry (q * step, |d|) of the table whose
+# address PTR put into the workspace, negated if d < 0 xor FIX_NEG). An addition that meets the
+# same x is settled in place: the same point is doubled instead (SET_DBL), the opposite one
+# leaves O (a recoverable verify's sum ends there).
+VRUN_J = 0
+VRUN_END = 2
+VRUN_INF = 4
+VRUN_NVAR = 5
+VRUN_NFIX = 6
+VRUN_NEG = 7       # (the Xtensa engine's own state from here)
+VRUN_PHASE = 8
+VRUN_BASE = 9
+VRUN_FBASE = 10
+VRUN_FPIECE = 11
+VRUN_NAF0 = 16
+VRUN_FIX0 = VRUN_NAF0 + 2 * 257 + 2
+FIX_POS, FIX_W, FIX_NW, FIX_STEP, FIX_NEG, FIX_I, FIX_PIECES, FIX_DIGITS = 0, 2, 3, 4, 5, 6, 7, 8
+FIX_MAX_DIGITS = 144    # (256 / L) * ceil(L / w) for the smallest width and pieces allowed
+VRUN_FIX_SIZE = FIX_DIGITS + 2 * FIX_MAX_DIGITS
+VRUN_SIZE = VRUN_FIX0 + 2 * VRUN_FIX_SIZE
+VRUN_PROG = prog((VRUN,))
+# what the Xtensa engine's VRUN runs as sub-programs, each returning to it (RET)
+SUB_DBL = prog(*(_DBL + [(RET,)]))
+SUB_MADD = prog(*(_MADD + [(RET,)]))
+SUB_SET = prog(*(_SET + [(RET,)]))
+SUB_NEG = prog(*(_NEG_Y2 + [(RET,)]))
+SUB_TAB_LOAD = prog(*(_LOAD_XY + [(RET,)]))       # (with io at the table entry)
+SUB_SET_DBL = prog(*(_SET + _DBL + [(RET,)]))     # MADD met the same point: 2 * (X2, Y2)
+# The workspace's tail after the slots: the tables' addresses (PTR d stores io + iooff at
+# WS_PTR + 4d; VRUN reads them) and where VRUN keeps its block's address while io points at a
+# table entry (WS_SAVED, 0 otherwise).
+WS_PTR = SLOTS * SLOT_BYTES
+WS_SAVED = WS_PTR + 8
+WS_BYTES = WS_PTR + 16
+PTR_0 = prog((PTR, 0))
+PTR_1 = prog((PTR, 1))
+
+# Constants into their slots ZERO .. RRN: LOAD of the 32-byte big-endian values 0, p, 1, R mod p,
+# R^2 mod p, B*R mod p, n, R^2 mod n (in that order) from io.
+SET_CONSTANTS = prog(*[(LOAD, ZERO + i, 0, i) for i in range(8)])
+
+# The scalars of a signature, mod n (MULN: Montgomery products mod n): from e, r, s (32 bytes
+# each at io, io+32, io+64), u1 = e/s and u2 = r/s (mod n, reduced) back into io and io+32.
+# 1/s = s^(n-2): fixed 4-bit windows over the precomputed s^1..s^15 (AREA .. AREA+14, Montgomery
+# form): 252 squarings and at most 63 products.
+def _scalars():
+    a = AREA
+    out = [(LOAD, a, 0, 2), (MULN, a, a, RRN)]              # s~ = s*R mod n
+    for k in range(1, 15):
+        out.append((MULN, a + k, a + k - 1, a))               # s~^(k+1)
+    e = N - 2
+    top = (e.bit_length() + 3) // 4
+    acc = _t(0)
+    first = True
+    for i in range(top - 1, -1, -1):
+        w = (e >> (4 * i)) & 15
+        if first:
+            out.append((MOV, acc, a + w - 1))
+            first = False
+            continue
+        out += [(RPT, 4, 1), (MULN, acc, acc, acc), (NEXT,)]
+        if w:
+            out.append((MULN, acc, acc, a + w - 1))
+    # acc = s~^(n-2) = (1/s)*R; a plain value times it is that value over s (Montgomery)
+    out += [(LOAD, _t(1), 0, 0), (MULN, _t(1), _t(1), acc), (CANON, _t(1), _t(1), SN),
+            (STORE, 0, _t(1), 0),
+            (LOAD, _t(1), 0, 1), (MULN, _t(1), _t(1), acc), (CANON, _t(1), _t(1), SN),
+            (STORE, 0, _t(1), 1)]
+    return out
+
+
+SCALARS = prog(*_scalars())
+# k*v mod n of two values below 2^256 at io (k) and io+32 (v), back into io: k~ = k R, then v k~
+SCALAR_MUL = prog((LOAD, _t(0), 0, 0), (MULN, _t(0), _t(0), RRN), (LOAD, _t(1), 0, 1),
+                  (MULN, _t(1), _t(1), _t(0)), (CANON, _t(1), _t(1), SN), (STORE, 0, _t(1), 0))
 
 # Table building (p256_fixed.build_table): each new point (the accumulator plus B in (X2, Y2)) is
 # copied into the batch area (X, Y, Z at AREA + 3i), the running products of the Z's after them
@@ -235,24 +324,31 @@ TB_PROD = prog((MUL, 0, 0, 0))                      # c_i = c_(i-1) * Z_i (MOV f
 TB_INV = prog(*([(MOV, T, 0)] + _inv()))            # T+7 = 1 / c_(n-1)
 _zi, _zz, _z, _x, _y = T + 7, T + 8, T + 9, T + 10, T + 11
 _OUT_TAIL = [(SQR, _zz, _z), (MUL, _x, 0, _zz), (MUL, _zz, _zz, _z), (MUL, _y, 0, _zz),
-             (MUL, _x, _x, ONE_RAW), (CANON, _x, _x), (STORE, 0, _x, 0),
-             (MUL, _y, _y, ONE_RAW), (CANON, _y, _y), (STORE, 0, _y, 1)]
+             (MUL, _x, _x, ONE_RAW), (CANON, _x, _x, SP), (STORE, 0, _x, 0),
+             (MUL, _y, _y, ONE_RAW), (CANON, _y, _y, SP), (STORE, 0, _y, 1)]
 # point i > 0: z_i = 1/Z_i from the inverse of c_i and c_(i-1); out as entry i
 TB_OUT = prog(*([(MUL, _z, _zi, 0), (MUL, _zi, _zi, 0)] + _OUT_TAIL))
 TB_OUT0 = prog(*([(MOV, _z, _zi)] + _OUT_TAIL))     # point 0: z_0 is what is left
 TB_SET_BASE = prog((MOV, X2, AREA), (MOV, Y2, AREA + 1))
 # the affine (X2, Y2) (after TO_AFFINE) as 64 bytes x || y at io + iooff
-STORE_XY2 = prog((MUL, T, X2, ONE_RAW), (CANON, T, T), (STORE, 0, T, 0),
-                 (MUL, T, Y2, ONE_RAW), (CANON, T, T), (STORE, 0, T, 1))
+STORE_XY2 = prog((MUL, T, X2, ONE_RAW), (CANON, T, T, SP), (STORE, 0, T, 0),
+                 (MUL, T, Y2, ONE_RAW), (CANON, T, T, SP), (STORE, 0, T, 1))
 TB_FROM_BASE = prog(*_SET)
 
 # What the generated module holds: slot numbers and sizes, then the programs.
-NUMBERS = ("SLOT_BYTES", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "X", "Y", "Z", "X2", "Y2",
+NUMBERS = ("VRUN_J", "VRUN_END", "VRUN_INF", "VRUN_NVAR", "VRUN_NFIX", "VRUN_NAF0", "VRUN_FIX0",
+           "VRUN_FIX_SIZE", "FIX_POS", "FIX_W", "FIX_NW", "FIX_STEP", "FIX_NEG", "FIX_I",
+           "FIX_PIECES", "FIX_DIGITS", "FIX_MAX_DIGITS", "VRUN_SIZE", "WS_BYTES", "SLOT_BYTES",
+           "SCR", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "SN", "RRN", "X", "Y",
+           "Z", "X2", "Y2",
            "T", "AREA", "AREA_SLOTS", "SLOTS", "BATCH", "BATCH_C", "VAR_ADD_AT", "RPT", "SUB",
            "MOV", "MUL")
 PROGRAMS = ("DBL", "SET_DBL", "TAB_ADD", "TAB_ADD_NEG", "TAB_SET", "TAB_SET_NEG", "VAR_ADD",
             "VAR_SET", "DBLS", "VAR1", "VAR2", "LOAD_POINT", "LIFT_X", "NEG_Y", "STORE_POINT",
-            "IS_INF", "X_IS", "TO_AFFINE", "STORE_XY2", "SET_CONSTANTS", "TB_STEP", "TB_FIRST", "TB_SECOND",
+            "IS_INF", "X_IS", "TO_AFFINE", "STORE_XY2", "SET_CONSTANTS", "SCALARS", "SCALAR_MUL",
+            "VRUN_PROG", "SUB_DBL", "SUB_MADD", "SUB_SET", "SUB_NEG", "SUB_TAB_LOAD", "SUB_SET_DBL",
+            "PTR_0",
+            "PTR_1", "TB_STEP", "TB_FIRST", "TB_SECOND",
             "TB_PROD", "TB_INV", "TB_OUT", "TB_OUT0", "TB_SET_BASE", "TB_FROM_BASE")
 
 
@@ -263,13 +359,27 @@ def _literal(b, indent="    "):
     return "(\n" + "\n".join(out) + ")" if len(out) > 1 else out[0].strip()
 
 
+def layout():
+    """(the bytes of PROGS, {program name: its offset}) in the generated module's order."""
+    g = globals()
+    blob = bytearray()
+    where = {}
+    for name in PROGRAMS:
+        v = g[name]
+        for i, b in enumerate(v if isinstance(v, list) else [v]):
+            assert len(blob) < 1 << 14
+            where[name + ("_%d" % i if isinstance(v, list) else "")] = len(blob)
+            blob += b
+    return bytes(blob), where
+
+
 def module_text():
     """The generated module: the slot map, then every program in one constant, PROGS, with each
     program's offset in it as a small int (one object instead of dozens: less RAM when the
     module is loaded from a .mpy file rather than frozen)."""
     g = globals()
     lines = ["# GENERATED by host_tools/fleet/p256programs.py -- do not edit: change it and run",
-             "# `python -m host_tools.fleet.p256codegen`.",
+             "# `python -m host_tools.fleet.p256gen`.",
              "#",
              "# The field programs of validator.p256 (4 bytes per operation: opcode, d, a, b; see",
              "# p256_native.py), all in PROGS, each at the offset its name holds (run() takes",
@@ -278,14 +388,9 @@ def module_text():
     for name in NUMBERS:
         lines.append("%s = %d" % (name, g[name]))
     lines.append("")
-    blob = bytearray()
-    for name in PROGRAMS:
-        v = g[name]
-        for i, b in enumerate(v if isinstance(v, list) else [v]):
-            assert len(blob) < 1 << 14
-            lines.append("%s = %d" % (name + ("_%d" % i if isinstance(v, list) else ""), len(blob)))
-            blob += b
+    blob, where = layout()
+    for name, off in where.items():
+        lines.append("%s = %d" % (name, off))
     lines.append("")
-    lines.append("PROGS = " + _literal(bytes(blob)))
+    lines.append("PROGS = " + _literal(blob))
     return "\n".join(lines) + "\n"
-

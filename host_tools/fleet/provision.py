@@ -9,62 +9,38 @@ Once means once: an existing identity file, an existing depot key for the reader
 port is given) an identity already on the board is never replaced without `force`. Secrets are
 written with mode 0600 (directories 0700).
 """
-import json
 import os
 import secrets
 import time
 from pathlib import Path
 
 import cbor2
-from ecdsa import NIST256p, VerifyingKey
-from ecdsa.keys import MalformedPointError
+
+from host_tools.common import signedcheck
+from host_tools.common.clierrors import UserError
 
 IDENTITY = "identity.cbor"
 SECRET_LEN = 32
 
 
-class ProvisionError(Exception):
+class ProvisionError(UserError):
     pass
 
 
 def parse_operator_key(spec):
     """An operator key the reader will trust, as [key id, public key bytes, valid until], from
     either the issuer's `operator.json` (fare issuer) or `KID:PUBHEX[:VALID_UNTIL]`."""
-    p = Path(spec)
-    if p.suffix == ".json" and p.is_file():
-        info = json.loads(p.read_text())
-        kid, pub, until = info["key_id"], info["public_key"], info.get("valid_until", 0)
-    else:
-        parts = spec.split(":")
-        if len(parts) not in (2, 3):
-            raise ProvisionError("operator key %r: give operator.json or KID:PUBHEX[:VALID_UNTIL]"
-                                 % spec)
-        try:
-            kid = int(parts[0])
-            until = int(parts[2]) if len(parts) == 3 else 0
-        except ValueError:
-            raise ProvisionError("operator key %r: key id and valid-until are integers" % spec)
-        pub = parts[1]
     try:
-        pub = bytes.fromhex(pub) if isinstance(pub, str) else bytes(pub)
-    except ValueError:
-        raise ProvisionError("operator key %d: public key is not hex" % kid)
-    check_public_key(pub, kid)
-    if not 0 <= kid < 1 << 16:
-        raise ProvisionError("operator key id %d: must fit 16 bits (signed-file header)" % kid)
-    if until < 0:
-        raise ProvisionError("operator key %d: valid-until must be >= 0" % kid)
-    return [kid, pub, until]
+        return signedcheck.parse_operator_key(spec)
+    except UserError as e:
+        raise ProvisionError(str(e)) from None
 
 
 def check_public_key(pub, kid):
-    if len(pub) not in (33, 65):
-        raise ProvisionError("operator key %d: a P-256 public key is 33 or 65 bytes (SEC1), got %d"
-                             % (kid, len(pub)))
     try:
-        VerifyingKey.from_string(pub, curve=NIST256p)
-    except (MalformedPointError, ValueError):
-        raise ProvisionError("operator key %d: not a point on P-256" % kid)
+        signedcheck.check_public_key(pub, kid)
+    except UserError as e:
+        raise ProvisionError(str(e)) from None
 
 
 def make_identity(reader_id, operator_keys, secret, now):

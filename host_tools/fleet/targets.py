@@ -30,6 +30,7 @@ class Target:
     data_dir: str = ""       # where identity, key ring and configuration go
     flash_size: int = 0      # bytes of flash on the board's module
     restart: bool = False    # reset after deploy so main.py starts
+    frozen_only: bool = False  # the .mpy application does not fit its heap: frozen builds only
 
     @property
     def manifest(self):
@@ -56,7 +57,8 @@ class Target:
 BOARDS = {
     "esp32_devkitc": Target(
         "esp32_devkitc", "esp32", chip="esp32", image="ESP32_GENERIC", flash_offset=0x1000,
-        arch="xtensawin", code_dir="/", data_dir="/flash", flash_size=0x400000, restart=True),
+        arch="xtensawin", code_dir="/", data_dir="/flash", flash_size=0x400000, restart=True,
+        frozen_only=True),  # no PSRAM: about 110 KB of heap, which the reader's data needs
     "esp32_s3": Target(
         "esp32_s3", "esp32", chip="esp32s3", image="ESP32_GENERIC_S3", flash_offset=0x0,
         arch="xtensawin", code_dir="/", data_dir="/flash", flash_size=0x800000, restart=True),

@@ -33,14 +33,15 @@ Python API: `load_source(path) -> dict`, `settings(source) -> dict` (the reader'
 """
 import argparse
 import json
-import os
 import sys
 import time
 import tomllib
 from pathlib import Path
 
 from host_tools.common import signedfile
+from host_tools.common.clierrors import UserError, check_output, read_bytes, write_bytes
 from host_tools.common.fw import validator  # noqa: F401
+from host_tools.issuing import issuer
 from validator import config as fw
 from validator import signedfile as sf
 
@@ -56,13 +57,25 @@ class SourceError(ValueError):
 
 
 def load_source(path):
-    """The source file as a dict (TOML, or JSON if the name ends in .json)."""
+    """The source file as a dict (TOML, or JSON if the name ends in .json). A signed file (a
+    configuration already built) or another binary file is refused as not being a source."""
     path = Path(path)
     try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SourceError("cannot read %s: %s" % (path, e.strerror or e)) from None
+    if data[:4] == sf.MAGIC:
+        raise SourceError("%s is a signed file, not a source: `fare config show` prints one"
+                          % path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError("%s is not a text file: a source is TOML (or JSON)" % path) from None
+    try:
         if path.suffix == ".json":
-            return json.loads(path.read_text())
-        return tomllib.loads(path.read_text())
-    except (OSError, ValueError) as e:
+            return json.loads(text)
+        return tomllib.loads(text)
+    except ValueError as e:
         raise SourceError("%s: %s" % (path, e)) from None
 
 
@@ -181,21 +194,6 @@ def read(data):
 
 # ---- CLI ---------------------------------------------------------------------------------------
 
-def _signing(args):
-    if args.key:
-        if args.key_id is None:
-            raise SystemExit("--key needs --key-id")
-        from ecdsa import SigningKey
-        return SigningKey.from_pem(Path(args.key).read_bytes()), args.key_id
-    from host_tools.issuing.issuer import IssuerStore
-    try:
-        key, kid = IssuerStore(args.issuer_dir).operator()
-    except FileNotFoundError:
-        raise SystemExit("no operator key in %s (fare issuer init-operator, or --key/--key-id)"
-                         % args.issuer_dir) from None
-    return key, kid if args.key_id is None else args.key_id
-
-
 def _print_settings(d, out=None):
     out = out or sys.stdout
     for k in d:
@@ -213,11 +211,12 @@ def _print_settings(d, out=None):
 def _cmd_build(args):
     try:
         src = load_source(args.source)
-        key, kid = _signing(args)
+        check_output(args.out, "configuration file")
+        key, kid = issuer.operator_signing(args)
         data = build(src, args.version, key, kid, args.created)
     except SourceError as e:
-        raise SystemExit("config: %s" % e) from None
-    Path(args.out).write_bytes(data)
+        raise UserError(str(e)) from None
+    write_bytes(args.out, data, "configuration file")
     print("configuration version %d (%d bytes, operator key %d) written to %s"
           % (args.version, len(data), kid, args.out))
     if args.verbose:
@@ -231,20 +230,25 @@ def _cmd_check(args):
         d = settings(src)
         body(src)
     except SourceError as e:
-        raise SystemExit("config: %s" % e) from None
+        raise UserError(str(e)) from None
     print("%s: ok" % args.source)
     _print_settings(d)
     return 0
 
 
 def _cmd_show(args):
+    data = read_bytes(args.file, "configuration file")
+    verdict = issuer.verified(args, data, sf.CONFIG, args.file)
     try:
-        h, d = read(Path(args.file).read_bytes())
-    except (OSError, ValueError) as e:
-        raise SystemExit("config: %s" % e) from None
+        h, d = read(data)
+    except ValueError as e:
+        raise UserError("%s: %s" % (args.file, e)) from None
+    facts = sys.stderr if args.json else sys.stdout  # --json: only the JSON on standard output
     print("%s: configuration version %d, operator key %d, created %s, body %d bytes"
           % (args.file, h.version, h.key_id,
-             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h.created)), h.body_len))
+             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h.created)), h.body_len),
+          file=facts)
+    print(verdict, file=facts)
     if args.json:
         d = dict(d)
         d["fares"] = {str(k): {str(p): a for p, a in v.items()} for k, v in d["fares"].items()}
@@ -270,21 +274,24 @@ def add_commands(sub):
     q.add_argument("--version", type=int, required=True,
                    help="configuration version (newer than the one the readers have)")
     q.add_argument("--out", "-o", default="config.fvs", help="output file (default config.fvs)")
-    q.add_argument("--issuer-dir", default=os.environ.get("FARE_ISSUER_DIR", "issuer"),
-                   help="take the operator key from this issuer directory (default "
-                   "$FARE_ISSUER_DIR or ./issuer)")
-    q.add_argument("--key", help="operator private key, PEM (instead of the issuer directory)")
-    q.add_argument("--key-id", type=int, help="operator key id (with --key)")
-    q.add_argument("--created", type=int, help="creation time, Unix seconds (default: now)")
+    issuer.add_signing_options(q)
     q.add_argument("--verbose", "-v", action="store_true", help="print the settings")
     q.set_defaults(func=_cmd_build)
 
-    q = s.add_parser("check", help="check a source and print the settings a reader would use")
+    q = s.add_parser("check", help="check a source and print the settings a reader would use",
+                     description="Check a configuration source (TOML or JSON, e.g. "
+                     "examples/config.toml) without signing anything, and print the settings a "
+                     "reader would use: every setting left out takes the reader's default.")
     q.add_argument("source", help="TOML or JSON source")
     q.set_defaults(func=_cmd_check)
 
-    q = s.add_parser("show", help="print the settings in a signed configuration file")
+    q = s.add_parser("show", help="check and print a signed configuration file",
+                     description="Check a signed configuration file as a reader would (its "
+                     "kind, and its signature against the operator key), say the verdict and "
+                     "print its settings. A file a reader would refuse is an error, unless "
+                     "--no-verify.")
     q.add_argument("file", help="configuration file (.fvs)")
-    q.add_argument("--json", action="store_true", help="as JSON")
+    q.add_argument("--json", action="store_true", help="print the settings as JSON")
+    issuer.add_verify_options(q)
     q.set_defaults(func=_cmd_show)
 

@@ -26,7 +26,9 @@ from array import array
 from pathlib import Path
 
 from host_tools.common import signedfile
+from host_tools.common.clierrors import UserError, check_output, read_bytes, write_bytes
 from host_tools.common.fw import validator  # noqa: F401
+from host_tools.issuing import issuer
 from validator import denylist as fw
 from validator import signedfile as sf
 
@@ -114,8 +116,21 @@ def parse_source(lines, name="<source>"):
 
 
 def read_source(path):
-    with open(path, encoding="utf-8") as f:
-        return parse_source(f, str(path))
+    """{(tag, id bytes): expiry} of a source file; SourceError for a missing or unreadable file,
+    a signed list given in its place, or a binary file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise SourceError("cannot read source %s: %s" % (path, e.strerror or e)) from None
+    if data[:4] == sf.MAGIC:
+        raise SourceError("%s is a signed file, not a source of ids (`fare denylist show` "
+                          "describes one)" % path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError("%s is not a text file: a source has one kind,id[,expiry] a line"
+                          % path) from None
+    return parse_source(text.splitlines(), str(path))
 
 
 def write_source(entries, path):
@@ -472,22 +487,6 @@ def describe(data):
 
 # ---- CLI ---------------------------------------------------------------------------------------
 
-def _signing(args):
-    if args.key:
-        if args.key_id is None:
-            raise SystemExit("--key needs --key-id")
-        from ecdsa import SigningKey
-        return SigningKey.from_pem(Path(args.key).read_bytes()), args.key_id
-    from host_tools.issuing.issuer import IssuerStore
-    store = IssuerStore(args.issuer_dir)
-    try:
-        key, kid = store.operator()
-    except FileNotFoundError:
-        raise SystemExit("no operator key in %s (fare issuer init-operator, or --key/--key-id)"
-                         % args.issuer_dir) from None
-    return key, kid if args.key_id is None else args.key_id
-
-
 def _fmt_time(t):
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
@@ -504,14 +503,23 @@ def _print_report(report):
 def _cmd_build(args):
     try:
         entries = read_source(args.source)
+        good = list(read_source(args.known_good)) if args.known_good else None
     except SourceError as e:
-        raise SystemExit(str(e)) from None
-    key, kid = _signing(args)
-    salt = bytes.fromhex(args.salt) if args.salt else None
-    good = list(read_source(args.known_good)) if args.known_good else None
-    data, model, report = build_list(entries, args.version, key, kid, args.created, salt,
-                                     args.width, good)
-    Path(args.out).write_bytes(data)
+        raise UserError(str(e)) from None
+    try:
+        salt = bytes.fromhex(args.salt) if args.salt else None
+    except ValueError:
+        salt = b""
+    if salt is not None and len(salt) != 8:
+        raise UserError("--salt is 16 hex digits (8 bytes), not %r" % args.salt)
+    check_output(args.out, "deny list file")
+    key, kid = issuer.operator_signing(args)
+    try:
+        data, model, report = build_list(entries, args.version, key, kid, args.created, salt,
+                                         args.width, good)
+    except ValueError as e:
+        raise UserError("cannot build the list: %s" % e) from None
+    write_bytes(args.out, data, "deny list file")
     print("%s: deny list v%d, %d entries, %d bytes (%.2f bytes/entry), "
           "false-positive rate %.1e per lookup"
           % (args.out, args.version, model.count, len(data), len(data) / max(1, model.count),
@@ -521,28 +529,32 @@ def _cmd_build(args):
 
 
 def _cmd_delta(args):
-    base = Path(args.base).read_bytes()
+    base = read_bytes(args.base, "base deny list")
+    check_output(args.out, "delta file")
+    if args.write_full:
+        check_output(args.write_full, "full list file")
     try:
         if args.source:
             if args.add or args.remove:
-                raise SystemExit("give either a full SOURCE or --add/--remove, not both")
+                raise UserError("give either a full SOURCE or --add/--remove, not both")
             kw = {"entries": read_source(args.source)}
         elif args.add or args.remove:
             kw = {"add": read_source(args.add) if args.add else {},
                   "remove": read_source(args.remove) if args.remove else {}}
         else:
-            raise SystemExit("give a full SOURCE or --add/--remove files")
-        key, kid = _signing(args)
+            raise UserError("give a full SOURCE or --add/--remove files")
+        key, kid = issuer.operator_signing(args)
         created = int(time.time()) if args.created is None else args.created
         if args.known_good:
             kw["known_good"] = list(read_source(args.known_good))
         data, model, report = build_delta(base, args.version, key, kid, created=created, **kw)
     except (SourceError, ValueError) as e:
-        raise SystemExit(str(e)) from None
-    Path(args.out).write_bytes(data)
+        raise UserError("%s: %s" % (args.base, e) if str(e).startswith("not a") else str(e)
+                        ) from None
+    write_bytes(args.out, data, "delta file")
     if args.write_full:
         full = signedfile.seal(sf.DENYLIST, args.version, model.encode(), key, kid, created)
-        Path(args.write_full).write_bytes(full)
+        write_bytes(args.write_full, full, "full list file")
         print("%s: the same list v%d in full (base for the next delta, or for readers that "
               "missed one)" % (args.write_full, args.version))
     print("%s: delta v%d -> v%d, +%d -%d entries, %d bytes"
@@ -553,11 +565,14 @@ def _cmd_delta(args):
 
 
 def _cmd_show(args):
-    data = Path(args.file).read_bytes()
+    data = read_bytes(args.file, "deny list file")
+    h = sf.parse_header(data)
+    kind = h.kind if h is not None and h.kind in (sf.DENYLIST, sf.DENYLIST_DELTA) else sf.DENYLIST
+    verdict = issuer.verified(args, data, kind, args.file)
     try:
         h, info = describe(data)
     except ValueError as e:
-        raise SystemExit("%s: %s" % (args.file, e)) from None
+        raise UserError("%s: %s" % (args.file, e)) from None
     for k, v in info.items():
         if k in ("created",):
             v = "%d (%s)" % (v, _fmt_time(v))
@@ -566,9 +581,10 @@ def _cmd_show(args):
         elif isinstance(v, float):
             v = "%.3g" % v
         print("%-16s %s" % (k, v))
+    print(verdict)
     if args.check:
         if h.kind != sf.DENYLIST:
-            raise SystemExit("--check needs a full list")
+            raise UserError("--check needs a full list, %s is a delta" % args.file)
         model = ListModel.decode(signedfile.unseal(data)[1])
         now = int(time.time()) if args.now is None else args.now
         for item in args.check:
@@ -576,8 +592,10 @@ def _cmd_show(args):
             try:
                 tag, b = parse_id(kind, ident)
             except SourceError as e:
-                raise SystemExit(str(e)) from None
-            print("%s %s" % (item, "DENIED" if model.denied(tag, b, now) else "not listed"))
+                raise UserError(str(e)) from None
+            print("%s %s%s" % (item, "DENIED" if model.denied(tag, b, now) else "not listed",
+                               "" if verdict.startswith("signature: valid") else
+                               " (in this unverified file; a reader refuses the file)"))
     return 0
 
 
@@ -586,15 +604,6 @@ def _add_known_good(q):
                    help="source file of ids in good standing (e.g. every active account and "
                    "credential): a full list draws salts until none of them is a false "
                    "positive; a delta reports how many are")
-
-
-def _add_signing(q):
-    q.add_argument("--issuer-dir", default=os.environ.get("FARE_ISSUER_DIR", "issuer"),
-                   help="take the operator key from this issuer directory (default "
-                   "$FARE_ISSUER_DIR or ./issuer)")
-    q.add_argument("--key", help="operator private key, PEM (instead of the issuer directory)")
-    q.add_argument("--key-id", type=int, help="operator key id (with --key)")
-    q.add_argument("--created", type=int, help="creation time, Unix seconds (default: now)")
 
 
 def add_commands(sub):
@@ -617,7 +626,7 @@ def add_commands(sub):
                    help="bytes per entry: 4 keeps expiry codes, 3 does not (default: 4 if any "
                    "entry has an expiry)")
     _add_known_good(q)
-    _add_signing(q)
+    issuer.add_signing_options(q)
     q.set_defaults(func=_cmd_build)
 
     q = s.add_parser("delta", help="delta from a base list to a new source (or edits)",
@@ -634,13 +643,16 @@ def add_commands(sub):
     q.add_argument("--write-full", metavar="PATH",
                    help="also write the resulting list as a signed full list (same version)")
     _add_known_good(q)
-    _add_signing(q)
+    issuer.add_signing_options(q)
     q.set_defaults(func=_cmd_delta)
 
-    q = s.add_parser("show", help="describe a list or delta; look ids up",
-                     description="Print the header facts of a deny list or delta file; with "
-                     "--check, answer as a reader would.")
-    q.add_argument("file")
+    q = s.add_parser("show", help="check and describe a list or delta; look ids up",
+                     description="Check a deny list or delta file as a reader would (its kind "
+                     "and its signature against the operator key), say the verdict and print "
+                     "its header facts; with --check, answer as a reader holding it would. A "
+                     "file a reader would refuse is an error, unless --no-verify.")
+    q.add_argument("file", help="deny list or delta file (.fvs)")
+    issuer.add_verify_options(q)
     q.add_argument("--check", action="append", metavar="KIND:ID",
                    help="account:<id> or credential:<hex>, may repeat")
     q.add_argument("--now", type=int, help="time for expiry, Unix seconds (default: now)")

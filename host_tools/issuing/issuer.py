@@ -21,7 +21,9 @@ from pathlib import Path
 
 from ecdsa import SigningKey
 
-from host_tools.common import ecsign, signedfile, tokenformat
+from host_tools.common import ecsign, secretpaths, signedfile, tokenformat
+from host_tools.common.clierrors import (UserError, check_folder, check_output, read_bytes,
+                                         write_bytes)
 from host_tools.common.fw import validator  # noqa: F401
 from validator import keyring as fw_keyring
 from validator import signedfile as sf
@@ -124,7 +126,7 @@ class IssuerStore:
         return info
 
     def operator(self):
-        """(signing key, key id) of the operator key."""
+        """(signing key, key id) of the operator key (FileNotFoundError if there is none)."""
         info = json.loads((self.dir / "operator.json").read_text())
         return read_private_key(self.dir / "operator.pem"), info["key_id"]
 
@@ -234,43 +236,79 @@ def _store(args):
     return IssuerStore(args.dir)
 
 
+def _date(t):
+    """Unix seconds as a UTC date and time, for people."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def _need_operator(store):
+    if not (store.dir / "operator.json").is_file() or not (store.dir / "operator.pem").is_file():
+        raise UserError("no operator key in %s (run `fare issuer init-operator` there, or give "
+                        "--dir / $FARE_ISSUER_DIR)" % store.dir)
+
+
+def _check_dir(d):
+    """An issuer directory that will be written: refuse one that cannot be."""
+    check_folder(d, "issuer directory")
+
+
 def _cmd_init_operator(args):
+    store = _store(args)
+    _check_dir(store.dir)
     try:
-        info = _store(args).create_operator(args.key_id, args.valid_until)
+        info = store.create_operator(args.key_id, args.valid_until)
     except FileExistsError:
-        raise SystemExit("%s already has an operator key (not overwritten)" % args.dir)
+        raise UserError("%s already has an operator key (not overwritten)" % args.dir) from None
+    except OSError as e:
+        raise UserError("cannot write the operator key in %s: %s" % (args.dir, e.strerror or e)
+                        ) from None
     print("operator key %d: %s" % (info["key_id"], info["public_key"]))
+    secretpaths.warn_if_committable(store.dir / "operator.pem", "the operator's private key")
 
 
 def _cmd_new_key(args):
     now = int(time.time())
     vf = now if args.valid_from is None else args.valid_from
     vu = vf + args.days * DAY if args.valid_until is None else args.valid_until
+    store = _store(args)
+    _check_dir(store.dir)
     try:
-        iss = _store(args).create_key(args.key_id, vf, vu)
+        iss = store.create_key(args.key_id, vf, vu)
     except (ValueError, FileExistsError) as e:
-        raise SystemExit("cannot create issuer key %d: %s" % (args.key_id, e))
-    print("issuer key %d: %s valid %d..%d" % (iss.key_id, iss.public_key.hex(), vf, vu))
+        raise UserError("cannot create issuer key %d: %s" % (args.key_id, e)) from None
+    print("issuer key %d: %s valid %s .. %s" % (iss.key_id, iss.public_key.hex(), _date(vf),
+                                               _date(vu)))
+    secretpaths.warn_if_committable(store.keys_dir, "the issuer's private keys")
 
 
 def _cmd_retire(args):
     try:
         _store(args).retire(args.key_id)
     except KeyError:
-        raise SystemExit("no issuer key %d" % args.key_id)
+        raise UserError("no issuer key %d in %s" % (args.key_id, args.dir)) from None
     print("issuer key %d retired (export the key ring to tell the readers)" % args.key_id)
 
 
 def _cmd_list(args):
-    for e in _store(args).entries():
-        print("%6d  %s  %d..%d  %s" % (e["key_id"], e["public_key"].hex(), e["valid_from"],
-                                        e["valid_until"],
-                                        "active" if e["status"] == ACTIVE else "retired"))
+    store = _store(args)
+    if not store.ring_path.is_file():
+        raise UserError("no issuer keys in %s (fare issuer new-key, or give --dir / "
+                        "$FARE_ISSUER_DIR)" % store.dir)
+    print("%6s  %-66s  %-20s  %-20s  %s" % ("key id", "public key", "valid from", "valid until",
+                                            "status"))
+    for e in store.entries():
+        print("%6d  %s  %-20s  %-20s  %s" % (e["key_id"], e["public_key"].hex(),
+                                             _date(e["valid_from"]), _date(e["valid_until"]),
+                                             "active" if e["status"] == ACTIVE else "retired"))
 
 
 def _cmd_export(args):
-    data = _store(args).export_keyring(args.out, args.version, tables_dir=args.tables,
-                                       tables_module=args.tables_module)
+    store = _store(args)
+    _need_operator(store)
+    check_output(args.out, "key ring file")
+    data = store.export_keyring(None, args.version, tables_dir=args.tables,
+                                tables_module=args.tables_module)
+    write_bytes(args.out, data, "key ring file")
     h, _ = signedfile.unseal(data)
     print("key ring version %d written to %s (%d bytes)" % (h.version, args.out, len(data)))
 
@@ -280,34 +318,108 @@ def _cmd_issue(args):
         try:
             rider_pub = bytes.fromhex(args.rider_key)
         except ValueError:
-            raise SystemExit("--rider-key is not hex: %r" % args.rider_key) from None
+            raise UserError("--rider-key is not hex: %r" % args.rider_key) from None
     else:
         try:  # a wallet directory keeps the rider's key pair as RIDER_KEY_FILE
             rider_pub = ecsign.public_bytes(read_private_key(Path(args.wallet) / RIDER_KEY_FILE))
-        except FileNotFoundError as e:
-            raise SystemExit("no wallet in %s: %s" % (args.wallet, e)) from None
+        except FileNotFoundError:
+            raise UserError("no wallet in %s (no %s: fare wallet new)"
+                            % (args.wallet, RIDER_KEY_FILE)) from None
+        except (ValueError, IndexError):
+            raise UserError("%s in %s is not a rider key (PEM)" % (RIDER_KEY_FILE, args.wallet)
+                            ) from None
+    check_output(args.out, "credential file")
     iss, blob = issue_from_store(_store(args), args, rider_pub)
-    Path(args.out).write_bytes(blob)
+    write_bytes(args.out, blob, "credential file")
     print("credential for account %d signed by key %d written to %s"
           % (args.account, iss.key_id, args.out))
+
+
+def operator_signing(args):
+    """(operator signing key, key id) for a command that signs files for readers: --key (PEM)
+    with --key-id, else the operator key of --issuer-dir. UserError when there is none."""
+    if args.key:
+        if args.key_id is None:
+            raise UserError("--key needs --key-id")
+        pem = read_bytes(args.key, "operator private key")
+        try:
+            return SigningKey.from_pem(pem), args.key_id
+        except (ValueError, IndexError, TypeError):
+            raise UserError("--key %s is not a private key in PEM (operator.pem)" % args.key
+                            ) from None
+    store = IssuerStore(args.issuer_dir)
+    try:
+        key, kid = store.operator()
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError("no operator key in %s (fare issuer init-operator, or --key/--key-id)"
+                        % args.issuer_dir) from None
+    return key, kid if args.key_id is None else args.key_id
+
+
+def add_signing_options(q):
+    q.add_argument("--issuer-dir", default=os.environ.get("FARE_ISSUER_DIR", "issuer"),
+                   help="take the operator key from this issuer directory (default "
+                   "$FARE_ISSUER_DIR or ./issuer)")
+    q.add_argument("--key", help="operator private key, PEM (instead of the issuer directory)")
+    q.add_argument("--key-id", type=int, help="operator key id (with --key)")
+    q.add_argument("--created", type=int, help="creation time, Unix seconds (default: now)")
+
+
+def add_verify_options(q):
+    """Options of a command that shows a signed file: the key its signature is checked with."""
+    q.add_argument("--operator-key", action="append", metavar="KEY",
+                   help="check the signature with this operator public key: operator.json or "
+                   "KID:PUBHEX, repeatable (default: $FARE_OPERATOR_KEY, else the issuer "
+                   "directory's operator.json)")
+    q.add_argument("--issuer-dir", default=os.environ.get("FARE_ISSUER_DIR", "issuer"),
+                   help="the issuer directory whose operator.json is the default key (default "
+                   "$FARE_ISSUER_DIR or ./issuer)")
+    q.add_argument("--no-verify", action="store_true",
+                   help="show a file whose signature cannot be checked or does not verify "
+                   "(marked NOT VERIFIED; a reader refuses such a file)")
+
+
+def verified(args, data, kind, what):
+    """Check a file a show command was given against the operator key, as a reader would.
+    Returns the verdict line to print; UserError for a file a reader refuses (unless
+    --no-verify, which shows it with the verdict)."""
+    from host_tools.common import signedcheck
+    specs = args.operator_key or [k for k in [signedcheck.default_operator_key(args.issuer_dir)]
+                                  if k]
+    if not specs:
+        if args.no_verify:
+            return "signature: NOT VERIFIED (no operator key given)"
+        raise UserError("cannot check %s's signature: give --operator-key (operator.json or "
+                        "KID:PUBHEX) or --issuer-dir, or --no-verify to show it unchecked" % what)
+    ops = signedcheck.operator_keys(specs)
+    try:
+        h = signedcheck.check(data, kind, ops, what)
+    except UserError as e:
+        if not args.no_verify:
+            raise
+        return "signature: NOT VALID, a reader refuses this file: %s" % e
+    return "signature: valid, operator key %d (a reader holding it accepts the file)" % h.key_id
 
 
 def issue_from_store(store, args, rider_pub):
     """(Issuer, credential blob) for `rider_pub` and the credential options of `args`
     (add_credential_options), signed by a key of `store`. A key or a field that readers would
-    refuse ends the command with a message (SystemExit), not a traceback."""
+    refuse ends the command with a one-line message (UserError), not a traceback."""
     valid_from = int(time.time()) if args.valid_from is None else args.valid_from
     valid_until = (valid_from + args.days * DAY if args.valid_until is None
                    else args.valid_until)
     try:
         iss = store.issuer(args.key_id, now=valid_from)
-    except (LookupError, FileNotFoundError) as e:
-        raise SystemExit("no issuer key to sign with: %s" % e) from None
+    except LookupError as e:
+        raise UserError("no issuer key to sign with: %s" % str(e).strip("'\"")) from None
+    except FileNotFoundError as e:
+        raise UserError("no issuer key to sign with in %s: %s" % (store.dir, e.strerror)
+                        ) from None
     try:
         blob = iss.issue(args.account, rider_pub, valid_from, valid_until, args.max_rides,
                          args.max_amount, args.product)
     except ValueError as e:
-        raise SystemExit("cannot issue this credential: %s" % e) from None
+        raise UserError("cannot issue this credential: %s" % e) from None
     return iss, blob
 
 
@@ -355,10 +467,12 @@ def add_commands(sub):
     q = s.add_parser("retire", help="retire an issuer key",
                      description="Mark an issuer key retired; after the next key ring export "
                      "readers refuse credentials signed by it (KEY_RETIRED).")
-    q.add_argument("--key-id", type=int, required=True)
+    q.add_argument("--key-id", type=int, required=True, help="the issuer key to retire")
     q.set_defaults(func=_cmd_retire)
 
-    q = s.add_parser("list", help="list issuer keys", description="List the issuer keys.")
+    q = s.add_parser("list", help="list issuer keys",
+                     description="List the issuer keys: id, public key, validity (UTC) and "
+                     "status.")
     q.set_defaults(func=_cmd_list)
 
     q = s.add_parser("export-keyring", help="write the signed key ring for readers",
@@ -383,5 +497,6 @@ def add_commands(sub):
     who.add_argument("--rider-key", help="rider public key, hex (33-byte compressed)")
     who.add_argument("--wallet", help="wallet directory to take the rider key from")
     add_credential_options(q)
-    q.add_argument("--out", default="credential.cbor", help="output file")
+    q.add_argument("--out", default="credential.cbor",
+                   help="output file (default credential.cbor)")
     q.set_defaults(func=_cmd_issue)

@@ -25,6 +25,7 @@ from pathlib import Path
 from ecdsa import NIST256p
 from ecdsa.ellipticcurve import Point, PointJacobi
 
+from host_tools.common.clierrors import UserError, check_output, write_bytes, write_text
 from host_tools.common.fw import validator  # noqa: F401  (puts firmware/ on sys.path)
 from validator import p256
 
@@ -111,30 +112,53 @@ def _gtable(args):
     print("wrote %s and %s" % (GTABLE_PATH, GTABLE_BIN))
 
 
+def _public_key(text, what):
+    try:
+        pub = bytes.fromhex(text)
+        _point(pub)  # a point on the curve, or ValueError
+    except ValueError:
+        raise UserError("%s: not a P-256 public key in hex (33 or 65 bytes, SEC1)" % what
+                        ) from None
+    return pub
+
+
 def _issuer(args):
     keys = []
     for kv in args.keys:
         k, _, v = kv.partition("=")
-        keys.append((int(k), bytes.fromhex(v)))
-    Path(args.output).write_text(issuer_table_module(keys, args.teeth, args.width))
+        if not k.isdigit():
+            raise UserError("%r: give KEY_ID=PUBHEX" % kv)
+        keys.append((int(k), _public_key(v, kv)))
+    check_output(args.output)
+    write_text(args.output, issuer_table_module(keys, args.teeth, args.width))
 
 
 def _table(args):
-    Path(args.output).write_bytes(table_bytes(bytes.fromhex(args.pubhex), args.teeth, args.width))
+    pub = _public_key(args.pubhex, args.pubhex)
+    check_output(args.output)
+    write_bytes(args.output, table_bytes(pub, args.teeth, args.width))
 
 
 def _add_actions(sub):
-    sub.add_parser("gtable", help="rewrite firmware/validator/p256_gtable.py and .bin"
+    sub.add_parser("gtable", help="rewrite firmware/validator/p256_gtable.py and .bin",
+                   description="Rewrite the generator's comb table, firmware/validator/"
+                   "p256_gtable.py and its .bin twin (a developer's command)."
                    ).set_defaults(func=_gtable)
-    i = sub.add_parser("issuer", help="write a module of issuer key tables (frozen builds)")
-    i.add_argument("keys", nargs="+", metavar="KEY_ID=PUBHEX")
-    i.add_argument("-o", "--output", required=True)
-    t = sub.add_parser("table", help="write one table file (a reader reads it by offset)")
-    t.add_argument("pubhex")
-    t.add_argument("-o", "--output", required=True)
+    i = sub.add_parser("issuer", help="write a module of issuer key tables (frozen builds)",
+                       description="Write a Python module TABLES = {key id: table} of the "
+                       "issuer keys' fixed-base tables, for a frozen firmware build.")
+    i.add_argument("keys", nargs="+", metavar="KEY_ID=PUBHEX", help="issuer key id and public key")
+    i.add_argument("-o", "--output", required=True, help="the module file to write")
+    t = sub.add_parser("table", help="write one table file (a reader reads it by offset)",
+                       description="Write one issuer key's fixed-base table file (<key id>.p2t "
+                       "in the reader's table folder).")
+    t.add_argument("pubhex", help="the issuer public key, hex")
+    t.add_argument("-o", "--output", required=True, help="the table file to write")
     for q in (i, t):
-        q.add_argument("--teeth", type=int, default=ISSUER_TEETH)
-        q.add_argument("--width", type=int, default=ISSUER_WIDTH)
+        q.add_argument("--teeth", type=int, default=ISSUER_TEETH,
+                       help="comb teeth (default %d)" % ISSUER_TEETH)
+        q.add_argument("--width", type=int, default=ISSUER_WIDTH,
+                       help="comb width (default %d)" % ISSUER_WIDTH)
     i.set_defaults(func=_issuer)
     t.set_defaults(func=_table)
 
@@ -156,7 +180,11 @@ def main(argv=None):
     sub.required = True
     _add_actions(sub)
     a = ap.parse_args(argv)
-    a.func(a)
+    try:
+        a.func(a)
+    except UserError as e:
+        print("p256tables: %s" % e, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,6 +12,7 @@ import importlib
 import sys
 import time
 
+from host_tools.common.clierrors import UserError, check_output, read_text
 from host_tools.sim.pn532_emu import FAULTS, DemoCard, PN532Emulator
 from host_tools.sim.qr_emu import SUFFIXES, QrEmulator
 
@@ -44,8 +45,8 @@ def load_card(args):
     if args.no_card:
         return None
     if args.wallet:
-        from host_tools.sim.wallet import Wallet
-        return Wallet.load(args.wallet).card()
+        from host_tools.sim import wallet
+        return wallet.load_wallet(args.wallet).card()  # without a credential it answers 6A82
     if args.card:
         mod, _, name = args.card.partition(":")
         if not name:
@@ -63,10 +64,15 @@ def _stats(emu):
 
 def _cmd_pn532(args):
     card = load_card(args)
+    try:
+        faults = [parse_fault(spec) for spec in args.fault]
+    except ValueError as e:
+        raise UserError("--fault: %s" % e) from None
+    if args.link:
+        check_output(args.link, "--link")
     trace = (lambda m: print("pn532 " + m, file=sys.stderr)) if args.trace else None
     emu = PN532Emulator(card, asleep=not args.awake, link=args.link, log=trace)
-    for spec in args.fault:
-        name, arg, cmd = parse_fault(spec)
+    for name, arg, cmd in faults:
         emu.inject(name, cmd=cmd, arg=arg)
     emu.start()
     print("PN532 emulator on %s%s" % (emu.path, " (link %s)" % args.link if args.link else ""),
@@ -102,6 +108,12 @@ def _cmd_pn532(args):
 
 
 def _cmd_qr(args):
+    codes = list(args.codes)
+    if args.file:  # read before the pty opens: a wrong file ends the command at once
+        codes += [ln.strip() for ln in read_text(args.file, "codes file").splitlines()
+                  if ln.strip()]
+    if args.link:
+        check_output(args.link, "--link")
     trace = (lambda m: print("qr " + m, file=sys.stderr)) if args.trace else None
     emu = QrEmulator(suffix=SUFFIXES[args.suffix], chunk=args.chunk, pause_s=args.pause,
                      require_trigger=args.trigger, link=args.link, log=trace)
@@ -121,10 +133,6 @@ def _cmd_qr(args):
             if args.interval:
                 time.sleep(args.interval)
 
-        codes = list(args.codes)
-        if args.file:
-            with open(args.file) as f:
-                codes += [ln.strip() for ln in f if ln.strip()]
         if args.oversize:
             emu.oversize(args.oversize)
         for c in codes:

@@ -16,6 +16,7 @@ import cbor2
 from host_tools.issuing import config_build
 from host_tools.sim import simbus, simreader
 from host_tools.common import tokenformat
+from host_tools.common.clierrors import UserError, check_output, read_bytes, read_text
 from host_tools.common.fw import validator  # noqa: F401
 from validator import base45, reasons, tokens
 
@@ -700,8 +701,21 @@ def junit(runs, path):
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
 
 
+def check_files(files, junit_path):
+    """Before anything runs: every scenario file is there and is text, and the JUnit report can
+    be written (a CI job must not run everything to fail on a typo at the end)."""
+    from validator import signedfile
+    for f in files:
+        if read_bytes(f, "scenario file").startswith(signedfile.MAGIC):
+            raise UserError("%s is a signed file, not a scenario (TOML, docs/scenarios.md)" % f)
+        read_text(f, "scenario file")
+    if junit_path:
+        check_output(junit_path, "JUnit report")
+
+
 def cmd_scenario(args):
     import tempfile
+    check_files(args.files, args.junit)
     runs = []
     junit_error = None
     try:
@@ -728,5 +742,6 @@ def add_commands(sub):
     p = sub.add_parser("scenario", help="run tap scenario files against the simulated reader",
                        description=__doc__)
     p.add_argument("files", nargs="+", help="scenario TOML files")
-    p.add_argument("--junit", help="write JUnit XML for CI to this file")
+    p.add_argument("--junit", help="write JUnit XML for CI to this file (checked before "
+                   "anything runs)")
     p.set_defaults(func=cmd_scenario)

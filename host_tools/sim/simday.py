@@ -21,15 +21,24 @@ import types
 from collections import Counter
 from pathlib import Path
 
-from host_tools.depot import readersync, depotdb
+from host_tools.common.clierrors import UserError, check_folder
+from host_tools.depot import depotconfig, depotdb, readersync
 from host_tools.sim import simbus
 from host_tools.common.fw import validator  # noqa: F401  (puts the firmware's modules on the path)
 from validator import reasons
 
 UTC_OFFSET = 8 * 3600           # the line's local time (UTC+8)
-# 2026-11-24 06:00 at UTC+8 = 2026-11-23 22:00 UTC: the depot's days are UTC, so the day's
-# records fall on two of them (the summary counts each)
+# 2026-11-24 06:00 at UTC+8 = 2026-11-23 22:00 UTC: two UTC calendar days, one service day
 DAY_START = 1795471200
+# The operator's service day, as the depot configuration the run writes says it
+# (host_tools/depot/depotconfig.py): its time zone, and a day that starts at 04:00 local time
+TIME_ZONE = "+08:00"
+SERVICE_DAY_STARTS = 4
+DEPOT_CONFIG = """# The depot's settings (written by `fare sim`; see examples/depot.toml)
+[service_day]
+time_zone = "%s"
+starts_at = %d
+""" % (TIME_ZONE, SERVICE_DAY_STARTS)
 LINE = 12
 READER_ID = 1201
 MAX_CODE_AGE = 60               # s; the rules below, also used to say what each tap should get
@@ -56,7 +65,7 @@ FOLLOW_UPS = {"replay": 30, "passback": 240, "double_read": 2}
 OUT_MARKER = ".fare-sim"
 # Everything a run writes into --out (besides the marker); a later run deletes only these.
 OUT_NAMES = ("world", "reader", "depot.sqlite", "depot.sqlite-wal", "depot.sqlite-shm",
-             "depot.sqlite-journal", "trips.csv")
+             "depot.sqlite-journal", "depot.sqlite.writer", "depot.toml", "trips.csv")
 EXAMPLES = 5    # mismatched taps shown in the summary
 
 
@@ -194,16 +203,17 @@ def prepare_out(out):
     """Make `out` ready for a run: create it, or clear an earlier run's outputs from it. Refuses
     (SystemExit) anything else that is already there, so a mistyped --out cannot delete files."""
     if out.exists() and not out.is_dir():
-        raise SystemExit("fare sim: --out %s is not a directory" % out)
+        raise UserError("--out %s is not a directory" % out)
+    check_folder(out, "--out folder")
     if out.is_dir() and any(out.iterdir()):
         # (a directory holding nothing but a run's outputs, its database among them, is one
         # too: runs from before the marker)
         names = {p.name for p in out.iterdir()}
         only_outputs = "depot.sqlite" in names and names <= set(OUT_NAMES)
         if not (out / OUT_MARKER).is_file() and not only_outputs:
-            raise SystemExit("fare sim: refusing to use --out %s: it is not empty and no earlier "
-                             "`fare sim` wrote it (no %s file); remove it yourself or choose "
-                             "another directory" % (out, OUT_MARKER))
+            raise UserError("refusing to use --out %s: it is not empty and no earlier `fare sim` "
+                            "wrote it (no %s file); remove it yourself or choose another "
+                            "directory" % (out, OUT_MARKER))
         for name in OUT_NAMES:
             p = out / name
             if p.is_dir() and not p.is_symlink():
@@ -219,7 +229,8 @@ def prepare_out(out):
 def export_csv(db_path, csv_path, reader_id):
     """The depot's CSV export (`fare export`) of the reader's trips; returns its rows."""
     args = types.SimpleNamespace(db=str(db_path), out=str(csv_path), format="csv", day=None,
-                                 line=None, reader=reader_id)
+                                 line=None, reader=reader_id, depot_config=None, time_zone=None,
+                                 day_starts=None)
     readersync.cmd_export(args)
     with open(csv_path, newline="") as f:
         return list(csv.DictReader(f))
@@ -227,8 +238,10 @@ def export_csv(db_path, csv_path, reader_id):
 
 def depot_view(db_path, reader_id):
     """What the depot database holds for the reader: trip records per (accepted, reason name)
-    with their fares, the record numbers, and records per (UTC) day."""
-    db = depotdb.connect(str(db_path))
+    with their fares, the record numbers, and records per service day (the depot
+    configuration's, next to the database)."""
+    cfg = depotconfig.load(depotconfig.find(db_path))
+    db = depotdb.connect(str(db_path), readonly=True)
     try:
         by_reason, fares = Counter(), 0
         for decision, reason, n, fare in db.conn.execute(
@@ -236,10 +249,11 @@ def depot_view(db_path, reader_id):
                 "GROUP BY decision, reason", (reader_id,)):
             by_reason[(bool(decision), reasons.name(reason))] = n
             fares += fare if decision else 0
-        days = db.conn.execute("SELECT day, COUNT(*) FROM trips WHERE reader_id = ? GROUP BY day "
-                               "ORDER BY day", (reader_id,)).fetchall()
+        days = Counter()
+        for day, _, _, trips, _, _, _ in db.report(cfg.day, reader_id=reader_id):
+            days[day] += trips
         return types.SimpleNamespace(by_reason=by_reason, fares=fares, seqs=db.seqs(reader_id),
-                                     days=days)
+                                     days=sorted(days.items()), day_rule=cfg.day.describe())
     finally:
         db.close()
 
@@ -251,6 +265,7 @@ def run(out_dir, n_riders=300, seed=2026, console=None):
     console = console or Console()
     out = Path(out_dir)
     prepare_out(out)
+    (out / "depot.toml").write_text(DEPOT_CONFIG)  # `fare report --db OUT/depot.sqlite` uses it
     rng = random.Random(seed)
     started = time.monotonic()
     bus = simbus.SimBus(out, DAY_START - 1800, reader_id=READER_ID, config=CONFIG)
@@ -417,9 +432,10 @@ def summarize(console, results, db, csv_rows, syncs, info, cut, bus, csv_path, e
     s.add_row("records on the reader", str(info.get("log_last")))
     s.add_row("records synced (depot DB)", "%d new tonight, %d in all; sync %s"
               % (syncs[-1].records_new, len(db.seqs), syncs[-1].status))
-    # The depot files records by UTC day, and the service day starts at 22:00 UTC the day before
-    s.add_row("records per UTC day", (", ".join("%s: %d" % d for d in db.days) or "none")
-              + " (`fare report --db DB --reader %d` shows every day)" % READER_ID)
+    # The depot files records by the operator's service day (06:00-21:00 at UTC+8 is one day)
+    s.add_row("records per service day", (", ".join("%s: %d" % d for d in db.days) or "none")
+              + " (%s; `fare report --db DB --reader %d` shows every day)"
+              % (db.day_rule, READER_ID))
     s.add_row("depot DB agrees", "yes (records by decision and reason, record numbers, fares, "
               "syncs, CSV)" if not problems else "[bold red]NO[/]: " + "; ".join(problems))
     s.add_row("riders as expected", "yes, all %d taps" % len(results) if not mismatches else

@@ -20,6 +20,7 @@ from pathlib import Path
 import segno
 
 from host_tools.common import ecsign, tokenformat
+from host_tools.common.clierrors import UserError, check_folder, check_output, read_bytes
 from host_tools.common.fw import validator  # noqa: F401
 from host_tools.issuing.issuer import (RIDER_KEY_FILE, IssuerStore, add_credential_options,
                                        issue_from_store, read_private_key, write_private_key)
@@ -91,9 +92,11 @@ class Wallet:
         return tokenformat.qr_text(self.ride_code_bytes(now, counter))
 
     def qr_png(self, path, now, counter=None, scale=4):
-        """Write a ride code as a PNG QR image; returns its text."""
-        text = self.ride_code(now, counter)
-        qr_symbol(text).save(str(path), kind="png", scale=scale, border=4)
+        """Write a ride code as a PNG QR image; returns its text. The file is opened first, so
+        that a path that cannot be written uses up no counter value."""
+        with open(path, "wb") as f:
+            text = self.ride_code(now, counter)
+            qr_symbol(text).save(f, kind="png", scale=scale, border=4)
         return text
 
     def answer_challenge(self, challenge, now, counter=None):
@@ -178,20 +181,49 @@ class Card:
 
 # --- CLI ---
 
+def load_wallet(directory, need_credential=False):
+    """The wallet in `directory`, or UserError saying what is missing."""
+    d = Path(directory)
+    if not (d / RIDER_KEY_FILE).is_file():
+        raise UserError("no wallet in %s (no %s): `fare wallet --dir %s new` makes one"
+                        % (d, RIDER_KEY_FILE, d))
+    try:
+        w = Wallet.load(d)
+    except (ValueError, IndexError, KeyError, TypeError):
+        raise UserError("the wallet in %s is damaged (%s or state.json unreadable)"
+                        % (d, RIDER_KEY_FILE)) from None
+    if need_credential and w.credential is None:
+        raise UserError("the wallet in %s has no credential yet: `fare wallet enroll` or "
+                        "`fare wallet import-credential`" % d)
+    return w
+
+
+def check_credential(blob, what):
+    """The credential blob of a file given to the wallet, checked for its form (the reader
+    checks its signature); UserError for a file that is not one."""
+    try:
+        cred, isig = tokenformat.split_blob(blob)
+        fields = tokenformat.decode_credential(cred)
+        if not isinstance(isig, bytes) or len(isig) != 64:
+            raise ValueError("issuer signature")
+    except Exception:  # noqa: BLE001 -- cbor2 raises many kinds for a file that is not CBOR
+        raise UserError("%s is not a credential (the file `fare issuer issue` writes)" % what
+                        ) from None
+    return fields
+
+
 def _cmd_new(args):
     d = Path(args.dir)
     if (d / RIDER_KEY_FILE).exists():
-        raise SystemExit("wallet %s already exists" % d)
+        raise UserError("wallet %s already exists" % d)
+    check_folder(d, "wallet folder")
     w = Wallet()
     w.save(d)
     print("wallet %s: rider key %s" % (d, w.public_key.hex()))
 
 
 def _cmd_enroll(args):
-    try:
-        w = Wallet.load(args.dir)
-    except FileNotFoundError as e:
-        raise SystemExit("no wallet in %s (fare wallet new): %s" % (args.dir, e)) from None
+    w = load_wallet(args.dir)
     iss, w.credential = issue_from_store(IssuerStore(args.issuer), args, w.public_key)
     w.save()
     print("credential for account %d (issuer key %d) stored in %s"
@@ -199,17 +231,24 @@ def _cmd_enroll(args):
 
 
 def _cmd_import(args):
-    w = Wallet.load(args.dir)
-    w.credential = Path(args.file).read_bytes()
-    tokenformat.split_blob(w.credential)
+    w = load_wallet(args.dir)
+    blob = read_bytes(args.file, "credential file")
+    fields = check_credential(blob, args.file)
+    if fields["rider_key"] != w.public_key.hex():
+        raise UserError("%s is a credential for another rider key, not this wallet's (%s)"
+                        % (args.file, args.dir))
+    w.credential = blob
     w.save()
     print("credential stored in %s" % args.dir)
 
 
 def _cmd_code(args):
-    w = Wallet.load(args.dir)
+    w = load_wallet(args.dir, need_credential=True)
     now = int(time.time()) if args.time is None else args.time
     if args.png:
+        # the output is checked before the code is made: a counter value is used up only for a
+        # code that is shown
+        check_output(args.png, "PNG file")
         text = w.qr_png(args.png, now, scale=args.scale)
         print("QR version %s-M, %d characters, written to %s"
               % (qr_symbol(text).version, len(text), args.png), flush=True)
@@ -219,11 +258,14 @@ def _cmd_code(args):
 
 
 def _cmd_show(args):
-    w = Wallet.load(args.dir)
+    w = load_wallet(args.dir)
+    cred = None
+    if w.credential:
+        cred = tokenformat.decode_credential(tokenformat.split_blob(w.credential)[0])
+        for k in ("valid_from", "valid_until"):  # for people, next to the Unix seconds
+            cred[k + "_utc"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cred[k]))
     print(json.dumps({"rider_key": w.public_key.hex(), "counter": w.counter,
-                      "credential": (tokenformat.decode_credential(
-                          tokenformat.split_blob(w.credential)[0])
-                          if w.credential else None)}, indent=1))
+                      "credential": cred}, indent=1))
 
 
 def add_commands(sub):
@@ -249,7 +291,7 @@ def add_commands(sub):
 
     q = s.add_parser("import-credential", help="store a credential file made by `issuer issue`",
                      description="Store a credential file made by `fare issuer issue`.")
-    q.add_argument("--file", required=True)
+    q.add_argument("--file", required=True, help="the credential file (credential.cbor)")
     q.set_defaults(func=_cmd_import)
 
     q = s.add_parser("code", help="make a ride code (text, or PNG with --png)",

@@ -64,7 +64,8 @@ class Site:
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             rc = cli.main(["sync", "--db", self.db, "--keys", str(self.keys), "--no-progress",
-                           "--timeout", "1.0", "--retries", "4"]
+                           "--timeout", "1.0", "--retries", "4", "--operator-key",
+                           "1:" + ecsign.public_bytes(self.opkey).hex()]
                           + [a for p in ports for a in ("--port", p)] + list(extra))
         return rc, out.getvalue()
 
@@ -224,6 +225,7 @@ def test_link_faults_sampled_over_ptys(site):
 
 
 def test_clear_messages_for_a_busy_port_and_a_missing_one(site):
+    (site.keys / ("%d.key" % RID)).write_text(KEY.hex())
     relay = PtyRelay()
     try:
         path = relay.connect()

@@ -58,8 +58,17 @@ for step in args["steps"]:
     elif step[0] == "info":
         i = r.info()
         out["info"] = {k: i[k] for k in ("log_last", "ack", "deny_version", "time",
-                                         "log_state", "log_error", "counters", "riders")}
+                                         "log_state", "log_error", "counters", "riders",
+                                         "file_errors", "config_version", "keyring_version")}
+    elif step[0] == "install":
+        # the depot pushes a file: it arrives in the staging folder, then install()
+        with open(step[2], "rb") as f:
+            data = f.read()
+        with open(r.staging_dir + "/push.fvs", "wb") as f:
+            f.write(data)
+        out.setdefault("installs", []).append(r.install(step[1], 0, r.staging_dir + "/push.fvs"))
 out["warnings"] = [e["warning"] for e in b.events if e.get("ev") == "service"]
+out["warning_errors"] = [e.get("error") for e in b.events if e.get("ev") == "service"]
 print(json.dumps(out))
 """
 
@@ -216,6 +225,37 @@ def test_a_nearly_full_log_warns_without_putting_the_reader_out_of_service(tmp_p
     assert shown[first_full - 1] == ["service"]
     # the warnings came in order, each once: nearly full while rides were accepted, then full
     assert out["warnings"] == ["LOG_NEARLY_FULL", "LOG_FULL"]
+
+
+def test_a_given_file_that_does_not_load_is_a_service_warning_not_a_silent_default(tmp_path,
+                                                                                 world):
+    """A configuration or key ring on the reader that does not load (another kind of file, a
+    damaged one, another operator's) must not leave the reader on defaults without a word: it
+    shows a service warning, the event and INFO say why, and a good file pushed later ends it."""
+    alice = world.add_rider("alice", 1)
+    prov = world.provision_reader(1001, CONFIG)
+    good_ring, good_config = tmp_path / "ring.fvs", tmp_path / "config.fvs"
+    good_ring.write_bytes((prov / "keyring.fvs").read_bytes())
+    good_config.write_bytes((prov / "config.fvs").read_bytes())
+    (prov / "config.fvs").write_bytes(good_ring.read_bytes())   # the key ring given as config
+    damaged = bytearray(good_ring.read_bytes())
+    damaged[25] ^= 1                                              # a bit of its body flipped
+    (prov / "keyring.fvs").write_bytes(bytes(damaged))
+    out = run(tmp_path, prov, [
+        ["status", T + 1], ["info"],
+        ["qr", T + 2, alice.wallet.ride_code(T + 2)],
+        ["install", "keyring", str(good_ring)], ["status", T + 3],
+        ["install", "config", str(good_config)], ["status", T + 4],
+        ["qr", T + 5, alice.wallet.ride_code(T + 5)]], set_time=True, t=T + 1)
+    assert out["info"]["file_errors"] == {"config": "WRONG_KIND", "keyring": "BAD_SIGNATURE"}
+    assert out["info"]["config_version"] == 0 and out["info"]["keyring_version"] == 0
+    assert out["results"][0][0] is False                      # no issuer keys: refused
+    assert out["installs"] == ["OK", "OK"]
+    # out of service, saying why: the key ring first, then the configuration, then ready
+    assert out["shown"] == [["service"], ["service"], ["idle"]]
+    assert out["warnings"] == ["KEYRING_NOT_LOADED", "CONFIG_NOT_LOADED"]
+    assert out["warning_errors"] == ["BAD_SIGNATURE", "WRONG_KIND"]
+    assert out["results"][1][:3] == [True, 0, 200]            # and then it works
 
 
 def test_another_readers_log_keeps_the_reader_up_and_out_of_service(tmp_path, world):

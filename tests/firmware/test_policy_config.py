@@ -5,6 +5,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from clikit import fails
 from host_tools import cli
 from host_tools.issuing import config_build
 from host_tools.common import ecsign, signedfile
@@ -138,17 +139,18 @@ def test_json_source_and_cli(tmp_path, key, capsys):
     assert cli.main(["config", "build", str(src), "--version", "2", "--key", str(pem),
                      "--key-id", "9", "-o", str(out), "--created", "1749990000"]) == 0
     assert "version 2" in capsys.readouterr().out
-    assert cli.main(["config", "show", str(out), "--json"]) == 0
-    shown = capsys.readouterr().out
-    d = json.loads(shown[shown.index("{"):])
+    assert cli.main(["config", "show", str(out), "--json", "--operator-key",
+                     "9:" + ecsign.public_bytes(key).hex()]) == 0
+    shown = capsys.readouterr()
+    d = json.loads(shown.out)
+    assert "signature: valid, operator key 9" in shown.err
     assert d["line"] == 5 and d["fares"] == {"5": {"1": 150, "4": 0}}
     assert cli.main(["config", "check", str(src)]) == 0
     assert "fares line 5" in capsys.readouterr().out
     src.write_text(json.dumps({"fares": {"5": {"adult": -1}}}))
-    with pytest.raises(SystemExit, match="out of the reader's range"):
-        cli.main(["config", "check", str(src)])
-    with pytest.raises(SystemExit, match="needs --key-id"):
-        cli.main(["config", "build", str(src), "--version", "2", "--key", str(pem)])
+    assert "out of the reader's range" in fails(capsys, "config", "check", src)
+    assert "needs --key-id" in fails(capsys, "config", "build", src, "--version", "2", "--key",
+                                     pem, "-o", tmp_path / "x.fvs")
 
 
 @settings(max_examples=300, deadline=None)

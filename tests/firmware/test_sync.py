@@ -19,6 +19,7 @@ from sync_bench import NOW, Bench, flashdev, open_session, opkey, req, seal  # n
 from host_tools import cli
 from host_tools.depot import readersync, depotdb, synclink
 from host_tools.common import ecsign
+from host_tools.common.clierrors import UserError
 from sync_testreader import KEY, RID, gen, log_key
 from sync_loopback import Link, LoopbackPort
 from validator import framing, hmac256, sync
@@ -104,7 +105,8 @@ def test_full_sync_pulls_pushes_sets_time_then_second_run_is_a_no_op(tmp_path, o
     rows = {row["seq"]: row for row in db.export(reader_id=RID)}
     for s in (1, 150, 300):
         want = gen(s)
-        assert rows[s]["fare"] == want["fare"] and rows[s]["account"] == str(want["account"])
+        assert rows[s]["fare_minor_units"] == want["fare"]
+        assert rows[s]["account"] == str(want["account"])
         assert rows[s]["cred_id"] == want["cred_id"].hex()
     assert db.reader_state(RID)[0] == 300 and db.reader_state(RID)[2] == 300
     db.close()
@@ -722,7 +724,7 @@ def test_a_reader_replaced_under_the_same_id_needs_accept_reset(tmp_path, opkey,
     # the old log's records are kept, and reports and exports still count them
     assert db.conn.execute("SELECT COUNT(*) FROM trips_replaced").fetchone()[0] == 30
     assert sum(r[3] for r in db.report(reader_id=RID)) == 30 + records
-    assert len(db.export(reader_id=RID)) == 30 + records
+    assert len(list(db.export(reader_id=RID))) == 30 + records
     b.reader.add_records(3)
     res = b.sync()
     assert res.status == "ok" and res.records_new == 3
@@ -836,14 +838,15 @@ def test_report_and_export_per_day_line_and_reader(tmp_path, opkey, capsys):
     out_csv = tmp_path / "x.csv"
     assert cli.main(["export", "--db", b.db_path, "--format", "csv", "--reader", str(RID),
                      "--line", "11", "--out", str(out_csv)]) == 0
+    assert "30 trips exported" in capsys.readouterr().out
     got = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert len(got) == 30 and {g["line"] for g in got} == {"11"} and {g["reader_id"] for g in got} == {str(RID)}
     assert cli.main(["export", "--db", b.db_path, "--format", "json", "--day", "2026-01-01"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert len(data) == 120 and sum(d["fare"] for d in data) == sum(
+    data = json.loads(capsys.readouterr().out)["trips"]
+    assert len(data) == 120 and sum(d["fare_minor_units"] for d in data) == sum(
         gen(s)["fare"] for s in range(1, 91)) + sum(gen(s, RID + 1)["fare"] for s in range(1, 31))
     assert cli.main(["export", "--db", b.db_path, "--day", "2025-01-01", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capsys.readouterr().out)["trips"] == []
 
 
 def test_keys_from_a_directory_or_a_json_file(tmp_path):
@@ -856,7 +859,7 @@ def test_keys_from_a_directory_or_a_json_file(tmp_path):
     j.write_text(json.dumps({"7001": KEY.hex()}))
     assert readersync.load_keys(j) == {7001: KEY}
     j.write_text(json.dumps({"7001": "abcd"}))
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="a sync secret is 32 bytes"):
         readersync.load_keys(j)
 
 
@@ -895,3 +898,19 @@ def test_the_largest_trip_record_fits_the_default_frame(tmp_path, opkey):
     assert st_ == P.OK and res[0] == 3 and res[1] == [raws[2]]
     res = b.sync()
     assert res.status == "ok" and b.db().seqs(RID) == [1, 2, 3, 4, 5]
+
+
+def test_the_depot_says_when_a_reader_runs_without_a_file_it_was_given(tmp_path, opkey):
+    """INFO's file_errors (a key ring or configuration the reader could not load) reaches the
+    depot's summary as a warning naming the reader, until a good file is pushed."""
+    b = Bench(tmp_path, opkey, records=3)
+    info = b.reader.info
+    b.reader.info = lambda: dict(info(), file_errors={"config": "BAD_SIGNATURE"})
+    res = b.sync()
+    assert res.status == "ok" and res.warnings == ["its config does not load (BAD_SIGNATURE)"]
+    res.reader_id = RID
+    notes = readersync.summary_notes([res])
+    assert notes == [("warning", "reader %d on loop: its config does not load (BAD_SIGNATURE)"
+                      % RID)]
+    res = b.sync(pushes=[("config", seal(opkey, fmt.CONFIG, 9))])
+    assert res.pushes == [("config", "installed")] and res.warnings == []

@@ -16,6 +16,7 @@ import serial
 
 from mpharness import MICROPYTHON, ROOT, run_mp
 
+from clikit import fails
 from host_tools import cli
 from host_tools.fleet import deploy, provision, targets
 from host_tools.common import ecsign
@@ -192,12 +193,12 @@ def test_deploy_refuses_to_replace_a_different_identity(deployed):
     assert (dev.root / "provision" / "identity.cbor").read_bytes() == before
     # the CLI says so and exits non-zero
     assert cli.main(["deploy", "--port", dev.port, "--board", "unix_sim",
-                     "--provision", str(other)]) == 2
+                     "--provision", str(other)]) == 1
     # and a provisioning run aimed at this board refuses before writing anything
     op, _ = _operator(deployed["tmp"] / "other", kid=2)
     fresh = deployed["tmp"] / "other" / "provision" / "reader-19"
     assert cli.main(["provision", "--reader-id", "19", "--operator-key-pub", str(op), "--out",
-                     str(fresh), "--port", dev.port, "--board", "unix_sim"]) == 2
+                     str(fresh), "--port", dev.port, "--board", "unix_sim"]) == 1
     assert not (fresh / "identity.cbor").exists()
 
 
@@ -316,7 +317,7 @@ def test_provision_cli_refuses_to_overwrite(tmp_path, capsys):
     op, _ = _operator(tmp_path, kid=3)
     before = (out / "identity.cbor").read_bytes()
     assert cli.main(["provision", "--reader-id", "17", "--operator-key-pub", str(op), "--out",
-                     str(out)]) == 2
+                     str(out)]) == 1
     assert "use --force" in capsys.readouterr().err
     assert (out / "identity.cbor").read_bytes() == before
     assert cli.main(["provision", "--reader-id", "17", "--operator-key-pub", str(op), "--out",
@@ -353,3 +354,33 @@ def test_operator_key_specs(tmp_path):
         provision.make_identity(1, [], b"\0" * 32, 0)
     with pytest.raises(provision.ProvisionError, match="reader id"):
         provision.make_identity(0, [[1, pub, 0]], b"\0" * 32, 0)
+
+
+# -- what deploy says when the board cannot take the reader ------------------------------------
+
+def test_frozen_deploy_onto_firmware_without_the_application_fails(tmp_path, capsys):
+    """--frozen copies only main.py: a firmware without the frozen application would boot to
+    ImportError. The unix port has no frozen reader: deploy must refuse, naming the cause."""
+    prov, _ = _provisioned(tmp_path)
+    with UnixPortOnPty(tmp_path / "device") as dev:
+        line = fails(capsys, "deploy", "--frozen", "--port", dev.port, "--board", "unix_sim",
+                     "--provision", prov)
+    assert "no frozen reader application" in line and "A frozen build" in line
+    assert "boot to ImportError" in line
+
+
+def test_deploy_to_a_missing_or_a_silent_port_says_which(tmp_path, capsys, monkeypatch):
+    import pty
+    import tty
+    line = fails(capsys, "deploy", "--port", tmp_path / "ttyNOPE", "--board", "unix_sim")
+    assert "serial port %s not found" % (tmp_path / "ttyNOPE") in line
+    assert "in use" not in line
+    monkeypatch.setattr(deploy, "PROBE_TIMEOUT", 3)
+    master, slave = pty.openpty()  # a port where nothing answers
+    try:
+        tty.setraw(slave)
+        line = fails(capsys, "deploy", "--port", os.ttyname(slave), "--board", "unix_sim")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "did not answer within 3 s" in line and "Traceback" not in line

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from host_tools import cli
+from mpharness import ROOT
 from host_tools.fleet import espflash, partitions, targets
 from host_tools.fleet.espflash import Partition, FlashError, TableError
 
@@ -158,19 +159,21 @@ def test_esptool_runs():
 
 def test_flash_cli_errors_for_missing_image_and_port(tmp_path, capsys):
     assert cli.main(["flash", "--port", "/dev/ttyUSB0", "--board", "esp32_devkitc",
-                     "--firmware", str(tmp_path / "nope.bin")]) == 2
+                     "--firmware", str(tmp_path / "nope.bin")]) == 1
     err = capsys.readouterr().err
-    assert "nope.bin not found" in err and "ESP32_GENERIC v1.29.0" in err
-    assert "https://micropython.org/download/ESP32_GENERIC/" in err
+    # the hint names the frozen build (a DevKitC cannot run the stock image with the reader)
+    assert "nope.bin not found" in err and "frozen build" in err
+    assert "ports/esp32/build-esp32_devkitc/firmware.bin" in err
+    assert "micropython.org" not in err
     fw = tmp_path / "fw.bin"
     fw.write_bytes(fake_image())
     assert cli.main(["flash", "--port", str(tmp_path / "ttyNOPE"), "--board", "esp32_devkitc",
-                     "--firmware", str(fw)]) == 2
+                     "--firmware", str(fw)]) == 1
     assert "serial port" in capsys.readouterr().err
     s3 = tmp_path / "s3.bin"
     s3.write_bytes(fake_image("esp32s3", 0))
     assert cli.main(["flash", "--port", "/dev/null", "--board", "esp32_devkitc",
-                     "--firmware", str(s3)]) == 2
+                     "--firmware", str(s3)]) == 1
     assert "for esp32s3" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the unix port is not a flash target
         cli.main(["flash", "--port", "/dev/null", "--board", "unix_sim", "--firmware", str(fw)])
@@ -186,3 +189,34 @@ def test_flash_cli_dry_run_shows_layout_and_command(tmp_path, capsys):
     assert "vfs        data 0x81  0x200000   1792 KiB" in out
     assert "-m esptool --chip esp32 --port /dev/ttyUSB0 --baud 460800 write-flash --erase-all " \
            "0x1000" in out
+
+
+def test_make_and_docs_agree_on_the_firmware_image_and_the_deploy_board():
+    """One firmware path everywhere (the frozen build's, inside the MicroPython checkout), and
+    `make deploy` never defaults to a board that only a frozen build fits."""
+    import re
+    import subprocess
+    paths = set()
+    for name in ("README.md", "docs/boards.md", "Makefile"):
+        text = (ROOT / name).read_text()
+        for m in re.finditer(r"(\S*)build-esp32_(devkitc|s3)/firmware\.bin", text):
+            paths.add((name, m.group(1)))
+    assert paths and all(prefix.endswith("ports/esp32/") for _, prefix in paths), paths
+    assert {name for name, _ in paths} == {"README.md", "docs/boards.md", "Makefile"}
+    proc = subprocess.run(["make", "-s", "-o", ".venv/.installed", "deploy", "PORT=/dev/ttyX"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "BOARD=esp32_devkitc FROZEN=1" in proc.stdout
+    proc = subprocess.run(["make", "-s", "-o", ".venv/.installed", "flash"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert "ports/esp32/build-esp32_devkitc/firmware.bin" in proc.stdout
+    assert "frozen build" in proc.stdout
+
+
+def test_a_devkitc_takes_only_a_frozen_build(monkeypatch):
+    from host_tools.fleet import deploy
+    monkeypatch.setattr(deploy, "probe", lambda port, paths=(): {
+        "platform": "esp32", "mpy_version": (6, 3), "arch": "xtensawin", "version": [1, 29, 0],
+        "files": {}})
+    monkeypatch.setattr(deploy, "check_device", lambda target, info: None)
+    with pytest.raises(deploy.DeployError, match="takes only a frozen build"):
+        deploy.deploy("/dev/null", "esp32_devkitc")

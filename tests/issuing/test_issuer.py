@@ -2,6 +2,7 @@
 or unknown key, a credential field outside the reader's bounds, a rider key that is not a P-256
 point. The reader's own code (validator.keyring, validator.credential) is the oracle. And the
 CLI reports these as a message, not a traceback."""
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import cbor2
 import pytest
 
+from clikit import fails
 from host_tools import cli
 from host_tools.common import tokenformat
 from host_tools.issuing.issuer import ACTIVE, RETIRED, Issuer, IssuerStore
@@ -170,14 +172,13 @@ def test_credential_id_must_be_16_bytes():
 
 # --- the CLI: a message and no file, not a traceback ---
 
-def test_issue_with_a_retired_or_expired_key_is_refused(store, tmp_path):
+def test_issue_with_a_retired_or_expired_key_is_refused(store, tmp_path, capsys):
     out = tmp_path / "cred.cbor"
     rider = Wallet().public_key.hex()
     for kid, message in ((11, "retired"), (12, "expired")):
-        with pytest.raises(SystemExit) as e:
-            fare("issuer", "--dir", store.dir, "issue", "--rider-key", rider, "--account", 1,
-                 "--key-id", kid, "--valid-from", NOW, "--out", out)
-        assert message in str(e.value.code)
+        assert message in fails(capsys, "issuer", "--dir", store.dir, "issue", "--rider-key",
+                                rider, "--account", 1, "--key-id", kid, "--valid-from", NOW,
+                                "--out", out)
         assert not out.exists()
     fare("issuer", "--dir", store.dir, "issue", "--rider-key", rider, "--account", 1,
          "--key-id", 10, "--valid-from", NOW, "--out", out)
@@ -191,33 +192,28 @@ def test_issue_with_a_retired_or_expired_key_is_refused(store, tmp_path):
     (["--rider-key", "RIDER", "--max-rides", U32], "max rides"),
     (["--rider-key", "RIDER", "--valid-until", NOW - 1], "before valid_from"),
 ])
-def test_issue_refuses_fields_readers_refuse(store, tmp_path, argv, message):
+def test_issue_refuses_fields_readers_refuse(store, tmp_path, argv, message, capsys):
     rider = Wallet().public_key.hex()
     argv = [rider if a == "RIDER" else a for a in argv]
     if "--account" not in argv:
         argv += ["--account", 1]
     out = tmp_path / "cred.cbor"
-    with pytest.raises(SystemExit) as e:
-        fare("issuer", "--dir", store.dir, "issue", *argv, "--valid-from", NOW, "--out", out)
-    assert message in str(e.value.code)
+    assert message in fails(capsys, "issuer", "--dir", store.dir, "issue", *argv, "--valid-from",
+                            NOW, "--out", out)
     assert not out.exists()
 
 
-def test_enroll_refusals_are_messages(store, tmp_path):
+def test_enroll_refusals_are_messages(store, tmp_path, capsys):
     w = tmp_path / "w"
     fare("wallet", "--dir", w, "new")
     for argv, message in ((["--key-id", 11], "retired"), (["--key-id", 99], "no issuer key 99"),
                           (["--account", U64], "account")):
         argv = argv + (["--account", 1] if "--account" not in argv else [])
-        with pytest.raises(SystemExit) as e:
-            fare("wallet", "--dir", w, "enroll", "--issuer", store.dir, "--valid-from", NOW,
-                 *argv)
-        assert message in str(e.value.code)
+        assert message in fails(capsys, "wallet", "--dir", w, "enroll", "--issuer", store.dir,
+                                "--valid-from", NOW, *argv)
         assert not (w / "credential.cbor").exists()
-    with pytest.raises(SystemExit) as e:
-        fare("wallet", "--dir", tmp_path / "nowallet", "enroll", "--issuer", store.dir,
-             "--account", 1, "--valid-from", NOW)
-    assert "no wallet in" in str(e.value.code)
+    assert "no wallet in" in fails(capsys, "wallet", "--dir", tmp_path / "nowallet", "enroll",
+                                   "--issuer", store.dir, "--account", 1, "--valid-from", NOW)
 
 
 def test_enroll_failure_exits_with_a_line_not_a_traceback(store, tmp_path):
@@ -230,5 +226,50 @@ def test_enroll_failure_exits_with_a_line_not_a_traceback(store, tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
-    assert run.stderr.strip() == "no issuer key to sign with: issuer key 11 is retired: " \
-                                 "readers refuse what it signs"
+    assert run.stderr.strip() == "fare wallet: no issuer key to sign with: issuer key 11 is " \
+                                 "retired: readers refuse what it signs"
+
+
+def test_secrets_are_not_left_where_git_would_commit_them(tmp_path, capsys):
+    """The operator's private key written inside a git working tree, where `git add -A` would
+    pick it up, is warned about; outside one, or where .gitignore covers it, it is not. This
+    repository's .gitignore covers the folders the README's commands would write."""
+    import shutil
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    assert fare("issuer", "--dir", repo / "keys", "init-operator") == 0
+    err = capsys.readouterr().err
+    assert "warning: the operator's private key" in err and "git add -A" in err
+    (repo / ".gitignore").write_text("issuer/\n")
+    fare("issuer", "--dir", repo / "issuer", "init-operator")
+    assert "warning" not in capsys.readouterr().err
+    fare("issuer", "--dir", tmp_path / "outside", "init-operator")
+    assert "warning" not in capsys.readouterr().err
+    if (ROOT / ".git").exists():
+        names = ["issuer/operator.pem", "issuer/issuer-keys/1.pem", "provision/reader-1/identity.cbor",
+                 "provision/depot-keys/1.key", "wallet/rider.pem", "depot.sqlite"]
+        proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *names],
+                              capture_output=True, text=True)
+        assert proc.stdout.split() == names
+
+
+def test_validity_is_printed_as_dates(tmp_path, capsys):
+    d = tmp_path / "issuer"
+    fare("issuer", "--dir", d, "init-operator")
+    fare("issuer", "--dir", d, "new-key", "--key-id", 3, "--valid-from", 1795471200, "--days", 30)
+    assert "valid 2026-11-23 22:00 UTC .. 2026-12-23 22:00 UTC" in capsys.readouterr().out
+    assert fare("issuer", "--dir", d, "list") == 0
+    out = capsys.readouterr().out
+    assert "valid from" in out and "2026-11-23 22:00 UTC  2026-12-23 22:00 UTC  active" in out
+    assert "1795471200" not in out
+    w = tmp_path / "w"
+    fare("wallet", "--dir", w, "new")
+    fare("wallet", "--dir", w, "enroll", "--issuer", d, "--account", 9, "--valid-from",
+         1795471200, "--days", 2)
+    capsys.readouterr()
+    fare("wallet", "--dir", w, "show")
+    cred = json.loads(capsys.readouterr().out)["credential"]
+    assert cred["valid_until_utc"] == "2026-11-25 22:00:00 UTC"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from host_tools.common.clierrors import UserError
 from host_tools.sim import simday
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,9 @@ def test_small_day_runs_as_expected_and_agrees_with_the_depot(tmp_path):
     assert sum(taps for taps, _, _ in printed.values()) > n > 40
     assert "%d new tonight, %d in all" % (n, n) in proc.stdout
     assert "(%d minor units)" % fares in proc.stdout
+    # the day's service (06:00-21:00 at UTC+8) is one service day, not two UTC days
+    assert re.search(r"records per service day +│ 2026-11-24: %d \(service days from 04:00" % n,
+                     proc.stdout), proc.stdout[-2000:]
     with open(out / "trips.csv") as f:
         assert sum(1 for _ in csv.DictReader(f)) == n
 
@@ -108,7 +112,7 @@ def test_out_of_an_earlier_run_loses_only_that_runs_outputs(tmp_path):
     # but a directory of someone's own that merely has an output's name in it is refused
     mine = tmp_path / "mine"
     (mine / "world").mkdir(parents=True)
-    with pytest.raises(SystemExit, match="refusing"):
+    with pytest.raises(UserError, match="refusing"):
         simday.prepare_out(mine)
     assert (mine / "world").is_dir()
 
@@ -146,7 +150,7 @@ def _summary(results, db_by_reason, db_fares, boots=2):
     from rich.console import Console
     seqs = sorted(o.seq for _, o in results if o.seq is not None)
     db = types.SimpleNamespace(by_reason=Counter(db_by_reason), fares=db_fares, seqs=seqs,
-                               days=[("2026-11-23", len(seqs))])
+                               days=[("2026-11-24", len(seqs))], day_rule="service days")
     sync = types.SimpleNamespace(records_new=len(seqs), status="ok", ok=True)
     cut = types.SimpleNamespace(index=1, before=results[1][0], seqs_before=seqs[:1],
                                 ready={"log_last": seqs[0]})

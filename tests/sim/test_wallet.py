@@ -8,6 +8,7 @@ import PIL.Image
 import pytest
 import zxingcpp
 
+from clikit import fails
 from host_tools import cli
 from host_tools.common import tokenformat
 from host_tools.issuing.issuer import IssuerStore
@@ -41,15 +42,15 @@ def issuer_dir(tmp_path):
     return d
 
 
-def test_private_keys_are_owner_only_and_never_overwritten(issuer_dir, tmp_path):
+def test_private_keys_are_owner_only_and_never_overwritten(issuer_dir, tmp_path, capsys):
     assert mode(issuer_dir / "operator.pem") == 0o600
     assert mode(issuer_dir / "issuer-keys" / "10.pem") == 0o600
     assert mode(issuer_dir / "issuer-keys" / "11.pem") == 0o600
     before = (issuer_dir / "operator.pem").read_bytes()
-    with pytest.raises(SystemExit):
-        fare("issuer", "--dir", issuer_dir, "init-operator")
-    with pytest.raises(SystemExit):
-        fare("issuer", "--dir", issuer_dir, "new-key", "--key-id", 10)
+    assert "already has an operator key" in fails(capsys, "issuer", "--dir", issuer_dir,
+                                                  "init-operator")
+    assert "already exists" in fails(capsys, "issuer", "--dir", issuer_dir, "new-key",
+                                     "--key-id", 10)
     assert (issuer_dir / "operator.pem").read_bytes() == before
     w = tmp_path / "w"
     old = os.umask(0)
@@ -58,8 +59,7 @@ def test_private_keys_are_owner_only_and_never_overwritten(issuer_dir, tmp_path)
     finally:
         os.umask(old)
     assert mode(w / "rider.pem") == 0o600
-    with pytest.raises(SystemExit):
-        fare("wallet", "--dir", w, "new")
+    assert "already exists" in fails(capsys, "wallet", "--dir", w, "new")
 
 
 def test_rotation_retirement_and_ride_codes_end_to_end(issuer_dir, tmp_path, capsys):
@@ -135,14 +135,13 @@ def test_tables_module_for_a_frozen_build(issuer_dir, tmp_path):
     assert all(k.fixed is not None and k.table is ns["TABLES"][k.key_id] for k in ring.keys())
 
 
-def test_issue_without_a_usable_key_fails_cleanly(tmp_path):
+def test_issue_without_a_usable_key_fails_cleanly(tmp_path, capsys):
     d = tmp_path / "empty"
     fare("issuer", "--dir", d, "init-operator")
-    with pytest.raises(SystemExit):
-        fare("issuer", "--dir", d, "issue", "--rider-key", "02" + "11" * 32, "--account", 1,
-             "--out", tmp_path / "c")
-    with pytest.raises(SystemExit):
-        fare("issuer", "--dir", d, "retire", "--key-id", 99)
+    assert "no issuer key to sign with" in fails(
+        capsys, "issuer", "--dir", d, "issue", "--rider-key", "02" + "11" * 32, "--account", 1,
+        "--out", tmp_path / "c")
+    assert "no issuer key 99" in fails(capsys, "issuer", "--dir", d, "retire", "--key-id", 99)
 
 
 COMMANDS = {
