@@ -107,7 +107,8 @@ def _link(body, keyed, key):
     return hashlib.sha256(body).digest()[:LINK_SIZE]
 
 
-def _encode(rec, seq, reader_id, prev_link, key):
+def _encode(rec, seq, reader_id, prev_link, key, out=None):
+    # into `out` (a buffer of MAX_RECORD bytes: the log's own, made once) or a new bytearray
     kind = rec.get("kind", "")
     if kind not in KINDS:
         raise RecordError("trip record kind must be 'qr', 'nfc' or ''")
@@ -118,7 +119,7 @@ def _encode(rec, seq, reader_id, prev_link, key):
     if not isinstance(prev_link, (bytes, bytearray)) or len(prev_link) != LINK_SIZE:
         raise RecordError("prev_link must be %d bytes" % LINK_SIZE)
     n = REC_FIXED + len(cred) + len(raw) + CRC_SIZE
-    buf = bytearray(n)
+    buf = bytearray(n) if out is None else memoryview(out)[:n]
     struct.pack_into(
         REC_FMT, buf, 0, REC_MARK, VERSION, n, _check(seq, _U32, "seq"),
         _check(reader_id, _U32, "reader_id"), _check(rec["time"], _U32, "time"),
@@ -285,7 +286,8 @@ class TripLog:
         self._meta0 = first_block
         self._seg0 = first_block + META_BLOCKS
         self._nseg = blocks - META_BLOCKS
-        self._buf = bytearray(MAX_RECORD)  # scratch for one record; never handed out
+        self._buf = bytearray(MAX_RECORD)  # scratch for one record read; never handed out
+        self._wbuf = bytearray(MAX_RECORD)  # the record being appended (no block per tap)
         self._state = bytearray(self._nseg)  # FREE, DIRTY, READY or LIVE per segment
         self._segs = _Segs(self._nseg)
         self._ndirty = 0
@@ -469,7 +471,7 @@ class TripLog:
         (nothing written) when it does not fit, RecordError for a field out of range, OSError if
         the flash fails (the record is then absent or dropped as torn on the next boot)."""
         seq = self.last_seq + 1
-        data = _encode(rec, seq, self.reader_id, self._last_link, self._key)
+        data = _encode(rec, seq, self.reader_id, self._last_link, self._key, self._wbuf)
         n = len(data)
         nxt = _link(memoryview(data)[:n - CRC_SIZE], self._mac is not None, self._mac)
         if not self._tail_ok or self._tail_off + n > self._bs:

@@ -46,8 +46,8 @@ def test_a_long_day_of_taps_and_pushes_in_the_reduced_heap(tmp_path, cut):
 
 
 def test_a_power_cut_in_the_middle_of_each_kind_of_install(tmp_path):
-    day = heapday.HeapDay(tmp_path, pending_keys=4, seed=2).start()
     cuts = (0, 1, 2, 9, 40) if LONG else (0, 9)
+    day = heapday.HeapDay(tmp_path, pending_keys=len(cuts), seed=2).start()
     try:
         day.push("denylist_big")     # the deltas below merge into 50,000 entries
         for after in cuts:
