@@ -1,16 +1,14 @@
 """The long-day heap test (issue 14): the simulated reader, real firmware on MicroPython, with the
 device's heap less a 16 KB safety margin (bytecode + 110 KB: host_tools/sim/simreader.py), decides
-taps of every kind of rider interleaved with every kind of push, repeated: in the heap as the day
-leaves it, and in a heap cut into 1 KiB holes once the reader is up (no block after boot may be
-larger: docs/performance.md, "Heap"); then each kind of install has the power cut in its middle.
-Every push installs, every tap gets its rider's decision.
+taps of every kind of rider interleaved with every kind of push, repeated; then each kind of
+install has the power cut in its middle. Every push installs, every tap gets its rider's decision.
+(That no block after boot is larger than 1 KiB is tested on the reader alone, its heap cut into
+holes of that size: tests/firmware/test_heap_bound.py.)
 
-`make test` runs a representative day (600 taps, and 300 in the cut heap, each kind of push twice);
-FV_LONG_DAY=1 runs the full one (3,000 taps, each kind of push six times; about eight minutes).
-tests/sim/heapday.py has the day."""
+`make test` runs a representative day (600 taps, each kind of push twice); FV_LONG_DAY=1 runs the
+full one (3,000 taps, each kind of push six times; about eight minutes). tests/sim/heapday.py has
+the day."""
 import os
-
-import pytest
 
 import heapday
 
@@ -18,15 +16,9 @@ LONG = os.environ.get("FV_LONG_DAY") == "1"
 KINDS = ("denylist", "denylist_delta", "keyring", "config", "denylist_big", "denylist_delta")
 
 
-@pytest.mark.parametrize("cut", [None, 1024], ids=["as_the_day_leaves_it", "cut_into_1k_holes"])
-def test_a_long_day_of_taps_and_pushes_in_the_reduced_heap(tmp_path, cut):
-    # (Cut into holes, the day keeps its representative size in the full run too: the key
-    # ring's cache fills during the first four key rings, about 1.4 KB a key with its table file
-    # open on this port, and those long-lived blocks land in the holes; thousands of taps later
-    # a hole with room for INFO's 464-byte table was not always left. No block a day needs is
-    # larger than that, but a heap cut at boot never heals.)
-    rounds, taps = (6, 3000) if LONG and cut is None else (2, 600 if cut is None else 300)
-    day = heapday.HeapDay(tmp_path, pending_keys=rounds, fragment=cut).start()
+def test_a_long_day_of_taps_and_pushes_in_the_reduced_heap(tmp_path):
+    rounds, taps = (6, 3000) if LONG else (2, 600)
+    day = heapday.HeapDay(tmp_path, pending_keys=rounds).start()
     try:
         per = taps // (rounds * len(KINDS))
         for _ in range(rounds):
@@ -38,7 +30,7 @@ def test_a_long_day_of_taps_and_pushes_in_the_reduced_heap(tmp_path, cut):
     finally:
         day.close()
     n = sum(day.counts.values())
-    print("heap day (cut: %s):" % cut, n, "taps", day.counts, "NFC taps repeated", day.nfc_again,
+    print("heap day:", n, "taps", day.counts, "NFC taps repeated", day.nfc_again,
           "pushes", len(day.pushes),
           "heap", day.heap, "lowest free", day.low, "after the day", info["heap"])
     assert n == taps
@@ -46,8 +38,6 @@ def test_a_long_day_of_taps_and_pushes_in_the_reduced_heap(tmp_path, cut):
     assert {"OK", "UNKNOWN_KEY", "DENIED_ACCOUNT", "MALFORMED"} <= set(day.counts)
     assert len(day.pushes) == 1 + rounds * len(KINDS)
     assert info["fault"] is None and info["counters"]["errors"] == 0
-    if cut:
-        assert info["heap"]["largest"] <= cut
 
 
 def test_a_power_cut_in_the_middle_of_each_kind_of_install(tmp_path):
