@@ -531,6 +531,7 @@ def main():
               "target %s)" % ("tap, " + label, lo, hi, pol * INTERP[0] + flash_ms + reads * 0.03,
                               pol * INTERP[1] + flash_ms + reads * 0.15,
                               "<= 250 ms" if name == "first" else "<= 150 ms"))
+        E.save(**{"tap_" + name: (lo, hi)})
     snap_flash = s["erases"] * T_ERASE_MS + s["bytes"] / 256 * T_PAGE_MS
     print("  snapshot       %.2f-%.2f s (flash %.0f ms): every 32 accepted taps at most, moved "
           "to idle time by maintain()" % ((r["snapshot"] * INTERP[0] + snap_flash) / 1000,
