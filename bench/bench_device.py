@@ -23,12 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from host_tools.common import ecsign  # noqa: E402
+from host_tools.common import ecsign, esp32figures  # noqa: E402
 from host_tools.fleet import deploy  # noqa: E402
 from host_tools.issuing import config_build, denylist_build  # noqa: E402
 from host_tools.issuing.issuer import Issuer, export_keyring  # noqa: E402
 
-ESTIMATES = ROOT / "build" / "esp32-estimate.json"   # written by bench/esp32_estimate.save
 DENY_ENTRIES = 10_000   # a deny list the board installs first (a reader without one is degraded)
 NOW = 1_800_000_000
 DAY = 86400
@@ -163,13 +162,6 @@ def make_inputs(tmp, n, rounds):
     return sorted(p for p in tmp.rglob("*") if p.is_file())
 
 
-def estimates():
-    try:
-        return json.loads(ESTIMATES.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", required=True, help="the board's serial port")
@@ -205,7 +197,7 @@ def main(argv=None):
         print("bench-device: the board printed no result:\n%s" % out[-2000:], file=sys.stderr)
         return 1
     got = json.loads(line[-1][6:])
-    est = estimates()
+    est = esp32figures.load()
     print("On the board at %s (best of %d rounds, wall time), beside the ESP32 estimate of the "
           "last `make bench`:" % (a.port, a.rounds))
     for key, label in LABELS:

@@ -16,7 +16,6 @@
 3. Calls from Python into the engine: their count x 10-20 us each (the call, argument
    conversion, the return).
 """
-import json
 import struct
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 import p256_xtensa_kit as K  # noqa: E402
+from host_tools.common.esp32figures import save  # noqa: E402,F401  (for the benches)
 import xtensa_harness as X  # noqa: E402
 
 MHZ = 240
@@ -102,17 +102,3 @@ def line(label, instructions, interp_us, calls):
                interp_us / 1000, parts["python"][0], parts["python"][1], calls,
                parts["calls"][0], parts["calls"][1]))
 
-
-ESTIMATES = ROOT / "build" / "esp32-estimate.json"
-
-
-def save(**figures):
-    """Keep (lo, hi) ms estimates by name in build/esp32-estimate.json, for `make bench-device`
-    to print beside what it measures on a board."""
-    try:
-        have = json.loads(ESTIMATES.read_text())
-    except (OSError, ValueError):
-        have = {}
-    have.update({k: [round(v[0], 1), round(v[1], 1)] for k, v in figures.items()})
-    ESTIMATES.parent.mkdir(parents=True, exist_ok=True)
-    ESTIMATES.write_text(json.dumps(have, indent=1, sort_keys=True) + "\n")
