@@ -216,7 +216,6 @@ def _msm(L, fixed, nvar, counts):
     ws = F.ws
     tpos = F.TAB_ADD
     tneg = F.TAB_ADD_NEG
-    tpos[1] = tneg[1] = 0
     pieces = 256 // L
     inf = 1
     j = top
@@ -254,7 +253,9 @@ def _msm(L, fixed, nvar, counts):
                     F.call(G.TAB_SET_NEG if ng else G.TAB_SET, buf, off)
                     inf = 0
                 else:
-                    inf = F._same_x(run(ws, buf, tneg if ng else tpos, off))
+                    pr = tneg if ng else tpos
+                    pr[1] = 0       # (no doublings: VRUN made them)
+                    inf = F._same_x(run(ws, buf, pr, off))
         if jf == 0:
             break
         j = jf - 1

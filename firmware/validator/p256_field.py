@@ -130,9 +130,10 @@ def vrun(b):
     inf = b[4]
     nvar = b[5]
     nfix = b[6]
+    pend = 0    # doublings not made yet: the next addition makes them first (its RPT)
     while True:
         if not inf:
-            call(G.DBL)
+            pend += 1
         for v in range(nvar):
             d = b[VRUN_NAF0 + 257 * v + j]
             if d:
@@ -144,7 +145,8 @@ def vrun(b):
                     run(ws, ws, var_entry(VAR_SET, x, neg), 0)
                     inf = 0
                 else:
-                    VAR_ADD[1] = 0
+                    VAR_ADD[1] = _pending(pend)
+                    pend = 0
                     inf = _same_x(run(ws, ws, var_entry(VAR_ADD, x, neg), 0))
         for k in range(nfix):
             f = VRUN_FIX0 + k * VRUN_FIX_SIZE
@@ -167,8 +169,10 @@ def vrun(b):
                     call(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off)
                     inf = 0
                 else:
-                    TAB_ADD[1] = TAB_ADD_NEG[1] = 0
-                    inf = _same_x(run(ws, buf, TAB_ADD_NEG if neg else TAB_ADD, off))
+                    pr = TAB_ADD_NEG if neg else TAB_ADD
+                    pr[1] = _pending(pend)
+                    pend = 0
+                    inf = _same_x(run(ws, buf, pr, off))
             p = (i - 1) * b[f + FIX_W] if i else 0xffff
             b[f + FIX_I] = i - 1 if i else 0
             b[f + FIX_POS] = p & 255
@@ -176,10 +180,20 @@ def vrun(b):
         if j == end:
             break
         j -= 1
+    if pend:
+        run(ws, ws, chain_step(DBLS, _pending(pend)), 0)
     b[0] = j & 255
     b[1] = j >> 8
     b[4] = inf
     return 0
+
+
+# n pending doublings as a RPT count (at most 255): any beyond it are made now.
+def _pending(n):
+    while n > 255:
+        run(ws, ws, chain_step(DBLS, 255), 0)
+        n -= 255
+    return n
 
 
 def _set_constants():
