@@ -3,10 +3,10 @@
 # API (tokens.py, keyring.py, signedfile.py call these; docs/design.md "p256" says the same):
 #
 #   verify(public_key, digest, signature) -> bool
-#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed), or the
-#       (x, y) pair that decode_point returned (a cache of decoded keys saves the square root of
-#       a compressed key; the pair is still checked to be on the curve); digest: 32 bytes;
-#       signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
+#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed; decode_key
+#       makes these from a compressed key once, for a cache of decoded keys), or the (x, y) pair
+#       of decode_point (still checked to be on the curve); digest: 32 bytes; signature: 64
+#       bytes r||s. Both s and n-s verify (no low-S rule).
 #   verify_recoverable(public_key, digest, signature, recid) -> bool
 #       The same check, faster (Antipa et al.), for signatures that carry the recovery id of their
 #       R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.common.ecsign.sign_digest).
@@ -31,15 +31,16 @@
 # wrong lengths or types, r or s outside [1, n-1], coordinates >= p, points off the curve or at
 # infinity. MemoryError and OSError (the reader's own trouble) are raised.
 #
-# How (docs/performance.md, "Signature verification"): the field arithmetic is native code
-# (p256_native, generated: 13-bit limbs, Montgomery products) driven by programs of p256_field,
-# one engine call per point operation; this module keeps the scalar side (mod n: the inverse of
-# s, the half gcd, NAF and comb digits) and the order of the additions. All scalar
-# multiplications of a verify share one doubling chain (interleaved). Variable bases (the rider
-# key, the R point) use width-5 NAF digits over their odd multiples (co-Z additions, one shared
-# inversion); fixed bases (the generator, issuer keys) use comb tables (p256_fixed.py). The rider
-# signature uses Antipa et al. (verify_recoverable): a 128-step chain. Comments, not docstrings,
-# except verify_recoverable's soundness argument: MicroPython needs RAM to compile docstrings.
+# How (docs/performance.md, "Signature verification"): the field arithmetic is native code (an
+# engine of field programs, p256_field: Xtensa assembly on an ESP32, viper on the unix port),
+# one engine call per point operation, the whole doubling chain in one (VRUN); this module keeps
+# the schedule: the scalars' digits (NAF, comb; native helpers in p256_digits, as the half gcd)
+# and which additions the chain makes. All scalar multiplications of a verify share one doubling
+# chain. Variable bases (the rider key, the R point) use width-5 NAF digits over their odd
+# multiples (co-Z additions, one shared inversion); fixed bases (the generator, issuer keys) use
+# comb tables (p256_fixed.py). The rider signature uses Antipa et al. (verify_recoverable): a
+# 128-step chain. Comments, not docstrings, except verify_recoverable's soundness argument:
+# MicroPython needs RAM to compile docstrings.
 from array import array
 
 from validator import p256_field as F

@@ -1,7 +1,8 @@
 # The field arithmetic under validator.p256: the workspace of field elements, the engine that runs
-# programs over it (p256_native: viper machine code on the reader; p256_host: its CPython twin on
-# the host tools), the programs (p256_progs, generated: constants that stay in flash in a frozen
-# build) and the few steps that move keys and points in and out of the workspace.
+# programs over it (p256_xtensa: Xtensa assembly on the reader; p256_native: viper on the unix
+# port; p256_host: their CPython twin on the host tools), the programs (p256_progs, generated:
+# constants that stay in flash in a frozen build) and the few steps that move keys and points in
+# and out of the workspace.
 #
 # Slots are numbered field elements of the workspace, in Montgomery form (x*R mod p, R = 2^260)
 # but for the constants ZERO, SP and ONE_RAW. One engine call runs a whole point operation; the
