@@ -68,6 +68,9 @@ _digs = tuple(memoryview(_vb)[f + G.FIX_DIGITS:f + G.VRUN_FIX_SIZE] for f in _FI
 _NAF0 = bytes(257)
 _pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))
 _rr = bytearray(64)
+_GATHER = 32                  # entries: a table file's for one verify (_gather_entries)
+_gather = bytearray(64 * _GATHER)
+_gv = memoryview(_gather)
 _hg = bytearray(4 * 34)      # the half gcd's four 17-limb numbers (p256_digits.half_gcd)
 try:  # MicroPython: the digit loops and the half gcd as native code
     from validator.p256_digits import half_gcd as _hg_native
@@ -172,9 +175,24 @@ def _fixed_digits(L, fixed):
         b[f + G.FIX_NEG] = neg
         b[f + G.FIX_I] = nw - 1
         b[f + G.FIX_PIECES] = 256 // L
+        b[f + G.FIX_GATHERED] = 0
         fx.append([nw - 1, top, fb, f, neg, w, nw, L // fb.spacing])
     b[6] = len(fixed)
     return fx
+
+
+# The entries a fixed base's digits need (t of _fixed_digits), read from its table file into
+# _gather at (q * nw + i) * 64, so that VRUN adds them itself (a table file is read by offset:
+# its entries have no address).
+def _gather_entries(t, L):
+    fb, rec, nw, step = t[2], t[3], t[6], t[7]
+    for q in range(256 // L):
+        for i in range(nw):
+            d = _digit(rec, q * nw + i)
+            if d:
+                o = 64 * (q * nw + i)
+                fb.read_entry(q * step, d if d > 0 else -d, _gv[o:o + 64])
+    _vb[rec + G.FIX_GATHERED] = 1
 
 
 # Comb digit n of the fixed base whose block record is at f (signed).
@@ -188,9 +206,10 @@ def _digit(f, n):
 # pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the
 # variable bases in workspace areas 0 and 1 (nvar of them: their odd multiples made, NAF digits
 # in _naf, `counts` nonzero positions in _pos), in one doubling chain, into the accumulator
-# (X, Y, Z); returns whether the sum is O. The whole chain is one VRUN, unless the Xtensa engine
-# cannot read a table (a table file): then one VRUN from one of that table's windows to the next,
-# and its additions one engine call each. Additions that meet the same x (P + P, P - P) are
+# (X, Y, Z); returns whether the sum is O. The whole chain is one VRUN; on the Xtensa engine a
+# table file's entries are first read into a buffer (_gather_entries), and if a second table
+# file or one with more entries than it holds is left, one VRUN from one of its windows to the
+# next, and its additions one engine call each. Additions that meet the same x (P + P, P - P) are
 # settled where they happen (p256_field._same_x).
 def _msm(L, fixed, nvar, counts):
     if len(fixed) == 2 and fixed[0][0]._data is None and fixed[1][0]._data is not None:
@@ -201,12 +220,19 @@ def _msm(L, fixed, nvar, counts):
         if counts[v] and _pos[v][counts[v] - 1] > top:
             top = _pos[v][counts[v] - 1]
     nfix = 0        # the bases VRUN adds itself: the first nfix
+    gathered = False
     for i in range(len(fx)):
         t = fx[i]
         if t[1] > top:
             top = t[1]
-        if nfix == i and F.set_table(i, t[2]):
-            nfix += 1
+        if nfix == i:
+            if F.set_table(i, t[2]):
+                nfix += 1
+            elif not gathered and t[6] * (256 // L) <= _GATHER:
+                _gather_entries(t, L)       # a table file (on the Xtensa engine)
+                F.set_table(i, _gather, True)
+                gathered = True
+                nfix += 1
     if top < 0:
         return True
     b = _vb

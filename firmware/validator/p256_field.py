@@ -10,7 +10,8 @@
 # and the programs that are patched per call are allocated here, once, at import.
 # Comments, not docstrings: MicroPython parses docstrings.
 from validator import p256_progs as G
-from validator.p256_progs import (AREA, AREA_SLOTS, FIX_DIGITS, FIX_I, FIX_NEG, FIX_NW, FIX_PIECES,
+from validator.p256_progs import (AREA, AREA_SLOTS, FIX_DIGITS, FIX_GATHERED, FIX_I, FIX_NEG,
+                                  FIX_NW, FIX_PIECES,
                                   FIX_POS, FIX_STEP, FIX_W, MOV, PROGS, RPT, SLOTS, SUB,
                                   VAR_ADD_AT, VRUN_FIX0, VRUN_FIX_SIZE, VRUN_NAF0, WS_BYTES, ZERO)
 
@@ -88,22 +89,26 @@ def var_entry(pr, x_slot, negate):
     return pr
 
 
-# The fixed bases of the next VRUN: objects with entry_at(tooth, multiple) -> (buffer, offset of
-# the 64-byte affine entry), for the steps below; the Xtensa engine reads the entries itself from
-# the addresses set_table() gave it.
+# The fixed bases of the next VRUN, for the steps below: objects with entry_at(tooth, multiple)
+# -> (buffer, offset of the 64-byte affine entry), or the buffer of a base's gathered entries;
+# the Xtensa engine reads the entries itself from the addresses set_table() gave it.
 tables = [None, None]
 
 
-# Fixed base k of the next VRUN is `fb` (a p256_fixed.FixedBase). Returns whether the engine can
-# run it natively: always when vrun() steps in Python; on the Xtensa engine, if its table is one
-# block in memory (a frozen constant or RAM; not a table file, read by offset).
-def set_table(k, fb):
+# Fixed base k of the next VRUN is `fb` (a p256_fixed.FixedBase; or, gathered=True, a buffer of
+# the entries its digits need, at (q * nw + i) * 64). Returns whether the engine can run it
+# natively: always when vrun() steps in Python; on the Xtensa engine, if the entries are in
+# memory (a frozen constant, a RAM table, a gather buffer; not a table file, read by offset).
+def set_table(k, fb, gathered=False):
     tables[k] = fb
     if not VRUN:
         return True
-    if fb._data is None:
+    if gathered:
+        data, first = fb, 0
+    elif fb._data is None:
         return False
-    data, first = fb.entry_at(0, 1)     # the entries start with (0, 1)
+    else:
+        data, first = fb.entry_at(0, 1)     # the entries start with (0, 1)
     run(ws, data, PROGS, ((G.PTR_1 if k else G.PTR_0) << 16) | first)
     return True
 
@@ -165,7 +170,10 @@ def vrun(b):
                 if d >= 32768:
                     d = 65536 - d
                     neg ^= 1
-                buf, off = fb.entry_at(q * b[f + FIX_STEP], d)
+                if b[f + FIX_GATHERED]:
+                    buf, off = fb, 64 * (q * nw + i)
+                else:
+                    buf, off = fb.entry_at(q * b[f + FIX_STEP], d)
                 if inf:
                     call(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off)
                     inf = 0
