@@ -238,6 +238,8 @@ def main():
           for k in ("rider", "issuer")]
     print("  %-34s %5.0f-%-4.0f ms  (targets: rider <= 120 ms; the taps: bench_decision)"
           % ("first sighting, both signatures", fs[0][0] + fs[1][0], fs[0][1] + fs[1][1]))
+    E.save(**{k: E.estimate(native[k], mp["est"][k]["python_us"], mp["est"][k]["calls"])[0]
+              for k in ("rider", "rider_cached", "issuer")})
     print("Native code for the ESP32 (mpy-cross -march=xtensawin): assembly engine %d bytes "
           "(the reader's), viper engine %d bytes (the unix port's)" % (sizes["asm"], sizes["viper"]))
     return 0

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 import p256_xtensa_kit as K  # noqa: E402
+from host_tools.common.esp32figures import save  # noqa: E402,F401  (for the benches)
 import xtensa_harness as X  # noqa: E402
 
 MHZ = 240
@@ -100,3 +101,4 @@ def line(label, instructions, interp_us, calls):
             % (label, lo, hi, instructions / 1e6, parts["native"][0], parts["native"][1],
                interp_us / 1000, parts["python"][0], parts["python"][1], calls,
                parts["calls"][0], parts["calls"][1]))
+

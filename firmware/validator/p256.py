@@ -3,10 +3,10 @@
 # API (tokens.py, keyring.py, signedfile.py call these; docs/design.md "p256" says the same):
 #
 #   verify(public_key, digest, signature) -> bool
-#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed), or the
-#       (x, y) pair that decode_point returned (a cache of decoded keys saves the square root of
-#       a compressed key; the pair is still checked to be on the curve); digest: 32 bytes;
-#       signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
+#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed; decode_key
+#       makes these from a compressed key once, for a cache of decoded keys), or the (x, y) pair
+#       of decode_point (still checked to be on the curve); digest: 32 bytes; signature: 64
+#       bytes r||s. Both s and n-s verify (no low-S rule).
 #   verify_recoverable(public_key, digest, signature, recid) -> bool
 #       The same check, faster (Antipa et al.), for signatures that carry the recovery id of their
 #       R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.common.ecsign.sign_digest).
@@ -31,15 +31,16 @@
 # wrong lengths or types, r or s outside [1, n-1], coordinates >= p, points off the curve or at
 # infinity. MemoryError and OSError (the reader's own trouble) are raised.
 #
-# How (docs/performance.md, "Signature verification"): the field arithmetic is native code
-# (p256_native, generated: 13-bit limbs, Montgomery products) driven by programs of p256_field,
-# one engine call per point operation; this module keeps the scalar side (mod n: the inverse of
-# s, the half gcd, NAF and comb digits) and the order of the additions. All scalar
-# multiplications of a verify share one doubling chain (interleaved). Variable bases (the rider
-# key, the R point) use width-5 NAF digits over their odd multiples (co-Z additions, one shared
-# inversion); fixed bases (the generator, issuer keys) use comb tables (p256_fixed.py). The rider
-# signature uses Antipa et al. (verify_recoverable): a 128-step chain. Comments, not docstrings,
-# except verify_recoverable's soundness argument: MicroPython needs RAM to compile docstrings.
+# How (docs/performance.md, "Signature verification"): the field arithmetic is native code (an
+# engine of field programs, p256_field: Xtensa assembly on an ESP32, viper on the unix port),
+# one engine call per point operation, the whole doubling chain in one (VRUN); this module keeps
+# the schedule: the scalars' digits (NAF, comb; native helpers in p256_digits, as the half gcd)
+# and which additions the chain makes. All scalar multiplications of a verify share one doubling
+# chain. Variable bases (the rider key, the R point) use width-5 NAF digits over their odd
+# multiples (co-Z additions, one shared inversion); fixed bases (the generator, issuer keys) use
+# comb tables (p256_fixed.py). The rider signature uses Antipa et al. (verify_recoverable): a
+# 128-step chain. Comments, not docstrings, except verify_recoverable's soundness argument:
+# MicroPython needs RAM to compile docstrings.
 from array import array
 
 from validator import p256_field as F
@@ -67,6 +68,9 @@ _digs = tuple(memoryview(_vb)[f + G.FIX_DIGITS:f + G.VRUN_FIX_SIZE] for f in _FI
 _NAF0 = bytes(257)
 _pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))
 _rr = bytearray(64)
+_GATHER = 32                  # entries: a table file's for one verify (_gather_entries)
+_gather = bytearray(64 * _GATHER)
+_gv = memoryview(_gather)
 _hg = bytearray(4 * 34)      # the half gcd's four 17-limb numbers (p256_digits.half_gcd)
 try:  # MicroPython: the digit loops and the half gcd as native code
     from validator.p256_digits import half_gcd as _hg_native
@@ -171,9 +175,24 @@ def _fixed_digits(L, fixed):
         b[f + G.FIX_NEG] = neg
         b[f + G.FIX_I] = nw - 1
         b[f + G.FIX_PIECES] = 256 // L
+        b[f + G.FIX_GATHERED] = 0
         fx.append([nw - 1, top, fb, f, neg, w, nw, L // fb.spacing])
     b[6] = len(fixed)
     return fx
+
+
+# The entries a fixed base's digits need (t of _fixed_digits), read from its table file into
+# _gather at (q * nw + i) * 64, so that VRUN adds them itself (a table file is read by offset:
+# its entries have no address).
+def _gather_entries(t, L):
+    fb, rec, nw, step = t[2], t[3], t[6], t[7]
+    for q in range(256 // L):
+        for i in range(nw):
+            d = _digit(rec, q * nw + i)
+            if d:
+                o = 64 * (q * nw + i)
+                fb.read_entry(q * step, d if d > 0 else -d, _gv[o:o + 64])
+    _vb[rec + G.FIX_GATHERED] = 1
 
 
 # Comb digit n of the fixed base whose block record is at f (signed).
@@ -187,9 +206,10 @@ def _digit(f, n):
 # pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the
 # variable bases in workspace areas 0 and 1 (nvar of them: their odd multiples made, NAF digits
 # in _naf, `counts` nonzero positions in _pos), in one doubling chain, into the accumulator
-# (X, Y, Z); returns whether the sum is O. The whole chain is one VRUN, unless the Xtensa engine
-# cannot read a table (a table file): then one VRUN from one of that table's windows to the next,
-# and its additions one engine call each. Additions that meet the same x (P + P, P - P) are
+# (X, Y, Z); returns whether the sum is O. The whole chain is one VRUN; on the Xtensa engine a
+# table file's entries are first read into a buffer (_gather_entries), and if a second table
+# file or one with more entries than it holds is left, one VRUN from one of its windows to the
+# next, and its additions one engine call each. Additions that meet the same x (P + P, P - P) are
 # settled where they happen (p256_field._same_x).
 def _msm(L, fixed, nvar, counts):
     if len(fixed) == 2 and fixed[0][0]._data is None and fixed[1][0]._data is not None:
@@ -200,12 +220,19 @@ def _msm(L, fixed, nvar, counts):
         if counts[v] and _pos[v][counts[v] - 1] > top:
             top = _pos[v][counts[v] - 1]
     nfix = 0        # the bases VRUN adds itself: the first nfix
+    gathered = False
     for i in range(len(fx)):
         t = fx[i]
         if t[1] > top:
             top = t[1]
-        if nfix == i and F.set_table(i, t[2]):
-            nfix += 1
+        if nfix == i:
+            if F.set_table(i, t[2]):
+                nfix += 1
+            elif not gathered and t[6] * (256 // L) <= _GATHER:
+                _gather_entries(t, L)       # a table file (on the Xtensa engine)
+                F.set_table(i, _gather, True)
+                gathered = True
+                nfix += 1
     if top < 0:
         return True
     b = _vb
@@ -216,7 +243,6 @@ def _msm(L, fixed, nvar, counts):
     ws = F.ws
     tpos = F.TAB_ADD
     tneg = F.TAB_ADD_NEG
-    tpos[1] = tneg[1] = 0
     pieces = 256 // L
     inf = 1
     j = top
@@ -254,7 +280,9 @@ def _msm(L, fixed, nvar, counts):
                     F.call(G.TAB_SET_NEG if ng else G.TAB_SET, buf, off)
                     inf = 0
                 else:
-                    inf = F._same_x(run(ws, buf, tneg if ng else tpos, off))
+                    pr = tneg if ng else tpos
+                    pr[1] = 0       # (no doublings: VRUN made them)
+                    inf = F._same_x(run(ws, buf, pr, off))
         if jf == 0:
             break
         j = jf - 1

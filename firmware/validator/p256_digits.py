@@ -77,11 +77,13 @@ def comb_into(kb: ptr8, w: int, L: int, out: ptr16) -> int:
 # Half extended Euclid (p256._half_gcd, the same result) on multi-limb numbers: w is 4 numbers
 # of 17 16-bit limbs, little-endian: a = n (put there by the caller), b = u (likewise), then
 # the two coefficients (two's complement over 272 bits, written here). Euclid on (a, b) keeps
-# a = ta * u, b = tb * u (mod n) and stops at the first remainder below 2^128, each remainder
-# step done as subtractions of b shifted left (at most about 2 * 256 of them: no division, and
-# no input makes it slow). Returns 0 if the result is (ta, a), 1 if it is (tb, b). Every value
-# is a limb, a limb shifted by less than 16 bits, or a difference of limbs: right on a 32-bit
-# machine.
+# a = ta * u, b = tb * u (mod n) and stops at the first remainder below 2^128. A remainder step
+# x mod y subtracts q * (y << k) from x (and q * (ty << k) from tx) with q < 2^8 estimated from the
+# top 22 bits, never too large (so x stays >= 0), until x < y: no division, no big quotient
+# makes it slow. Returns 0 if the result is (ta, a), 1 if it is (tb, b). Every value is a limb,
+# a limb times q plus a carry (< 2^24), a difference of limbs, or a top (< 2^22) shifted by at
+# most 7: right on a 32-bit machine (a 3-limb window's bits above 32 may drop there; they are
+# masked off anyway).
 @micropython.viper
 def half_gcd(w: ptr16) -> int:
     L = 17
@@ -107,9 +109,21 @@ def half_gcd(w: ptr16) -> int:
         yo = (1 - x) * L
         txo = (2 + x) * L
         tyo = (3 - x) * L
-        # x = x mod y and tx -= q * ty, by shifted subtractions
+        # the bit length of y (>= 129: it was checked above)
+        by = 0
+        i = L - 1
+        while i >= 0:
+            v = int(w[yo + i])
+            if v != 0:
+                by = 16 * i
+                while v != 0:
+                    by += 1
+                    v = v >> 1
+                break
+            i -= 1
+        # x = x mod y and tx -= q * ty
         while True:
-            bx = 0                  # bit lengths of x and y
+            bx = 0
             i = L - 1
             while i >= 0:
                 v = int(w[xo + i])
@@ -120,46 +134,55 @@ def half_gcd(w: ptr16) -> int:
                         v = v >> 1
                     break
                 i -= 1
-            by = 0
-            i = L - 1
-            while i >= 0:
-                v = int(w[yo + i])
-                if v != 0:
-                    by = 16 * i
-                    while v != 0:
-                        by += 1
-                        v = v >> 1
-                    break
-                i -= 1
             if bx < by:
                 break
-            k = bx - by
+            k = bx - by - 7         # q * (y << k) with q < 2^8
+            if k < 0:
+                k = 0
+            # X = x's top 22 bits, Y = those of y << k at the same place (>= 2^14), q = X / (Y + 1)
+            # (Y << 7 < 2^30: no sign bit reached on a 32-bit machine)
+            sp = bx - 22
+            j = sp >> 4
+            r = sp & 15
+            X = (int(w[xo + j]) >> r) | (int(w[xo + j + 1]) << (16 - r))
+            if r > 0:
+                X = X | (int(w[xo + j + 2]) << (32 - r))
+            X = X & 0x3fffff
+            sp = sp - k
+            j = sp >> 4
+            r = sp & 15
+            Y = (int(w[yo + j]) >> r) | (int(w[yo + j + 1]) << (16 - r))
+            if r > 0:
+                Y = Y | (int(w[yo + j + 2]) << (32 - r))
+            Y = (Y & 0x3fffff) + 1
+            q = 0
+            b = 7
+            while b >= 0:
+                if X >= (Y << b):
+                    X -= Y << b
+                    q = q | (1 << b)
+                b -= 1
+            if q == 0:
+                # only when k = 0 (else y << k is 7 bits shorter than x) and the tops are about
+                # equal: x < y (done) or x < 2y (subtract y once)
+                c = 0
+                i = L - 1
+                while i >= 0:
+                    v = int(w[xo + i])
+                    d = int(w[yo + i])
+                    if v != d:
+                        if v < d:
+                            c = 1
+                        break
+                    i -= 1
+                if c == 1:
+                    break
+                q = 1
+            # x -= q * (y << k), tx -= q * (ty << k)
             kq = k >> 4
             kr = k & 15
-            # y << k > x? then one less (unless k = 0: x < y, done)
-            c = 0
-            i = L - 1
-            while i >= 0:
-                s = 0
-                if i - kq >= 0:
-                    s = (int(w[yo + i - kq]) << kr) & 0xffff
-                    if kr != 0 and i - kq - 1 >= 0:
-                        s = s | (int(w[yo + i - kq - 1]) >> (16 - kr))
-                v = int(w[xo + i])
-                if s != v:
-                    if s > v:
-                        c = 1
-                    break
-                i -= 1
-            if c == 1:
-                if k == 0:
-                    break
-                k -= 1
-                kq = k >> 4
-                kr = k & 15
-            # x -= y << k and tx -= ty << k (two's complement: a borrow out of the top is dropped)
-            bx = 0
-            by = 0
+            cx = 0
+            ct = 0
             i = 0
             while i < L:
                 s = 0
@@ -170,16 +193,18 @@ def half_gcd(w: ptr16) -> int:
                     if kr != 0 and i - kq - 1 >= 0:
                         s = s | (int(w[yo + i - kq - 1]) >> (16 - kr))
                         t = t | (int(w[tyo + i - kq - 1]) >> (16 - kr))
-                d = int(w[xo + i]) - s - bx
-                bx = 0
+                s = q * s + cx      # the limb of q * (y << k) plus the carry and borrow so far
+                d = int(w[xo + i]) - (s & 0xffff)
+                cx = s >> 16
                 if d < 0:
                     d += 0x10000
-                    bx = 1
+                    cx += 1
                 w[xo + i] = d
-                d = int(w[txo + i]) - t - by
-                by = 0
+                t = q * t + ct
+                d = int(w[txo + i]) - (t & 0xffff)
+                ct = t >> 16
                 if d < 0:
                     d += 0x10000
-                    by = 1
+                    ct += 1
                 w[txo + i] = d
                 i += 1

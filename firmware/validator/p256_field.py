@@ -1,7 +1,8 @@
 # The field arithmetic under validator.p256: the workspace of field elements, the engine that runs
-# programs over it (p256_native: viper machine code on the reader; p256_host: its CPython twin on
-# the host tools), the programs (p256_progs, generated: constants that stay in flash in a frozen
-# build) and the few steps that move keys and points in and out of the workspace.
+# programs over it (p256_xtensa: Xtensa assembly on the reader; p256_native: viper on the unix
+# port; p256_host: their CPython twin on the host tools), the programs (p256_progs, generated:
+# constants that stay in flash in a frozen build) and the few steps that move keys and points in
+# and out of the workspace.
 #
 # Slots are numbered field elements of the workspace, in Montgomery form (x*R mod p, R = 2^260)
 # but for the constants ZERO, SP and ONE_RAW. One engine call runs a whole point operation; the
@@ -9,7 +10,8 @@
 # and the programs that are patched per call are allocated here, once, at import.
 # Comments, not docstrings: MicroPython parses docstrings.
 from validator import p256_progs as G
-from validator.p256_progs import (AREA, AREA_SLOTS, FIX_DIGITS, FIX_I, FIX_NEG, FIX_NW, FIX_PIECES,
+from validator.p256_progs import (AREA, AREA_SLOTS, FIX_DIGITS, FIX_GATHERED, FIX_I, FIX_NEG,
+                                  FIX_NW, FIX_PIECES,
                                   FIX_POS, FIX_STEP, FIX_W, MOV, PROGS, RPT, SLOTS, SUB,
                                   VAR_ADD_AT, VRUN_FIX0, VRUN_FIX_SIZE, VRUN_NAF0, WS_BYTES, ZERO)
 
@@ -87,22 +89,26 @@ def var_entry(pr, x_slot, negate):
     return pr
 
 
-# The fixed bases of the next VRUN: objects with entry_at(tooth, multiple) -> (buffer, offset of
-# the 64-byte affine entry), for the steps below; the Xtensa engine reads the entries itself from
-# the addresses set_table() gave it.
+# The fixed bases of the next VRUN, for the steps below: objects with entry_at(tooth, multiple)
+# -> (buffer, offset of the 64-byte affine entry), or the buffer of a base's gathered entries;
+# the Xtensa engine reads the entries itself from the addresses set_table() gave it.
 tables = [None, None]
 
 
-# Fixed base k of the next VRUN is `fb` (a p256_fixed.FixedBase). Returns whether the engine can
-# run it natively: always when vrun() steps in Python; on the Xtensa engine, if its table is one
-# block in memory (a frozen constant or RAM; not a table file, read by offset).
-def set_table(k, fb):
+# Fixed base k of the next VRUN is `fb` (a p256_fixed.FixedBase; or, gathered=True, a buffer of
+# the entries its digits need, at (q * nw + i) * 64). Returns whether the engine can run it
+# natively: always when vrun() steps in Python; on the Xtensa engine, if the entries are in
+# memory (a frozen constant, a RAM table, a gather buffer; not a table file, read by offset).
+def set_table(k, fb, gathered=False):
     tables[k] = fb
     if not VRUN:
         return True
-    if fb._data is None:
+    if gathered:
+        data, first = fb, 0
+    elif fb._data is None:
         return False
-    data, first = fb.entry_at(0, 1)     # the entries start with (0, 1)
+    else:
+        data, first = fb.entry_at(0, 1)     # the entries start with (0, 1)
     run(ws, data, PROGS, ((G.PTR_1 if k else G.PTR_0) << 16) | first)
     return True
 
@@ -130,9 +136,10 @@ def vrun(b):
     inf = b[4]
     nvar = b[5]
     nfix = b[6]
+    pend = 0    # doublings not made yet: the next addition makes them first (its RPT)
     while True:
         if not inf:
-            call(G.DBL)
+            pend += 1
         for v in range(nvar):
             d = b[VRUN_NAF0 + 257 * v + j]
             if d:
@@ -144,7 +151,8 @@ def vrun(b):
                     run(ws, ws, var_entry(VAR_SET, x, neg), 0)
                     inf = 0
                 else:
-                    VAR_ADD[1] = 0
+                    VAR_ADD[1] = _pending(pend)
+                    pend = 0
                     inf = _same_x(run(ws, ws, var_entry(VAR_ADD, x, neg), 0))
         for k in range(nfix):
             f = VRUN_FIX0 + k * VRUN_FIX_SIZE
@@ -162,13 +170,18 @@ def vrun(b):
                 if d >= 32768:
                     d = 65536 - d
                     neg ^= 1
-                buf, off = fb.entry_at(q * b[f + FIX_STEP], d)
+                if b[f + FIX_GATHERED]:
+                    buf, off = fb, 64 * (q * nw + i)
+                else:
+                    buf, off = fb.entry_at(q * b[f + FIX_STEP], d)
                 if inf:
                     call(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off)
                     inf = 0
                 else:
-                    TAB_ADD[1] = TAB_ADD_NEG[1] = 0
-                    inf = _same_x(run(ws, buf, TAB_ADD_NEG if neg else TAB_ADD, off))
+                    pr = TAB_ADD_NEG if neg else TAB_ADD
+                    pr[1] = _pending(pend)
+                    pend = 0
+                    inf = _same_x(run(ws, buf, pr, off))
             p = (i - 1) * b[f + FIX_W] if i else 0xffff
             b[f + FIX_I] = i - 1 if i else 0
             b[f + FIX_POS] = p & 255
@@ -176,10 +189,20 @@ def vrun(b):
         if j == end:
             break
         j -= 1
+    if pend:
+        run(ws, ws, chain_step(DBLS, _pending(pend)), 0)
     b[0] = j & 255
     b[1] = j >> 8
     b[4] = inf
     return 0
+
+
+# n pending doublings as a RPT count (at most 255): any beyond it are made now.
+def _pending(n):
+    while n > 255:
+        run(ws, ws, chain_step(DBLS, 255), 0)
+        n -= 255
+    return n
 
 
 def _set_constants():

@@ -146,6 +146,15 @@ class FixedBase:
         f.readinto(self._buf)
         return self._buf, 0
 
+    # Entry (t, m)'s 64 bytes into the buffer `out` (a table file's read by offset).
+    def read_entry(self, t, m, out):
+        o = HEADER_SIZE + (((t << (self.width - 1)) + m - 1) << 6)
+        if self._data is not None:
+            out[:] = self._data[o:o + 64]
+        else:
+            self._f.seek(o)
+            self._f.readinto(out)
+
     # The same as (x, y) ints (tests, tools).
     def entry(self, t, m):
         b, o = self.entry_at(t, m)

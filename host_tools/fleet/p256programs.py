@@ -231,12 +231,13 @@ TO_AFFINE = prog(*_body([(MOV, _t(0), Z)], _inv(), [(SQR, _t(8), _t(7)), (MUL, X
 #   for each fixed base k at VRUN_FIX0 + k * VRUN_FIX_SIZE: u16 position of its next window
 #   (FIX_POS, 0xffff: none left), u8 window width (FIX_W), u8 windows per piece (FIX_NW), u8
 #   tooth step per piece (FIX_STEP), u8 the digits' sign is flipped (FIX_NEG), u8 the next
-#   window's index (FIX_I), u8 pieces (FIX_PIECES), then its comb digits as i16 (FIX_DIGITS:
-#   piece q, window i at q * nw + i).
+#   window's index (FIX_I), u8 pieces (FIX_PIECES), u8 the entries are gathered (FIX_GATHERED),
+#   then its comb digits as i16 (FIX_DIGITS: piece q, window i at q * nw + i).
 # At each position from VRUN_J down to VRUN_END: a doubling (unless O), then base 0's and base
 # 1's additions (DBL; VAR_SET / VAR_ADD), then, if this is a fixed base's window position, its
 # table entries (one per piece with a nonzero digit d: entry (q * step, |d|) of the table whose
-# address PTR put into the workspace, negated if d < 0 xor FIX_NEG). An addition that meets the
+# address PTR put into the workspace, negated if d < 0 xor FIX_NEG; or, gathered, the 64 bytes at
+# (q * nw + i) * 64 of a buffer the entries a table file holds were read into). An addition that meets the
 # same x is settled in place: the same point is doubled instead (SET_DBL), the opposite one
 # leaves O (a recoverable verify's sum ends there).
 VRUN_J = 0
@@ -251,7 +252,8 @@ VRUN_FBASE = 10
 VRUN_FPIECE = 11
 VRUN_NAF0 = 16
 VRUN_FIX0 = VRUN_NAF0 + 2 * 257 + 2
-FIX_POS, FIX_W, FIX_NW, FIX_STEP, FIX_NEG, FIX_I, FIX_PIECES, FIX_DIGITS = 0, 2, 3, 4, 5, 6, 7, 8
+FIX_POS, FIX_W, FIX_NW, FIX_STEP, FIX_NEG, FIX_I, FIX_PIECES, FIX_GATHERED, FIX_DIGITS = (
+    0, 2, 3, 4, 5, 6, 7, 8, 10)
 FIX_MAX_DIGITS = 144    # (256 / L) * ceil(L / w) for the smallest width and pieces allowed
 VRUN_FIX_SIZE = FIX_DIGITS + 2 * FIX_MAX_DIGITS
 VRUN_SIZE = VRUN_FIX0 + 2 * VRUN_FIX_SIZE
@@ -338,7 +340,8 @@ TB_FROM_BASE = prog(*_SET)
 # What the generated module holds: slot numbers and sizes, then the programs.
 NUMBERS = ("VRUN_J", "VRUN_END", "VRUN_INF", "VRUN_NVAR", "VRUN_NFIX", "VRUN_NAF0", "VRUN_FIX0",
            "VRUN_FIX_SIZE", "FIX_POS", "FIX_W", "FIX_NW", "FIX_STEP", "FIX_NEG", "FIX_I",
-           "FIX_PIECES", "FIX_DIGITS", "FIX_MAX_DIGITS", "VRUN_SIZE", "WS_BYTES", "SLOT_BYTES",
+           "FIX_PIECES", "FIX_GATHERED", "FIX_DIGITS", "FIX_MAX_DIGITS", "VRUN_SIZE", "WS_BYTES",
+           "SLOT_BYTES",
            "SCR", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "SN", "RRN", "X", "Y",
            "Z", "X2", "Y2",
            "T", "AREA", "AREA_SLOTS", "SLOTS", "BATCH", "BATCH_C", "VAR_ADD_AT", "RPT", "SUB",
