@@ -9,10 +9,11 @@ include("$(MPY_DIR)/ports/esp32/boards/manifest.py")
 package("validator", base_path="../../firmware", files=[
     "__init__.py", "app.py", "atomicfile.py", "base45.py", "base45_native.py", "cbor.py",
     "clock.py", "config.py", "credential.py", "denylist.py", "denylist_format.py",
-    "denylist_update.py", "framing.py", "hmac256.py", "keyring.py", "p256.py", "p256_digits.py",
-    "p256_field.py", "p256_fixed.py", "p256_gtable.py", "p256_progs.py", "p256_xtensa.py",
-    "policy.py", "reasons.py", "riderstate.py", "ridertable.py", "signedfile.py", "sync.py",
-    "syncproto.py", "tokens.py", "triplog.py", "watchdog.py"])
+    "denylist_update.py", "framing.py", "heapwatch.py", "hmac256.py", "iobuf.py", "keyring.py",
+    "p256.py", "p256_digits.py", "p256_field.py", "p256_fixed.py", "p256_gtable.py",
+    "p256_progs.py", "p256_xtensa.py", "policy.py", "reasons.py", "riderstate.py",
+    "ridertable.py", "signedfile.py", "sync.py", "syncproto.py", "tokens.py", "triplog.py",
+    "watchdog.py"])
 package("drivers", base_path="../../firmware")
 module("esp32_board.py")
 module("pn532_i2c.py")
