@@ -10,7 +10,7 @@ PROVISION ?=
 ERASE   ?=
 FROZEN  ?=
 
-.PHONY: sim test bench deploy flash clean qemu
+.PHONY: sim test bench bench-device deploy flash clean qemu
 
 # qemu-user runs the ESP32's native code (Xtensa) in make test and make bench: installed here when
 # we are root (CI), otherwise the command to run is printed.
@@ -40,6 +40,12 @@ test: $(VENV) qemu
 
 bench: $(VENV) qemu
 	$(PY) bench/run.py
+
+# the verifications and taps timed on a connected board running the reader's firmware, beside the
+# ESP32 estimate of the last `make bench` (docs/performance.md)
+bench-device: $(VENV)
+	@test -n "$(PORT)" || (echo "usage: make bench-device PORT=/dev/ttyUSB0   (a board with the reader's firmware: make deploy or a frozen build; docs/performance.md)" && exit 2)
+	$(PY) bench/bench_device.py --port $(PORT) $(ARGS)
 
 # deploy has no default board: an esp32_devkitc takes only a frozen build (FROZEN=1), the .mpy
 # deploy fits only a board with PSRAM (docs/boards.md)

@@ -41,7 +41,7 @@ from validator import p256
 import textbook_p256
 from p256_bigint import p256 as old
 import engine_tap
-from cpuclock import clock, CLOCK
+from cpuclock import clock, per_call, CLOCK
 d = json.loads(open(sys.argv[1]).read())
 R = [(bytes.fromhex(a), bytes.fromhex(b), bytes.fromhex(c), bytes.fromhex(e), r) for a, b, c, e, r in d["rider"]]
 I = [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in d["issuer"]]
@@ -49,9 +49,14 @@ ipub = bytes.fromhex(d["issuer_pub"])
 del d
 p256._generator()
 old._generator()
+# the generator's table as a frozen build has it (tests/mp/frozen_gtable.py); the issuer's a
+# table file (a key that came by sync), or in memory (frozen with the firmware)
+import frozen_gtable
+frozen_gtable.use()
 ftab = p256.FixedBase(ipub, sys.argv[2])
+mtab = p256.FixedBase(ipub, open(sys.argv[2], "rb").read())
 otab = old.FixedBase(ipub, sys.argv[2])
-XY = [p256.decode_point(r[0]) for r in R]
+XY = [p256.decode_key(r[0]) for r in R]
 kinds = [
     ("textbook", lambda i: textbook_p256.verify(R[i][0], R[i][2], R[i][3])),
     ("old_verify", lambda i: old.verify(R[i][0], R[i][2], R[i][3])),
@@ -62,6 +67,7 @@ kinds = [
     ("rider_u", lambda i: p256.verify_recoverable(R[i][1], R[i][2], R[i][3], R[i][4])),
     ("rider_cached", lambda i: p256.verify_recoverable(XY[i], R[i][2], R[i][3], R[i][4])),
     ("issuer", lambda i: p256.verify_fixed(ftab, I[i][0], I[i][1])),
+    ("issuer_mem", lambda i: p256.verify_fixed(mtab, I[i][0], I[i][1])),
 ]
 total = {}
 for rnd in range(int(sys.argv[3])):
@@ -78,17 +84,19 @@ for name, f in kinds:
     out[name] = total[name] / n / 1e6
 # The ESP32 estimate's parts, on input 0 of each native kind: the engine calls recorded, then the
 # Python side timed with the engine stubbed (the stub's own cost measured and taken off), and
-# the big integers that stay in Python (the half gcd of the recoverable kinds) timed alone.
-def stub_cost(calls, reps):
+# the half gcd of the recoverable kinds (native code, counted on the Xtensa) timed alone and
+# taken off too.
+def stub_cost(calls):
     engine_tap.stub(([0] * calls, {}))
     f = engine_tap._stub
-    t0 = clock()
-    for _ in range(reps):
+
+    def calls_only():
         engine_tap.rewind()
         for _ in range(calls):
             f(0, 0, 0, 0)
+    t = per_call(calls_only)
     engine_tap.stop()
-    return (clock() - t0) / reps / 1000
+    return t / 1000
 est = {}
 for name, f in kinds:
     if name.startswith("old") or name == "textbook":
@@ -99,23 +107,20 @@ for name, f in kinds:
     engine_tap.stop()
     flags = engine_tap.load_flags(path)
     engine_tap.stub(flags)
-    reps = 60
     gc.collect()
-    t0 = clock()
-    for _ in range(reps):
+
+    def stubbed():
         engine_tap.rewind()
-        assert f(0) is True
-    py = (clock() - t0) / reps / 1000
+        f(0)
+    py = per_call(stubbed) / 1000
     engine_tap.stop()
-    big = 0
+    hg = 0
     if name.startswith("rider"):
         u1, u2 = p256.F.scalars(R[0][2], R[0][3])
-        t0 = clock()
-        for _ in range(reps):
-            p256._half_gcd(u2, p256.N)
-        big = (clock() - t0) / reps / 1000
-    py -= stub_cost(len(flags[0]), reps)
-    est[name] = {"record": path, "python_us": py, "bigint_us": big, "calls": len(flags[0])}
+        hg = per_call(lambda: p256._half_gcd(u2, p256.N)) / 1000
+    py -= stub_cost(len(flags[0])) + hg
+    est[name] = {"record": path, "python_us": py, "half_gcds": 1 if hg else 0,
+                 "calls": len(flags[0])}
 out["est"] = est
 print(json.dumps(out))
 """
@@ -165,7 +170,7 @@ def code_size():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=6)
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     rider, ipub, issuer = make_inputs(a.cases, a.seed)
@@ -186,7 +191,9 @@ def main():
             proc = run_mp(MP_MINHEAP, heap="%dk" % kb, args=[data, table], check=False)
             return proc.returncode == 0 and "ok" in proc.stdout
         heap = smallest_heap(runs_in, 8, 200)
-        native = {k: E.native_instructions(v["record"]) for k, v in mp["est"].items()}
+        # engine calls replayed on the Xtensa, plus the half gcd's instructions
+        native = {k: E.native_instructions(v["record"])[0]
+                  + v["half_gcds"] * E.half_gcd_instructions() for k, v in mp["est"].items()}
     sizes = code_size()
 
     print("MicroPython unix port, %d keys x %d interleaved rounds, mean %s time, ms per verify"
@@ -199,8 +206,9 @@ def main():
         ("native: verify, compressed key", mp["verify"]),
         ("native: rider, verify_recoverable, new key", mp["rider"]),
         ("native: rider, new uncompressed key", mp["rider_u"]),
-        ("native: rider, cached (x, y) key", mp["rider_cached"]),
+        ("native: rider, cached (decoded) key", mp["rider_cached"]),
         ("native: issuer, verify_fixed (table file)", mp["issuer"]),
+        ("native: issuer, verify_fixed (table in memory)", mp["issuer_mem"]),
         ("native: first sighting, issuer + rider", mp["issuer"] + mp["rider"]),
     ]
     for name, v in rows:
@@ -217,21 +225,21 @@ def main():
     print("  smallest heap for import + verify + verify_recoverable + verify_fixed (.mpy): "
           "%d KB" % heap)
     print("ESP32 estimate (bench/esp32_estimate.py: native code x CPI %.1f-%.1f at %d MHz; "
-          "Python x%d-%d, big integers x%d; %d-%d us a call):"
-          % (E.CPI[0], E.CPI[1], E.MHZ, E.INTERP[0], E.INTERP[1], E.BIGINT, E.CALL_US[0],
-             E.CALL_US[1]))
+          "Python x%d-%d; %d-%d us a call):"
+          % (E.CPI[0], E.CPI[1], E.MHZ, E.INTERP[0], E.INTERP[1], E.CALL_US[0], E.CALL_US[1]))
     labels = {"rider": "rider verify, new key", "rider_u": "rider verify, new uncompressed key",
               "rider_cached": "rider verify, cached key", "issuer": "issuer verify (table file)",
+              "issuer_mem": "issuer verify (table in memory)",
               "verify": "verify (an operator-signed file)"}
-    for k in ("rider", "rider_u", "rider_cached", "issuer", "verify"):
+    for k in ("rider", "rider_u", "rider_cached", "issuer", "issuer_mem", "verify"):
         e = mp["est"][k]
-        print(E.line(labels[k], native[k][0], e["python_us"] - e["bigint_us"], e["bigint_us"],
-                     e["calls"]))
-    fs = [E.estimate(native[k][0], mp["est"][k]["python_us"] - mp["est"][k]["bigint_us"],
-                     mp["est"][k]["bigint_us"], mp["est"][k]["calls"])[0]
+        print(E.line(labels[k], native[k], e["python_us"], e["calls"]))
+    fs = [E.estimate(native[k], mp["est"][k]["python_us"], mp["est"][k]["calls"])[0]
           for k in ("rider", "issuer")]
     print("  %-34s %5.0f-%-4.0f ms  (targets: rider <= 120 ms; the taps: bench_decision)"
           % ("first sighting, both signatures", fs[0][0] + fs[1][0], fs[0][1] + fs[1][1]))
+    E.save(**{k: E.estimate(native[k], mp["est"][k]["python_us"], mp["est"][k]["calls"])[0]
+              for k in ("rider", "rider_cached", "issuer")})
     print("Native code for the ESP32 (mpy-cross -march=xtensawin): assembly engine %d bytes "
           "(the reader's), viper engine %d bytes (the unix port's)" % (sizes["asm"], sizes["viper"]))
     return 0

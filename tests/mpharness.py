@@ -7,10 +7,21 @@ Two ways in:
 - MicroPython test modules `tests/mp/mpt_*.py` are collected by conftest.py: every `test_*`
   function there is a pytest item, run in a fresh interpreter once per heap size in the module's
   HEAPS (default: the ESP32 heap, 110k, and a roomy 4m heap).
+
+Every run is the same wherever the repository is checked out: MicroPython runs in a fresh
+directory of its own (`sandbox`) whose short relative links name the module directories. The
+module search path, each module's __file__ and the traceback file names are strings in
+MicroPython's heap; absolute paths made their lengths, and so the heap's layout, depend on the
+checkout's path (a test that fitted at one path found no 3.2 KB block at another). The sandbox is
+also where the runs' scratch flash images go (FV_TMP), and it is removed after every run, failed
+or not.
 """
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,14 +96,42 @@ def mp_env(extra=None, path=None):
     return env
 
 
+@contextlib.contextmanager
+def sandbox(path=None, extra=None):
+    """(cwd, env) for a MicroPython run that does not depend on where the repository is: a new
+    temporary directory holding links p0, p1, ... to the module directories of `path` (default
+    MP_PATH), which MICROPYPATH names relatively; FlashDev's scratch images go there too. The
+    directory is removed on exit, whatever happened."""
+    d = tempfile.mkdtemp(prefix="mp-")
+    try:
+        names = []
+        for i, p in enumerate(path or MP_PATH):
+            names.append("p%d" % i)
+            os.symlink(os.path.abspath(str(p)), os.path.join(d, names[-1]))
+        env = dict(os.environ)
+        env["MICROPYPATH"] = ":".join(names) + ":.frozen"
+        env["FV_TMP"] = "."
+        if extra:
+            env.update(extra)
+        yield d, env
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run_mp(code, heap=ESP32_HEAP, args=(), cwd=None, timeout=DEFAULT_TIMEOUT, env=None, check=True,
            path=None):
     """Run `code` on MicroPython; return stdout (str). Raises MicroPythonError on failure.
     `path`: the module search path (default: the firmware sources, unix_sim board, test helpers;
-    `compiled_tree()` gives the precompiled firmware as a reader runs it)."""
+    `compiled_tree()` gives the precompiled firmware as a reader runs it). `cwd`: a directory
+    whose modules are importable too (it goes first on the path); the run itself happens in its
+    sandbox."""
+    mods = list(path or MP_PATH)
+    if cwd:
+        mods = [cwd] + [m for m in mods if str(m) != str(cwd)]
     cmd = [MICROPYTHON, "-X", "heapsize=" + heap, "-c", code, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=mp_env(env, path))
+    with sandbox(mods, env) as (d, run_env):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=d,
+                              env=run_env)
     if check and proc.returncode != 0:
         raise MicroPythonError(failure_message(proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout if check else proc
@@ -123,9 +162,9 @@ def exception_line(stdout):
     return None
 
 
-def run_mp_test(module, func, heap, cwd=None, timeout=DEFAULT_TIMEOUT):
+def run_mp_test(module, func, heap, cwd=None, timeout=DEFAULT_TIMEOUT, path=None):
     code = ("import _runner\n_runner.run(%r, %r)\n" % (module, func))
-    return run_mp(code, heap=heap, cwd=cwd, timeout=timeout)
+    return run_mp(code, heap=heap, cwd=cwd, timeout=timeout, path=path)
 
 
 def compiled_tree():

@@ -5,6 +5,9 @@
 #   FV_QR, FV_NFC, FV_SYNC     pty paths for the QR scanner, PN532 and depot sync UARTs
 #   FV_RTC                     the battery-backed RTC's time at power-up (Unix seconds)
 #   FV_PROVISION               a directory whose files are copied to a blank flash (as deploy does)
+#   FV_FRAGMENT                once the reader is up, cut its free heap into holes of this many
+#                              bytes (boards/unix_sim/heapfrag.py): the reader must then live on
+#                              blocks no larger (docs/performance.md, "Heap")
 # The process's stdin/stdout is the bench: JSON lines in (set the RTC, ask for info, stop),
 # JSON lines out (one event per decision, feedback, boot). Feedback that a device shows on a
 # buzzer, LED and display is reported as events here.
@@ -41,6 +44,18 @@ def _copy_tree(src, dst):
             data = f.read()
         with open(dst + "/" + name, "wb") as f:
             f.write(data)
+
+
+def _fail_once(module, name, exc):
+    mod = __import__(module)
+    for part in module.split(".")[1:]:
+        mod = getattr(mod, part)
+    real = getattr(mod, name)
+
+    def fail(*args, **kw):
+        setattr(mod, name, real)
+        raise exc
+    setattr(mod, name, fail)
 
 
 class SimRtc:
@@ -118,7 +133,9 @@ class Board(DriversOnLinks):
         pass
 
     def report(self, event):
-        sys.stdout.write(json.dumps(event) + "\n")
+        # streamed: an INFO event is most of a KB, and the reader's heap may have no such block
+        json.dump(event, sys.stdout)
+        sys.stdout.write("\n")
 
     def reset(self):
         """A reboot (a crash, or the depot's REBOOT): the process ends with RESET_EXIT and the
@@ -133,6 +150,12 @@ class Board(DriversOnLinks):
     # -- the bench (stdin control channel) -------------------------------------------------
 
     def tasks(self, reader):
+        hole = _env("FV_FRAGMENT")
+        if hole:   # the reader made everything it keeps: cut up what is left
+            import heapfrag
+            self._ballast = heapfrag.fragment(int(hole))
+            self.report({"ev": "heap", "fragmented": int(hole),
+                         "largest": heapfrag.largest_free(4 * int(hole))})
         return [self._bench(reader)]
 
     async def _bench(self, reader):
@@ -171,6 +194,18 @@ class Board(DriversOnLinks):
                 self._log_dev.dead = True
             if cmd.get("what") == "crash":  # a bug strikes inside the loop
                 raise RuntimeError("crash injected by the bench")
+            if cmd.get("what") == "raise":
+                # the next call of module.name runs out of heap (error "MemoryError") or meets a
+                # flash error ("OSError"): an install that fails on the reader's side at a chosen
+                # point; it works again after that
+                exc = MemoryError("injected by the bench") if cmd.get("error") == "MemoryError" \
+                    else OSError(5)
+                _fail_once(cmd["module"], cmd["name"], exc)
+            if cmd.get("what") == "flash_cut":
+                # the power fails after `after` more program/erase operations of the file flash
+                # (later ones fail with EIO; the bench then kills the process: a power cut at a
+                # chosen point of an install)
+                self.dev.cut_after = self.dev.ops + int(cmd.get("after", 0))
             self.report({"ev": "fault", "what": cmd.get("what")})
         elif c == "stop":
             self.stopping = True

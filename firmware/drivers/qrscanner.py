@@ -104,7 +104,10 @@ class QrScanner:
         self._chunk = bytearray(self.CHUNK)
         self._pos = 0
         self._end = 0
-        self._line = bytearray()
+        # the line being received, in a buffer of its largest size made once (a line grown by
+        # appending would leave a trail of smaller copies in the heap, every scan)
+        self._line = bytearray(max_len)
+        self._n = 0
         self._over = False        # the current line already passed max_len: discarding
         self._last = 0            # clock when the current partial line last grew
         self.baud = None          # host UART speed after use_fast_baud() (None: not run)
@@ -156,17 +159,19 @@ class QrScanner:
                 j = k
         if j > s:
             now = self.clock_ms()
-            if (self._line or self._over) and _ticks_diff(now, self._last) > self.stale_ms:
-                self._line[:] = b""
+            if (self._n or self._over) and _ticks_diff(now, self._last) > self.stale_ms:
+                self._n = 0
                 self._over = False
                 self._drop(STALE)
             self._last = now
             if not self._over:
-                if len(self._line) + (j - s) > self.max_len:
+                n = self._n + (j - s)
+                if n > self.max_len:
                     self._over = True
-                    self._line[:] = b""
+                    self._n = 0
                 else:
-                    self._line.extend(memoryview(c)[s:j])
+                    self._line[self._n:n] = memoryview(c)[s:j]
+                    self._n = n
         if j >= e:
             self._pos = e
             return None
@@ -174,7 +179,8 @@ class QrScanner:
         return self._finish()
 
     def _finish(self):
-        line = self._line
+        line = memoryview(self._line)[:self._n]
+        self._n = 0
         if self._over:
             self._over = False
             self._drop(OVERSIZE)
@@ -182,17 +188,14 @@ class QrScanner:
         if not line:
             return None                     # the LF of a CR LF pair, or a blank line
         if min(line) < 0x20 or max(line) > 0x7E:
-            self._line[:] = b""
             self._drop(BINARY)
             return None
-        text = line.decode()
-        self._line[:] = b""
         self.lines += 1
-        return text
+        return str(line, "ascii")
 
     def reset(self):
         """Forget a partial line and buffered input."""
-        self._line[:] = b""
+        self._n = 0
         self._over = False
         self._pos = self._end = 0
 

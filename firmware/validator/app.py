@@ -8,13 +8,19 @@
 import os
 import time
 
-from validator import atomicfile, cbor, hmac256, reasons, tokens
+from validator import atomicfile, cbor, heapwatch, hmac256, iobuf, reasons, tokens
 
 FIRMWARE_VERSION = "0.1.0"
 
+# install outcomes that are the reader's own trouble, not the file's (validator.syncproto has the
+# same strings as sync statuses); WRITE_FAILED is the deny list's flash write error
+OUT_OF_MEMORY = "OUT_OF_MEMORY"
+FLASH_ERROR = "FLASH_ERROR"
+WRITE_FAILED = "WRITE_FAILED"
+
 KIND_QR = "qr"
 KIND_NFC = "nfc"
-REJECT_REPEAT_S = 3      # a rejected code held in front of the scanner is logged once, not per read
+REJECT_REPEAT_S = 3      # a rejected code held at the scanner is logged once, not per read
 NFC_POLL_MS = 150        # how often the NFC front end looks for a phone or card
 NFC_RETRY_MS = 5000      # how often a front end that failed to start is tried again
 QR_POLL_MS = 5
@@ -111,10 +117,17 @@ class Reader:
         for d in ("/state", "/staging", "/tables"):
             _mkdir(root + d)
         self.staging_dir = root + "/staging"
-        # The rider tables are the largest blocks: take them while the heap is unfragmented.
+        self.fault = None        # the reader's last own fault (INFO: "fault")
+        # Big and long-lived blocks first, while the heap is whole: the rider tables (18 KB),
+        # the I/O buffer, the deny list's index and every buffer its installs need (7.5 KB in
+        # all), the credential cache (6 KB). After boot no code path needs a free block over 1 KiB
+        # (docs/performance.md, "Heap").
         import gc
         gc.collect()
         self.state = riderstate.RiderState(root + "/state")
+        iobuf.get()    # the one I/O buffer of every file check and copy (1 KiB)
+        self.denylist = denylist.DenyList(root + "/deny")
+        self.cache = tokens.CredCache()
         self.clock = clock.Clock(board.time_source(), root + "/state",
                                  setter=board.time_setter())
         # A keyed chain: whoever edits the flash without the sync secret cannot re-chain records.
@@ -134,9 +147,11 @@ class Reader:
         self.file_errors = {}
         self.config = self._load_config()
         self.keyring = self._load_keyring()
-        self.denylist = denylist.DenyList(root + "/deny")
+        # The generator's fixed-base table (a file handle and its buffer, made by the first
+        # verify) is made now, among the long-lived blocks, not in the middle of a day's heap.
+        from validator import p256
+        getattr(p256, "_generator", lambda: None)()
         self.policy = policy.Policy(self.config, self.state, self.denylist, self.clock)
-        self.cache = tokens.CredCache()
         self.counters = {"taps": 0, "accepted": 0, "rejected": 0, "repeats": 0, "errors": 0}
         self._last_reject = None  # (raw, time) of the last rejected unreadable code
         self._last_accepted = None  # (QR text, time, account) of the last accepted code
@@ -145,6 +160,7 @@ class Reader:
         self.resting_shown = None   # (pattern, lines) the display was last told to rest on
         self.shown_at = None        # ticks_ms of the decision on show, None when none is
         self.recovered = self._recover_counters()
+        self.heapwatch = heapwatch.HeapWatch(getattr(board, "code_heap", 0))
 
     # -- loading what the depot pushed -------------------------------------------------------
 
@@ -158,6 +174,8 @@ class Reader:
                 # another kind of file, damaged, another operator's, an expired operator key:
                 # the defaults have no fare table, so say so (service warning, INFO)
                 self.file_errors["config"] = e.reason
+            except OSError:   # the flash fails reading it: the same, and the reason says so
+                self.file_errors["config"] = FLASH_ERROR
         return config.Config()
 
     def _load_keyring(self):
@@ -169,6 +187,8 @@ class Reader:
                                             tables=self.root + "/tables")
             except keyring.KeyRingError as e:
                 self.file_errors["keyring"] = e.args[0] if e.args else "MALFORMED"
+            except OSError:
+                self.file_errors["keyring"] = FLASH_ERROR
         return keyring.KeyRing()
 
     def _not_before(self):
@@ -238,6 +258,9 @@ class Reader:
     def _finish(self, kind, reason, token, now, t0, raw):
         from validator import policy, triplog
         cfg = self.config
+        if reason == reasons.READER_ERROR and tokens.last_error is not None:
+            self.note_fault("tap " + kind, tokens.last_error)   # (no heap, flash: say which)
+            tokens.last_error = None
         if token is not None:
             try:
                 d = self.policy.decide(token, now)
@@ -269,8 +292,8 @@ class Reader:
                 except triplog.LogFull:
                     d = policy.Decision(False, reasons.LOG_FULL, record=False, token=token,
                                         now=now, line=cfg.line, stop=cfg.stop)
-                except (OSError, ValueError, triplog.LogError):
-                    self.counters["errors"] += 1
+                except (OSError, ValueError, triplog.LogError, MemoryError) as e:
+                    self.note_fault("trip log", e)   # nothing written: nothing charged
                     d = policy.Decision(False, reasons.READER_ERROR, record=False, token=token,
                                         now=now, line=cfg.line, stop=cfg.stop)
         if seq is not None or not d.record:
@@ -307,20 +330,42 @@ class Reader:
                 "keyring_version": self.keyring.version,
                 "config_version": self.config.version, "file_errors": dict(self.file_errors),
                 "status": reasons.name(status), "degraded": degraded,
-                "counters": self.counters, "riders": self.state.stats(), "heap": self.heap()}
+                "counters": self.counters, "riders": self.state.stats(), "heap": self.heap(),
+                "fault": self.fault}
 
     def heap(self):
-        """Live heap of the reader's data after a collection: what is allocated less the code's
-        share (on the unix port the bytecode sits in the heap; a device keeps it frozen in
-        flash)."""
-        import gc
-        gc.collect()
-        code = getattr(self.board, "code_heap", 0)
-        return {"code": code, "work": gc.mem_alloc() - code, "free": gc.mem_free()}
+        """Heap health (validator/heapwatch.py): the reader's live data, free total, largest free
+        block, lowest free seen since boot."""
+        return self.heapwatch.status()
+
+    def note_fault(self, where, e):
+        """Remember the reader's own fault (no heap, flash error) for INFO and the depot, and
+        report it on the board's console."""
+        self.counters["errors"] += 1
+        self.fault = {"where": where, "error": repr(e)[:120], "time": self.clock.now()}
+        self.board.report({"ev": "fault", "where": where, "error": self.fault["error"]})
 
     def install(self, kind, version, path):
         """Install a pushed signed file (verified here, swapped atomically). Returns a
-        validator.signedfile reason string."""
+        validator.signedfile reason string, or OUT_OF_MEMORY / FLASH_ERROR when the reader's
+        own heap or flash failed it: then everything is as before (flash and RAM), the file at
+        `path` is untouched, and the same install can be tried again."""
+        try:
+            reason = self._install(kind, path)
+        except MemoryError as e:
+            self.note_fault("install " + kind, e)
+            return OUT_OF_MEMORY
+        except OSError as e:
+            self.note_fault("install " + kind, e)
+            return FLASH_ERROR
+        finally:
+            self.heapwatch.sample()
+        if reason == WRITE_FAILED:   # the deny list's flash write failed (its list is intact)
+            self.note_fault("install " + kind, OSError(reason))
+            return FLASH_ERROR
+        return reason
+
+    def _install(self, kind, path):
         from validator import config, keyring, signedfile
         now = self.clock.now()
         when = self._not_before()  # operator keys are checked for expiry even if now is None
@@ -333,34 +378,39 @@ class Reader:
                 return e.reason
             if cfg.version <= self.config.version:
                 return signedfile.OLD_VERSION
-            os.rename(path, self.root + "/config.fvs")
+            os.rename(path, self.root + "/config.fvs")   # the commit point: RAM follows
             self.config = cfg
             self.policy.set_config(cfg)
             self.file_errors.pop("config", None)
             return signedfile.OK
         if kind == "keyring":
+            tables = self.root + "/tables"
             try:
                 # existing table files are reused when the signed ring names the same digest
-                ring = keyring.KeyRing.load(path, self.operator_keys, when,
-                                            tables=self.root + "/tables", prepare=False)
+                ring = keyring.KeyRing.load(path, self.operator_keys, when, tables=tables,
+                                            prepare=False)
             except keyring.KeyRingError as e:
                 return e.args[0]
             if ring.version <= self.keyring.version:
                 return signedfile.OLD_VERSION
-            os.rename(path, self.root + "/keyring.fvs")
+            # The new keys' tables first (new files, which a retry reuses), then the rename that
+            # commits; the old ring serves until then, on flash and in RAM.
+            ring.build_tables(tables, now)
             self.keyring.close()
-            ring.build_tables(self.root + "/tables", now)
-            if now is not None:
-                ring.prepare(now)
+            os.rename(path, self.root + "/keyring.fvs")
+            ring.moved(self.root + "/keyring.fvs")
             self.keyring = ring
             self.cache.clear()  # credentials verified under the old ring are checked again
             self.file_errors.pop("keyring", None)
+            ring.remove_stale_tables(tables)
+            if now is not None:
+                ring.prepare(now)
             return signedfile.OK
         return signedfile.WRONG_KIND
 
     def set_time(self, t, allow_backwards=False):
         r = self.clock.set(t, allow_backwards)
-        if r == "OK" and not self.keyring.keys() == []:
+        if r == "OK" and len(self.keyring):
             self.keyring.prepare(t)
         return r
 
@@ -465,8 +515,7 @@ async def _sync_task(reader, server):
         busy = server.poll()
         if server.last_fault is not None:  # the reader's own fault while serving: report it
             e, server.last_fault = server.last_fault, None
-            reader.counters["errors"] += 1
-            reader.board.report({"ev": "fault", "where": "sync", "error": repr(e)})
+            reader.note_fault("sync", e)
         await asyncio.sleep_ms(0 if busy else SYNC_POLL_MS)
 
 
@@ -480,7 +529,7 @@ FILE_WARNINGS = (
 
 
 READY_LINES = ("请扫码或刷卡", "Scan code or tap")
-DECISION_HOLD_MS = 1500  # a decision stays on show this long before a change of state replaces it
+DECISION_HOLD_MS = 1500  # a decision stays on show this long before a new state replaces it
 
 
 def _resting(reader):
@@ -540,6 +589,7 @@ async def _housekeeping(reader):
         if now is not None:
             reader.policy.maintain(now)
         _watch_status(reader)
+        reader.heapwatch.sample()   # the low-water mark of the free heap (a collection: ~ms)
         await asyncio.sleep_ms(500)
 
 

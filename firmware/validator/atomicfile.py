@@ -4,7 +4,7 @@
 import hashlib
 import os
 
-from validator import watchdog
+from validator import iobuf, watchdog
 
 
 def write(path, data):
@@ -38,11 +38,11 @@ def exists(path):
         return False
 
 
-def sha256(path, chunk=512):
-    """SHA-256 of a file, read in `chunk`-byte pieces (a pushed file can be far larger than the
-    heap). OSError if it cannot be read."""
+def sha256(path):
+    """SHA-256 of a file, read a piece at a time through the reader's I/O buffer (a pushed file
+    can be far larger than the heap; validator/iobuf.py). OSError if it cannot be read."""
     h = hashlib.sha256()
-    buf = bytearray(chunk)
+    buf = iobuf.get()
     mv = memoryview(buf)
     with open(path, "rb") as f:
         while True:

@@ -26,6 +26,7 @@ class _Decoder:
         self.end = len(data)
         self.items = max_items  # items still allowed
         self.max_depth = max_depth
+        self.views = False
 
     def _arg(self, info):
         # The argument of a head byte; shortest form only.
@@ -77,7 +78,7 @@ class _Decoder:
             if info == 22:
                 return None
             raise CBORError("float or simple value")
-        arg = self._arg(info)
+        arg = info if info < 24 else self._arg(info)   # (most heads hold their argument)
         if major == 0:
             return arg
         if major == 1:
@@ -87,6 +88,8 @@ class _Decoder:
             if arg > self.end - p:
                 raise CBORError("truncated")
             self.pos = p + arg
+            if major == 2 and self.views:
+                return memoryview(self.data)[p:p + arg]
             raw = bytes(self.data[p:p + arg])
             if major == 2:
                 return raw
@@ -101,19 +104,21 @@ class _Decoder:
         if need > self.items or need > self.end - self.pos:
             raise CBORError("too many items")
         depth += 1
+        item = self.item
         if major == 4:
             out = []
             for _ in range(arg):
-                out.append(self.item(depth))
+                out.append(item(depth))
             return out
         out = {}
         for _ in range(arg):
-            k = self.item(depth)
-            if not isinstance(k, (int, str)) or isinstance(k, bool):
+            k = item(depth)
+            t = type(k)
+            if t is not int and t is not str:     # (a bool's type is bool)
                 raise CBORError("map key type")
             if k in out:
                 raise CBORError("duplicate map key")
-            out[k] = self.item(depth)
+            out[k] = item(depth)
         return out
 
 
@@ -156,9 +161,7 @@ def _utf8(raw):
     return str(raw, "utf-8")
 
 
-def decode(data, max_depth=6, max_items=256, max_len=4096):
-    """Decode exactly one CBOR item that spans all of `data` (bytes, bytearray or memoryview).
-    Raises CBORError for anything malformed, unsupported or over the limits."""
+def _decoder(data, max_depth, max_items, max_len, views):
     try:
         n = len(data)
     except TypeError:
@@ -168,10 +171,43 @@ def decode(data, max_depth=6, max_items=256, max_len=4096):
     if n > max_len:
         raise CBORError("too long")
     d = _Decoder(data, max_depth, max_items)
+    d.views = views
+    return d
+
+
+def decode(data, max_depth=6, max_items=256, max_len=4096, views=False):
+    """Decode exactly one CBOR item that spans all of `data` (bytes, bytearray or memoryview).
+    Raises CBORError for anything malformed, unsupported or over the limits. `views`: byte
+    strings come back as memoryviews of `data` (no copy: a received 1 KB chunk stays in the
+    frame buffer it arrived in), which stay valid as long as `data` is not reused."""
+    d = _decoder(data, max_depth, max_items, max_len, views)
     value = d.item(0)
-    if d.pos != n:
+    if d.pos != len(data):
         raise CBORError("trailing bytes")
     return value
+
+
+def decode_prefix(data, max_depth=6, max_items=256):
+    """(item, bytes it took) of the one CBOR item at the start of `data`; what follows it is left
+    alone. For reading a long sequence of items a window at a time."""
+    d = _decoder(data, max_depth, max_items, len(data), False)
+    value = d.item(0)
+    return value, d.pos
+
+
+def decode_head(data, pos=0):
+    """(major type, argument, position after it) of the head at `pos` of a definite-length
+    string, array, map or integer (shortest form only): for walking into a large array without
+    decoding it whole. CBORError otherwise."""
+    if pos >= len(data):
+        raise CBORError("truncated")
+    head = data[pos]
+    if head >> 5 == 7 or head >> 5 == 6:
+        raise CBORError("not a container or integer")
+    d = _Decoder(data, 0, 0)
+    d.pos = pos + 1
+    arg = d._arg(head & 31)
+    return head >> 5, arg, d.pos
 
 
 # --- encoder: ints, bytes, text, lists/tuples, dicts (caller's key order), bools, None ---

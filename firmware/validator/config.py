@@ -9,17 +9,24 @@
 # docs/decisions.md explains each setting and the order in which the rules are checked.
 from validator import cbor
 
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
 # Refusal reasons are validator.signedfile's (strings: they go back to the depot); not imported
 # here so that the policy's tests and tools need not load the signature code.
 MALFORMED = "MALFORMED"
 
-FORMAT = 1
-MAX_BODY = 8192          # bytes; a full fare table for MAX_LINES lines is about 2 KB
-MAX_LINES = 64
-MAX_PRODUCTS = 32        # per line
-MAX_FARE = 10000000      # minor units (100,000.00 in a two-decimal currency)
-MAX_WINDOW = 366 * 86400  # seconds; bounds every time setting
+FORMAT = const(1)
+MAX_BODY = const(8192)          # bytes (a full fare table: about 4.5 KB)
+MAX_LINES = const(64)
+MAX_PRODUCTS = const(32)        # per line
+MAX_FARE = const(10000000)      # minor units (100,000.00 in a two-decimal currency)
+MAX_WINDOW = const(366 * 86400)  # seconds; bounds every time setting
 MAX_RIDES_LIMIT = 1 << 32
+MAX_ITEMS = const(32 + MAX_LINES * (2 + 2 * MAX_PRODUCTS))   # CBOR items of the largest body
 
 REJECT = "reject"        # degraded mode: refuse every tap with SYNC_REQUIRED
 LIMIT = "limit"          # degraded mode: accept up to a lower per-credential limit
@@ -82,8 +89,10 @@ class Config:
     @classmethod
     def load(cls, path, operator_keys, now=None):
         """The configuration in the signed file at `path`, checked against `operator_keys`
-        (key id -> (public key, valid_until or 0)). Raises ConfigError(reason) if refused."""
-        from validator import signedfile
+        (key id -> (public key, valid_until or 0)). Raises ConfigError(reason) if refused,
+        OSError if the flash fails. The reader's configuration: of the fare table it keeps its
+        own line's (load_stream)."""
+        from validator import iobuf, signedfile
         reason, h = signedfile.verify_file(path, operator_keys, signedfile.CONFIG, now)
         if reason != signedfile.OK:
             raise ConfigError(reason)
@@ -91,10 +100,9 @@ class Config:
             raise ConfigError(MALFORMED)
         f = signedfile.open_body(path)
         try:
-            body = f.read(h.body_len)
+            return load_stream(f, signedfile.HEADER_SIZE, h.body_len, iobuf.get(), h.version)
         finally:
             f.close()
-        return parse(body, h.version)
 
 
 def _uint(v, low, high):
@@ -105,10 +113,14 @@ def parse(body, version=0):
     """Config from a body (bytes). Raises ConfigError(MALFORMED) for anything that is
     not a well-formed configuration within the bounds above."""
     try:
-        m = cbor.decode(body, max_depth=3,
-                        max_items=32 + MAX_LINES * (2 + 2 * MAX_PRODUCTS), max_len=MAX_BODY)
+        m = cbor.decode(body, max_depth=3, max_items=MAX_ITEMS, max_len=MAX_BODY)
     except cbor.CBORError:
         raise ConfigError(MALFORMED)
+    return from_map(m, version)
+
+
+def from_map(m, version=0):
+    """Config from the decoded body; ConfigError(MALFORMED) as parse()."""
     if type(m) is not dict or m.get("format") != FORMAT:
         raise ConfigError(MALFORMED)
     cfg = Config(version)
@@ -137,18 +149,107 @@ def _parse_fares(v):
         raise ConfigError(MALFORMED)
     fares = {}
     for line in v:
-        table = v[line]
-        if not _uint(line, 0, (1 << 32) - 1) or type(table) is not dict \
-                or len(table) > MAX_PRODUCTS:
-            raise ConfigError(MALFORMED)
-        t = {}
-        for product in table:
-            amount = table[product]
-            if not (_uint(product, 0, (1 << 32) - 1) and _uint(amount, 0, MAX_FARE)):
-                raise ConfigError(MALFORMED)
-            t[product] = amount
-        fares[line] = t
+        fares[line] = _fare_table(line, v[line])
     return fares
+
+
+def _fare_table(line, table):
+    if not _uint(line, 0, (1 << 32) - 1) or type(table) is not dict or len(table) > MAX_PRODUCTS:
+        raise ConfigError(MALFORMED)
+    t = {}
+    for product in table:
+        amount = table[product]
+        if not (_uint(product, 0, (1 << 32) - 1) and _uint(amount, 0, MAX_FARE)):
+            raise ConfigError(MALFORMED)
+        t[product] = amount
+    return t
+
+
+# -- the reader's way: from flash, a piece at a time, its own line's fares only --------------------
+#
+# A full fare table (MAX_LINES lines of MAX_PRODUCTS) decoded whole is tens of KB of dicts (about
+# 40 KB on an ESP32, twice that on the 64-bit unix port), and a reader only ever charges its own
+# line's fares. load_stream walks the body on flash through a small buffer: it checks every line's
+# table as parse() does, one at a time, and keeps the reader's own.
+
+class _Walk:
+    def __init__(self, f, start, n, buf):
+        self.f = f
+        self.start = start
+        self.n = n
+        self.mv = memoryview(buf)
+        self.pos = 0
+
+    def _window(self):
+        k = min(len(self.mv), self.n - self.pos)
+        if k <= 0:
+            raise ConfigError(MALFORMED)
+        self.f.seek(self.start + self.pos)
+        if self.f.readinto(self.mv[:k]) != k:
+            raise ConfigError(MALFORMED)
+        return self.mv[:k]
+
+    def head(self):
+        try:
+            major, arg, used = cbor.decode_head(self._window())
+        except cbor.CBORError:
+            raise ConfigError(MALFORMED)
+        self.pos += used
+        return major, arg
+
+    def item(self, max_depth, max_items):
+        try:
+            v, used = cbor.decode_prefix(self._window(), max_depth, max_items)
+        except cbor.CBORError:
+            raise ConfigError(MALFORMED)
+        self.pos += used
+        return v
+
+
+def _walk(w, line):
+    """The body's settings but the fares, whether it has fares, and the fare table of `line`
+    (None: not there, or line None). Every line's table is checked."""
+    major, k = w.head()
+    if major != 5 or k > len(INT_SETTINGS) + 3:   # more keys than there are: one is unknown
+        raise ConfigError(MALFORMED)
+    settings = {}
+    has_fares = False
+    own = None
+    for _ in range(k):
+        key = w.item(0, 1)
+        if key in settings or (key == "fares" and has_fares):
+            raise ConfigError(MALFORMED)   # a duplicate key
+        if key != "fares":
+            settings[key] = w.item(0, 1)
+            continue
+        has_fares = True
+        major, n = w.head()
+        if major != 5 or n > MAX_LINES:
+            raise ConfigError(MALFORMED)
+        seen = []
+        for _ in range(n):
+            lk = w.item(0, 1)
+            t = _fare_table(lk, w.item(1, 1 + 2 * MAX_PRODUCTS))
+            if lk in seen:
+                raise ConfigError(MALFORMED)
+            seen.append(lk)
+            if lk == line:
+                own = t
+    if w.pos != w.n:
+        raise ConfigError(MALFORMED)
+    return settings, has_fares, own
+
+
+def load_stream(f, start, n, buf, version=0):
+    """Config from the `n`-byte body at `start` of the open file `f`, read through `buf` (1 KiB
+    holds the largest line's table): the same checks as parse(), but `fares` holds the reader's
+    own line only. ConfigError(MALFORMED) as parse()."""
+    settings, has_fares, _ = _walk(_Walk(f, start, n, buf), None)
+    if has_fares:
+        line = settings.get("line", INT_SETTINGS["line"][0])
+        _, _, own = _walk(_Walk(f, start, n, buf), line)
+        settings["fares"] = {line: own} if own is not None else {}
+    return from_map(settings, version)
 
 
 def encode(cfg_dict):

@@ -12,27 +12,33 @@ import hashlib
 
 from validator import cbor, p256, reasons
 
-VERSION = 1
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
+VERSION = const(1)
 TAG_QR = b"FV-ride-qr-1"
 TAG_NFC = b"FV-ride-nfc-1"
 
 # credential map keys
-C_VERSION = 1
-C_KEY_ID = 2
-C_ID = 3
-C_ACCOUNT = 4
-C_RIDER_KEY = 5
-C_VALID_FROM = 6
-C_VALID_UNTIL = 7
-C_MAX_RIDES = 8
-C_MAX_AMOUNT = 9
-C_PRODUCT = 10
+C_VERSION = const(1)
+C_KEY_ID = const(2)
+C_ID = const(3)
+C_ACCOUNT = const(4)
+C_RIDER_KEY = const(5)
+C_VALID_FROM = const(6)
+C_VALID_UNTIL = const(7)
+C_MAX_RIDES = const(8)
+C_MAX_AMOUNT = const(9)
+C_PRODUCT = const(10)
 # dynamic part map keys
-D_TIME = 1
-D_COUNTER = 2
+D_TIME = const(1)
+D_COUNTER = const(2)
 
-MAX_CRED = 200           # credential bytes (a full one is about 90)
-MAX_DYN = 32             # dynamic part bytes
+MAX_CRED = const(200)           # credential bytes (a full one is about 90)
+MAX_DYN = const(32)             # dynamic part bytes
 
 _U32 = 1 << 32
 _U64 = 1 << 64
@@ -75,9 +81,9 @@ class CredCache:
     def __init__(self, size=64):
         self.size = size
         self._buf = bytearray(32 * size)
-        # the rider key of each entry, decoded (x || y): a known rider's verify skips the
-        # square root that decompressing the key costs (docs/performance.md)
-        self._points = bytearray(64 * size)
+        # the rider key of each entry, decoded (SEC1 uncompressed, 65 bytes): a known rider's
+        # verify skips the square root that decompressing the key costs (docs/performance.md)
+        self._keys = bytearray(65 * size)
         self._used = bytearray(size)   # 0 empty, 1 filled, 2 filled and used recently
         self._hand = 0
         self._n = 0
@@ -105,23 +111,22 @@ class CredCache:
 
     def get(self, e):
         """True if entry `e` is cached (and mark it used)."""
-        return self.get_point(e) is not None
+        return self.get_key(e) is not None
 
-    def get_point(self, e):
-        """The decoded rider key (x, y) kept with entry `e` (and mark it used), or None if `e`
-        is not cached."""
+    def get_key(self, e):
+        """The decoded rider key (p256.decode_key) kept with entry `e` (and mark it used), or
+        None if `e` is not cached."""
         slot = self._find(e)
         if slot < 0:
             self.misses += 1
             return None
         self._used[slot] = 2
         self.hits += 1
-        pts = self._points
-        o = 64 * slot
-        return int.from_bytes(pts[o:o + 32], "big"), int.from_bytes(pts[o + 32:o + 64], "big")
+        o = 65 * slot
+        return self._keys[o:o + 65]
 
-    def put(self, e, point=(0, 0)):
-        """Cache entry `e` with the credential's decoded rider key `point` (x, y)."""
+    def put(self, e, key=bytes(65)):
+        """Cache entry `e` with the credential's decoded rider key (p256.decode_key)."""
         if self._find(e) >= 0:
             return
         used = self._used
@@ -133,8 +138,7 @@ class CredCache:
         if not used[slot]:
             self._n += 1
         self._buf[32 * slot:32 * slot + 32] = e
-        self._points[64 * slot:64 * slot + 32] = point[0].to_bytes(32, "big")
-        self._points[64 * slot + 32:64 * slot + 64] = point[1].to_bytes(32, "big")
+        self._keys[65 * slot:65 * slot + 65] = key
         used[slot] = 1
         self._hand = (slot + 1) % n
 
@@ -188,7 +192,7 @@ def parse_dynamic(dyn):
 
 def check_credential(cred, isig, keyring, now, cache):
     """(cred tuple, cred hash, rider key) after the key ring lookup and the issuer signature
-    (or a cache hit). The rider key is decoded, (x, y), when it can be, for the rider's
+    (or a cache hit). The rider key is decoded (p256.decode_key) when it can be, for the rider's
     signature check; else the credential's bytes (which then fail that check). Raises
     Reject(reason)."""
     cred_hash = hashlib.sha256(cred).digest()
@@ -198,17 +202,17 @@ def check_credential(cred, isig, keyring, now, cache):
         raise Reject(reason)
     if cache is not None:
         e = cache.entry(cred_hash, isig, key.public_key)
-        point = cache.get_point(e)
-        if point is not None:
-            return t, cred_hash, point
+        rider_key = cache.get_key(e)
+        if rider_key is not None:
+            return t, cred_hash, rider_key
     if not keyring.verify(key, cred_hash, isig):
         raise Reject(reasons.BAD_ISSUER_SIG)
-    point = p256.decode_point(t[3])
-    if point is None:
+    rider_key = p256.decode_key(t[3])
+    if rider_key is None:
         return t, cred_hash, t[3]  # signed by the issuer, yet not a point: verifies nothing
     if cache is not None:
-        cache.put(e, point)
-    return t, cred_hash, point
+        cache.put(e, rider_key)
+    return t, cred_hash, rider_key
 
 
 def rider_digest(tag, cred_hash, isig, challenge, dyn):

@@ -18,32 +18,45 @@
 #   result_count u32 | result_digest 32 (SHA-256 of the resulting full body) | n_records u32 |
 #   records (8 bytes): bucket u24 | fingerprint 3 | expiry code 1 | op 1 (1 add, 2 remove)
 #   sorted by (bucket, fingerprint, expiry code)
-import hashlib
-import os
-import struct
-import sys
-from array import array
-
-from validator import signedfile as sf
+from validator import iobuf, signedfile as sf
 
 from validator.denylist_format import (  # noqa: F401  (also the format's names for callers)
     BODY_HEADER, BODY_HEADER_SIZE, DAY, DELTA_HEADER, DELTA_HEADER_SIZE, DELTA_MAGIC, FP_BYTES,
-    LIST_FILE, LIST_MAGIC, MALFORMED, MAX_BUCKET, MAX_GROUP_BITS, MAX_SUB_BITS, NO_SPACE, OK,
+    LIST_FILE, LIST_MAGIC, MALFORMED, MAX_BUCKET, MAX_COUNTS, MAX_GROUP_BITS, MAX_INDEX,
+    MAX_SUB_BITS, NO_SPACE, OK,
     OLD_VERSION, OP_ADD, OP_REMOVE, RECORD_SIZE, Refused, TAG_ACCOUNT, TAG_CREDENTIAL, TMP_FILE,
     WRITE_FAILED, WRONG_BASE, WRONG_KIND, account_bytes, check_index, exists, hash_id,
     index_from_le, list_body_size, makedirs, new_index, read_list_header, remove_quietly)
+
+RECORDS_SIZE = 32 * RECORD_SIZE  # delta records read at a time
 
 
 class DenyList:
     """The installed deny list in `directory` (created if missing). Opening it is the recovery: an
     update cut short by a power loss left the old list (or already the new one) and at most a
-    temporary file, which is removed here."""
+    temporary file, which is removed here.
+
+    Every buffer the list and its updates need is allocated here, once, at boot (the reader
+    makes its DenyList while the heap is whole): after that neither a lookup nor an install
+    needs a free block larger than 1 KiB (docs/performance.md, "Heap")."""
 
     def __init__(self, directory):
         self.dir = directory.rstrip("/") or "/"
         self.path = self.dir + "/" + LIST_FILE
         self.tmp = self.dir + "/" + TMP_FILE
         self._f = None
+        # largest first: the index (4,100 bytes; a merge rewrites it in place), one sub-bucket's
+        # entries, the count tables, the delta records; file copies and hashes go through the
+        # reader's I/O buffer (validator/iobuf.py)
+        self._idx = new_index(MAX_INDEX)
+        self._idxv = memoryview(self._idx)
+        self.io = iobuf.get()
+        self._ebuf = bytearray(MAX_BUCKET * 4)
+        self._emv = memoryview(self._ebuf)
+        self._cbuf = bytearray(MAX_COUNTS)
+        self._cmv = memoryview(self._cbuf)
+        self.counts = bytearray(MAX_COUNTS)   # an install's second count table
+        self.records = bytearray(RECORDS_SIZE)
         makedirs(self.dir)
         remove_quietly(self.tmp)
         self._load()
@@ -57,7 +70,7 @@ class DenyList:
         self.width = 0
         self.epoch_day = 0
         self._salt = b""
-        self._idx = None
+        self._n = 0           # entries of the index in use
 
     def close(self):
         """Close the list file (before unmounting the flash)."""
@@ -81,26 +94,22 @@ class DenyList:
             return
         try:
             h, p = read_list_header(f)
-            idx = new_index((1 << p[1]) + 1)
-            f.seek(sf.HEADER_SIZE + h.body_len - 4 * len(idx))
-            if f.readinto(idx) != 4 * len(idx):
+            n = (1 << p[1]) + 1
+            f.seek(sf.HEADER_SIZE + h.body_len - 4 * n)
+            if f.readinto(self._idxv[:n]) != 4 * n:
                 raise Refused(MALFORMED)
-            index_from_le(idx)
-            check_index(idx, p[3])
-        except (Refused, OSError, ValueError) as e:
+            index_from_le(self._idx, n)
+            check_index(self._idx, n, p[3])
+        except (Refused, OSError, ValueError):
             f.close()
             self.error = MALFORMED   # kept for diagnostics; the reader runs without a list
             return
         self._f = f
-        self._idx = idx
+        self._n = n
         self.width, self._gbits, self._sbits, self.count, self.epoch_day, self._salt = p
         self._smask = (1 << self._sbits) - 1
         self._ssize = 1 << self._sbits
         self._shift = 24 - self._gbits - self._sbits
-        self._cbuf = bytearray(self._ssize)
-        self._cmv = memoryview(self._cbuf)
-        self._ebuf = bytearray(MAX_BUCKET * self.width)
-        self._emv = memoryview(self._ebuf)
         self.version = h.version
         self.built_at = h.created
         self.key_id = h.key_id

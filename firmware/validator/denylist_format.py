@@ -9,21 +9,32 @@ from array import array
 
 from validator import signedfile as sf
 
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
 LIST_MAGIC = b"FDL1"
 DELTA_MAGIC = b"FDD1"
 BODY_HEADER = ">4sBBBBII8s"
-BODY_HEADER_SIZE = 24
+BODY_HEADER_SIZE = const(24)
 DELTA_HEADER = ">4sIBBBBI8sI32sI"
-DELTA_HEADER_SIZE = 64
-RECORD_SIZE = 8
-OP_ADD = 1
-OP_REMOVE = 2
+DELTA_HEADER_SIZE = const(64)
+RECORD_SIZE = const(8)
+OP_ADD = const(1)
+OP_REMOVE = const(2)
 
-FP_BYTES = 3          # stored fingerprint: hash bits 24..47
-MAX_GROUP_BITS = 10   # index in RAM: at most 1025 u32 = 4 KiB
-MAX_SUB_BITS = 12     # count table read per lookup: at most 4 KiB (1M entries: 128 bytes)
-MAX_BUCKET = 255      # entries per sub-bucket (one count byte)
-DAY = 86400
+FP_BYTES = const(3)          # stored fingerprint: hash bits 24..47
+MAX_GROUP_BITS = const(10)   # index in RAM: at most 1025 u32 = 4 KiB
+# A group's count table is read per lookup and held whole while a delta merges: at most 512 bytes
+# (1M entries: 128). 2^19 sub-buckets of 8 entries on average is 4.2M entries, more than the
+# largest push (validator.sync.MAX_PUT) carries.
+MAX_SUB_BITS = const(9)
+MAX_BUCKET = const(255)      # entries per sub-bucket (one count byte)
+MAX_INDEX = const((1 << MAX_GROUP_BITS) + 1)   # u32 entries of the largest index
+MAX_COUNTS = const(1 << MAX_SUB_BITS)          # bytes of the largest count table
+DAY = const(86400)
 
 TAG_ACCOUNT = b"fare-validator/deny/account\x00"
 TAG_CREDENTIAL = b"fare-validator/deny/credential\x00"
@@ -66,10 +77,11 @@ def new_index(n):
     return array("I", bytes(4 * n))
 
 
-def index_from_le(idx):
+def index_from_le(idx, n):
     # The index is stored little-endian; every target so far is little-endian, but be correct anyway.
+    # (Its own inverse: the merge also uses it to write an index.)
     if sys.byteorder != "little":
-        for i in range(len(idx)):
+        for i in range(n):
             v = idx[i]
             idx[i] = (((v & 0xff) << 24) | ((v >> 8 & 0xff) << 16) | ((v >> 16 & 0xff) << 8)
                       | (v >> 24))
@@ -124,11 +136,12 @@ def read_list_header(f):
     return h, (width, gbits, sbits, count, epoch, salt)
 
 
-def check_index(idx, count):
+def check_index(idx, n, count):
+    """The first `n` entries of `idx` are a list's index: from 0 up to `count`, never down."""
     prev = 0
-    if idx[0] != 0 or idx[len(idx) - 1] != count:
+    if idx[0] != 0 or idx[n - 1] != count:
         raise Refused(MALFORMED)
-    for i in range(1, len(idx)):
+    for i in range(1, n):
         v = idx[i]
         if v < prev:
             raise Refused(MALFORMED)

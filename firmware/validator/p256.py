@@ -3,10 +3,10 @@
 # API (tokens.py, keyring.py, signedfile.py call these; docs/design.md "p256" says the same):
 #
 #   verify(public_key, digest, signature) -> bool
-#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed), or the
-#       (x, y) pair that decode_point returned (a cache of decoded keys saves the square root of
-#       a compressed key; the pair is still checked to be on the curve); digest: 32 bytes;
-#       signature: 64 bytes r||s. Both s and n-s verify (no low-S rule).
+#       Standard ECDSA. public_key: SEC1 bytes, 33 (compressed) or 65 (uncompressed; decode_key
+#       makes these from a compressed key once, for a cache of decoded keys), or the (x, y) pair
+#       of decode_point (still checked to be on the curve); digest: 32 bytes; signature: 64
+#       bytes r||s. Both s and n-s verify (no low-S rule).
 #   verify_recoverable(public_key, digest, signature, recid) -> bool
 #       The same check, faster (Antipa et al.), for signatures that carry the recovery id of their
 #       R point (recid 0..3, bit 0: R.y odd, bit 1: R.x = r + n; host_tools.common.ecsign.sign_digest).
@@ -25,20 +25,22 @@
 #       The reader computes a table for a key that arrives by sync: written to `path`
 #       (streaming, small RAM) or returned.
 #   decode_point(public_key) -> (x, y) or None
+#   decode_key(public_key) -> the same point as 65 bytes (SEC1 uncompressed) or None
 #
 # Every verify function returns False, never raises, for malformed or hostile input of any type:
 # wrong lengths or types, r or s outside [1, n-1], coordinates >= p, points off the curve or at
 # infinity. MemoryError and OSError (the reader's own trouble) are raised.
 #
-# How (docs/performance.md, "Signature verification"): the field arithmetic is native code
-# (p256_native, generated: 13-bit limbs, Montgomery products) driven by programs of p256_field,
-# one engine call per point operation; this module keeps the scalar side (mod n: the inverse of
-# s, the half gcd, NAF and comb digits) and the order of the additions. All scalar
-# multiplications of a verify share one doubling chain (interleaved). Variable bases (the rider
-# key, the R point) use width-5 NAF digits over their odd multiples (co-Z additions, one shared
-# inversion); fixed bases (the generator, issuer keys) use comb tables (p256_fixed.py). The rider
-# signature uses Antipa et al. (verify_recoverable): a 128-step chain. Comments, not docstrings,
-# except verify_recoverable's soundness argument: MicroPython needs RAM to compile docstrings.
+# How (docs/performance.md, "Signature verification"): the field arithmetic is native code (an
+# engine of field programs, p256_field: Xtensa assembly on an ESP32, viper on the unix port),
+# one engine call per point operation, the whole doubling chain in one (VRUN); this module keeps
+# the schedule: the scalars' digits (NAF, comb; native helpers in p256_digits, as the half gcd)
+# and which additions the chain makes. All scalar multiplications of a verify share one doubling
+# chain. Variable bases (the rider key, the R point) use width-5 NAF digits over their odd
+# multiples (co-Z additions, one shared inversion); fixed bases (the generator, issuer keys) use
+# comb tables (p256_fixed.py). The rider signature uses Antipa et al. (verify_recoverable): a
+# 128-step chain. Comments, not docstrings, except verify_recoverable's soundness argument:
+# MicroPython needs RAM to compile docstrings.
 from array import array
 
 from validator import p256_field as F
@@ -54,16 +56,27 @@ GY = F.GY
 NAF_WIDTH = 5  # variable bases: odd multiples 1, 3, ..., 15
 _HALF_N = 1 << 255
 _gbase = None
-# digit buffers, allocated once: NAF digits of two variable bases (d & 0xff), comb digits of two
-# fixed bases, r and r + n for the final check
-# the block of a VRUN (p256_progs VRUN_*), whose NAF digits _wnaf writes in place
+# Buffers allocated once. The block of a VRUN (p256_progs VRUN_*) holds the digits: the NAF
+# digits of two variable bases (d & 0xff, written by _wnaf) and the comb digits of two fixed bases
+# (i16, written by comb_digits); the positions of the NAF digits that are not 0; r and r + n for
+# the final check.
 _vb = bytearray(G.VRUN_SIZE)
 _naf = (memoryview(_vb)[G.VRUN_NAF0:G.VRUN_NAF0 + 257],
         memoryview(_vb)[G.VRUN_NAF0 + 257:G.VRUN_NAF0 + 514])
+_FIX = (G.VRUN_FIX0, G.VRUN_FIX0 + G.VRUN_FIX_SIZE)
+_digs = tuple(memoryview(_vb)[f + G.FIX_DIGITS:f + G.VRUN_FIX_SIZE] for f in _FIX)
 _NAF0 = bytes(257)
-_pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))   # their nonzero positions
-_digs = (array("h", bytes(288)), array("h", bytes(288)))   # up to (256/L) * ceil(L/w) <= 144
+_pos = (array("H", bytes(2 * 130)), array("H", bytes(2 * 130)))
 _rr = bytearray(64)
+_GATHER = 32                  # entries: a table file's for one verify (_gather_entries)
+_gather = bytearray(64 * _GATHER)
+_gv = memoryview(_gather)
+_hg = bytearray(4 * 34)      # the half gcd's four 17-limb numbers (p256_digits.half_gcd)
+try:  # MicroPython: the digit loops and the half gcd as native code
+    from validator.p256_digits import half_gcd as _hg_native
+    from validator.p256_digits import naf_into as _naf_native
+except (ImportError, SyntaxError):
+    _hg_native = _naf_native = None
 
 
 def is_bytes(b):
@@ -105,6 +118,8 @@ def _generator():
 def _wnaf(k, w, size, out, pos):
     kb = k.to_bytes(size + 2, "little")
     out[:] = _NAF0
+    if _naf_native is not None:
+        return _naf_native(kb, 8 * size, w, out, pos)
     full = 1 << w
     half = full >> 1
     mask = full - 1
@@ -133,28 +148,12 @@ def _wnaf(k, w, size, out, pos):
     return n
 
 
-# The rare step after an addition met the same x (flags of MADD): the entry was the accumulator
-# (double it) or its opposite (the sum is the point at infinity). Returns whether it is O.
-def _same_x(f):
-    if f & 2:
-        F.call(G.SET_DBL)
-        return False
-    return True
-
-
-# The doublings of a chain step (0..255, a RPT count) into program pr; a longer gap (in a
-# 256-step chain) is doubled here first.
-def _gap(pr, n):
-    while n > 255:
-        F.run(F.ws, F.ws, F.chain_step(F.DBLS, 255), 0)
-        n -= 255
-    pr[1] = n
-
-
-# The fixed bases' comb digits: [window, its position, base, digits, sign, width, windows,
-# tooth step] for each of `fixed` [(FixedBase, k)] (0 <= k < n), with pieces of L bits.
+# The fixed bases' comb digits into the VRUN block (its records VRUN_FIX0 ..), and for _msm's
+# windows [window, its position, base, record offset, sign, width, windows, tooth step] for
+# each of `fixed` [(FixedBase, k)] (0 <= k < n), with pieces of L bits.
 def _fixed_digits(L, fixed):
     fx = []
+    b = _vb
     for i in range(len(fixed)):
         fb, k = fixed[i]
         neg = 0
@@ -166,42 +165,90 @@ def _fixed_digits(L, fixed):
             raise ValueError("chain length")
         comb_digits(k, w, L, _digs[i])
         nw = (L + w - 1) // w
-        fx.append([nw - 1, (nw - 1) * w, fb, _digs[i], neg, w, nw, L // fb.spacing])
+        f = _FIX[i]
+        top = (nw - 1) * w
+        b[f] = top & 255
+        b[f + 1] = top >> 8
+        b[f + G.FIX_W] = w
+        b[f + G.FIX_NW] = nw
+        b[f + G.FIX_STEP] = L // fb.spacing
+        b[f + G.FIX_NEG] = neg
+        b[f + G.FIX_I] = nw - 1
+        b[f + G.FIX_PIECES] = 256 // L
+        b[f + G.FIX_GATHERED] = 0
+        fx.append([nw - 1, top, fb, f, neg, w, nw, L // fb.spacing])
+    b[6] = len(fixed)
     return fx
+
+
+# The entries a fixed base's digits need (t of _fixed_digits), read from its table file into
+# _gather at (q * nw + i) * 64, so that VRUN adds them itself (a table file is read by offset:
+# its entries have no address).
+def _gather_entries(t, L):
+    fb, rec, nw, step = t[2], t[3], t[6], t[7]
+    for q in range(256 // L):
+        for i in range(nw):
+            d = _digit(rec, q * nw + i)
+            if d:
+                o = 64 * (q * nw + i)
+                fb.read_entry(q * step, d if d > 0 else -d, _gv[o:o + 64])
+    _vb[rec + G.FIX_GATHERED] = 1
+
+
+# Comb digit n of the fixed base whose block record is at f (signed).
+def _digit(f, n):
+    o = f + G.FIX_DIGITS + 2 * n
+    d = _vb[o] | (_vb[o + 1] << 8)
+    return d - 65536 if d >= 32768 else d
 
 
 # The sum of k_i * B_i over fixed bases [(FixedBase, k)] (at most two; 0 <= k < n), using comb
 # pieces of L bits (L a multiple of each base's tooth spacing, 256 a multiple of L), and of the
 # variable bases in workspace areas 0 and 1 (nvar of them: their odd multiples made, NAF digits
 # in _naf, `counts` nonzero positions in _pos), in one doubling chain, into the accumulator
-# (X, Y, Z); returns whether the sum is O. The chain between two windows of the fixed bases is
-# one VRUN (the doublings and the variable bases' additions); the fixed bases' additions at a
-# window are one engine call each. An addition that meets the same x (P + P, P - P: rare, and
-# only for special scalars) makes the chain start again step by step (_msm_steps).
+# (X, Y, Z); returns whether the sum is O. The whole chain is one VRUN; on the Xtensa engine a
+# table file's entries are first read into a buffer (_gather_entries), and if a second table
+# file or one with more entries than it holds is left, one VRUN from one of its windows to the
+# next, and its additions one engine call each. Additions that meet the same x (P + P, P - P) are
+# settled where they happen (p256_field._same_x).
 def _msm(L, fixed, nvar, counts):
+    if len(fixed) == 2 and fixed[0][0]._data is None and fixed[1][0]._data is not None:
+        fixed = [fixed[1], fixed[0]]    # the tables VRUN can read first
     fx = _fixed_digits(L, fixed)
     top = -1
     for v in range(nvar):
         if counts[v] and _pos[v][counts[v] - 1] > top:
             top = _pos[v][counts[v] - 1]
-    for t in fx:
+    nfix = 0        # the bases VRUN adds itself: the first nfix
+    gathered = False
+    for i in range(len(fx)):
+        t = fx[i]
         if t[1] > top:
             top = t[1]
+        if nfix == i:
+            if F.set_table(i, t[2]):
+                nfix += 1
+            elif not gathered and t[6] * (256 // L) <= _GATHER:
+                _gather_entries(t, L)       # a table file (on the Xtensa engine)
+                F.set_table(i, _gather, True)
+                gathered = True
+                nfix += 1
     if top < 0:
         return True
     b = _vb
     b[5] = nvar
+    b[6] = nfix
+    rest = fx[nfix:]
     run = F.run
     ws = F.ws
     tpos = F.TAB_ADD
     tneg = F.TAB_ADD_NEG
-    tpos[1] = tneg[1] = 0
     pieces = 256 // L
     inf = 1
     j = top
     while True:
         jf = -1
-        for t in fx:
+        for t in rest:
             if t[1] > jf:
                 jf = t[1]
         end = jf if jf >= 0 else 0
@@ -210,175 +257,36 @@ def _msm(L, fixed, nvar, counts):
         b[2] = end & 255
         b[3] = end >> 8
         b[4] = inf
-        if F.vrun(b) & 128:
-            return _msm_steps(L, fixed, nvar, counts)
+        F.vrun(b)
         inf = b[4]
         if jf < 0:
             break
-        for t in fx:
+        for t in rest:
             if t[1] != jf:
                 continue
-            i, _, fb, digs, neg0, w, nw, step = t
+            i, _, fb, rec, neg0, w, nw, step = t
             t[0] = i - 1
             t[1] = (i - 1) * w if i else -1
-            data = fb._data
-            width = w - 1
             for q in range(pieces):
-                d = digs[q * nw + i]
+                d = _digit(rec, q * nw + i)
                 if not d:
                     continue
                 ng = neg0
                 if d < 0:
                     d = -d
                     ng ^= 1
-                if data is None:
-                    buf, off = fb.entry_at(q * step, d)
-                else:
-                    buf = data
-                    off = HEADER_SIZE + ((((q * step) << width) + d - 1) << 6)
+                buf, off = fb.entry_at(q * step, d)
                 if inf:
                     F.call(G.TAB_SET_NEG if ng else G.TAB_SET, buf, off)
                     inf = 0
                 else:
-                    f = run(ws, buf, tneg if ng else tpos, off)
-                    if f & 1:
-                        inf = 1 if _same_x(f) else 0
+                    pr = tneg if ng else tpos
+                    pr[1] = 0       # (no doublings: VRUN made them)
+                    inf = F._same_x(run(ws, buf, pr, off))
         if jf == 0:
             break
         j = jf - 1
     return bool(inf)
-
-
-# The same sum, one engine call per addition (the chain's doublings in the same call): the
-# path for the rare chains that meet the same x. Everything is a local.
-def _msm_steps(L, fixed, nvar, counts):
-    run = F.run
-    ws = F.ws
-    vadd = F.VAR_ADD
-    vset = F.VAR_SET
-    vat = G.VAR_ADD_AT
-    tpos = F.TAB_ADD
-    tneg = F.TAB_ADD_NEG
-    MOV = G.MOV
-    SUB = G.SUB
-    ZERO = G.ZERO
-    # variable bases: the position of their next nonzero digit (-1: none left)
-    c0 = c1 = -1
-    j0 = j1 = -1
-    pos0 = _pos[0]
-    pos1 = _pos[1]
-    naf0 = _naf[0]
-    naf1 = _naf[1]
-    if nvar > 0 and counts[0]:
-        c0 = counts[0] - 1
-        j0 = pos0[c0]
-    if nvar > 1 and counts[1]:
-        c1 = counts[1] - 1
-        j1 = pos1[c1]
-    a0 = F.area(0) - 1
-    a1 = F.area(1) - 1
-    fx = _fixed_digits(L, fixed)
-    jf0 = jf1 = -1
-    if fx:
-        jf0 = fx[0][1]
-        if len(fx) > 1:
-            jf1 = fx[1][1]
-    pieces = 256 // L
-    inf = True
-    at = 0      # the accumulator's position in the chain (while not inf)
-    while True:
-        j = j0
-        if j1 > j:
-            j = j1
-        if jf0 > j:
-            j = jf0
-        if jf1 > j:
-            j = jf1
-        if j < 0:
-            break
-        for v in (0, 1):
-            if v:
-                if j1 != j:
-                    continue
-                d = naf1[j]
-                s = a1
-                c1 -= 1
-                j1 = pos1[c1] if c1 >= 0 else -1
-            else:
-                if j0 != j:
-                    continue
-                d = naf0[j]
-                s = a0
-                c0 -= 1
-                j0 = pos0[c0] if c0 >= 0 else -1
-            if d >= 128:
-                s += 256 - d
-                ng = True
-            else:
-                s += d
-                ng = False
-            if inf:
-                pr = vset
-                o = 0
-            else:
-                pr = vadd
-                o = vat
-                _gap(pr, at - j)
-            pr[o + 2] = s
-            if ng:
-                pr[o + 4] = SUB
-                pr[o + 6] = ZERO
-                pr[o + 7] = s + 1
-            else:
-                pr[o + 4] = MOV
-                pr[o + 6] = s + 1
-            f = run(ws, ws, pr, 0)
-            at = j
-            if f & 1 and not inf:
-                inf = _same_x(f)
-            else:
-                inf = False
-        for t in fx:
-            if t[1] != j:
-                continue
-            i, _, fb, digs, neg0, w, nw, step = t
-            t[0] = i - 1
-            t[1] = (i - 1) * w if i else -1
-            if t is fx[0]:
-                jf0 = t[1]
-            else:
-                jf1 = t[1]
-            data = fb._data
-            width = w - 1
-            for q in range(pieces):
-                d = digs[q * nw + i]
-                if not d:
-                    continue
-                ng = neg0
-                if d < 0:
-                    d = -d
-                    ng ^= 1
-                if data is None:
-                    buf, off = fb.entry_at(q * step, d)
-                else:
-                    buf = data
-                    off = HEADER_SIZE + ((((q * step) << width) + d - 1) << 6)
-                if inf:
-                    f = F.call(G.TAB_SET_NEG if ng else G.TAB_SET, buf, off)
-                    inf = False
-                else:
-                    pr = tneg if ng else tpos
-                    _gap(pr, at - j)
-                    f = run(ws, buf, pr, off)
-                    if f & 1:
-                        inf = _same_x(f)
-                at = j
-    if not inf:
-        while at > 0:
-            k = at if at < 255 else 255
-            F.run(F.ws, F.ws, F.chain_step(F.DBLS, k), 0)
-            at -= k
-    return inf
 
 
 _N_BYTES = N.to_bytes(32, "big")
@@ -421,6 +329,20 @@ def decode_point(public_key):
     return None
 
 
+# The key as 65 bytes SEC1 uncompressed, or None: a compressed key's square root taken once (a
+# cache of rider keys keeps these; verify takes them at the cost of a curve check).
+def decode_key(public_key):
+    try:
+        if F.load_key(public_key, 0):
+            F.call(G.STORE_POINT_0, F.io)
+            return b"\x04" + F.io
+    except MemoryError:
+        raise
+    except Exception:
+        pass
+    return None
+
+
 # Standard ECDSA verification (see the API above).
 def verify(public_key, digest, signature):
     try:
@@ -440,9 +362,22 @@ def verify(public_key, digest, signature):
         return False
 
 
+_N_LIMBS = N.to_bytes(34, "little")
+
+
 # (v, w) with w = v * u mod n and |v|, |w| < 2^128, v != 0 (extended Euclid on n, u,
-# stopped at the first remainder below 2^128).
+# stopped at the first remainder below 2^128). Native code on MicroPython (the same steps,
+# without big integers), this loop on CPython.
 def _half_gcd(u, n):
+    if _hg_native is not None and n == N:
+        h = _hg
+        h[0:34] = _N_LIMBS
+        h[34:68] = u.to_bytes(34, "little")
+        x = 34 * _hg_native(h)
+        t = int.from_bytes(h[68 + x:102 + x], "little")
+        if t >= 1 << 271:
+            t -= 1 << 272
+        return t, int.from_bytes(h[x:x + 34], "little")
     lim = 1 << 128
     if u < lim:
         return 1, u

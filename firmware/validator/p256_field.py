@@ -1,7 +1,8 @@
 # The field arithmetic under validator.p256: the workspace of field elements, the engine that runs
-# programs over it (p256_native: viper machine code on the reader; p256_host: its CPython twin on
-# the host tools), the programs (p256_progs, generated: constants that stay in flash in a frozen
-# build) and the few steps that move keys and points in and out of the workspace.
+# programs over it (p256_xtensa: Xtensa assembly on the reader; p256_native: viper on the unix
+# port; p256_host: their CPython twin on the host tools), the programs (p256_progs, generated:
+# constants that stay in flash in a frozen build) and the few steps that move keys and points in
+# and out of the workspace.
 #
 # Slots are numbered field elements of the workspace, in Montgomery form (x*R mod p, R = 2^260)
 # but for the constants ZERO, SP and ONE_RAW. One engine call runs a whole point operation; the
@@ -9,8 +10,10 @@
 # and the programs that are patched per call are allocated here, once, at import.
 # Comments, not docstrings: MicroPython parses docstrings.
 from validator import p256_progs as G
-from validator.p256_progs import (AREA, AREA_SLOTS, MOV, PROGS, RPT, SLOT_BYTES, SLOTS, SUB,
-                                  VAR_ADD_AT, VRUN_NAF0, ZERO)
+from validator.p256_progs import (AREA, AREA_SLOTS, FIX_DIGITS, FIX_GATHERED, FIX_I, FIX_NEG,
+                                  FIX_NW, FIX_PIECES,
+                                  FIX_POS, FIX_STEP, FIX_W, MOV, PROGS, RPT, SLOTS, SUB,
+                                  VAR_ADD_AT, VRUN_FIX0, VRUN_FIX_SIZE, VRUN_NAF0, WS_BYTES, ZERO)
 
 # The engine: Xtensa assembly on the ESP32 (a frozen or xtensawin build has p256_xtensa), viper
 # machine code elsewhere (the unix port), the CPython twin on the host.
@@ -33,7 +36,7 @@ GY = 0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5
 P_BYTES = P.to_bytes(32, "big")
 R_BITS = 260
 
-ws = bytearray(SLOTS * SLOT_BYTES) if NATIVE else _engine.workspace(SLOTS)
+ws = bytearray(WS_BYTES) if NATIVE else _engine.workspace(SLOTS)
 io = bytearray(64)          # bytes in and out of the workspace (keys, coordinates)
 run = _engine.run
 
@@ -86,10 +89,45 @@ def var_entry(pr, x_slot, negate):
     return pr
 
 
-# A stretch of the doubling chain (p256_progs VRUN_*: the block b says where it starts and ends,
-# whether the accumulator is O, the variable bases' NAF digits). One engine call on the Xtensa;
-# elsewhere the same steps, one call each. Returns flag bit 7 if an addition met the same x (the
-# accumulator is then void); else updates the block (the position, whether O).
+# The fixed bases of the next VRUN, for the steps below: objects with entry_at(tooth, multiple)
+# -> (buffer, offset of the 64-byte affine entry), or the buffer of a base's gathered entries;
+# the Xtensa engine reads the entries itself from the addresses set_table() gave it.
+tables = [None, None]
+
+
+# Fixed base k of the next VRUN is `fb` (a p256_fixed.FixedBase; or, gathered=True, a buffer of
+# the entries its digits need, at (q * nw + i) * 64). Returns whether the engine can run it
+# natively: always when vrun() steps in Python; on the Xtensa engine, if the entries are in
+# memory (a frozen constant, a RAM table, a gather buffer; not a table file, read by offset).
+def set_table(k, fb, gathered=False):
+    tables[k] = fb
+    if not VRUN:
+        return True
+    if gathered:
+        data, first = fb, 0
+    elif fb._data is None:
+        return False
+    else:
+        data, first = fb.entry_at(0, 1)     # the entries start with (0, 1)
+    run(ws, data, PROGS, ((G.PTR_1 if k else G.PTR_0) << 16) | first)
+    return True
+
+
+# After an addition (its flags f) that met the same x: the same point is doubled instead (the
+# entry is still in X2, Y2), the opposite one leaves O. Returns whether the accumulator is O.
+def _same_x(f):
+    if not f & 1:
+        return 0
+    if f & 2:
+        call(G.SET_DBL)
+        return 0
+    return 1
+
+
+# The doubling chain of a sum of multiples (p256_progs VRUN_*: the block b says where it starts
+# and ends, whether the accumulator is O, the variable bases' NAF digits, the fixed bases' comb
+# digits), into the accumulator. One engine call on the Xtensa; elsewhere the same steps, one
+# call each. Updates the block (the position, whether O); returns the flags (nothing to read).
 def vrun(b):
     if VRUN:
         return run(ws, b, PROGS, G.VRUN_PROG << 16)
@@ -97,9 +135,11 @@ def vrun(b):
     end = b[2] | (b[3] << 8)
     inf = b[4]
     nvar = b[5]
+    nfix = b[6]
+    pend = 0    # doublings not made yet: the next addition makes them first (its RPT)
     while True:
         if not inf:
-            call(G.DBL)
+            pend += 1
         for v in range(nvar):
             d = b[VRUN_NAF0 + 257 * v + j]
             if d:
@@ -111,16 +151,58 @@ def vrun(b):
                     run(ws, ws, var_entry(VAR_SET, x, neg), 0)
                     inf = 0
                 else:
-                    VAR_ADD[1] = 0
-                    if run(ws, ws, var_entry(VAR_ADD, x, neg), 0) & 1:
-                        return 128
+                    VAR_ADD[1] = _pending(pend)
+                    pend = 0
+                    inf = _same_x(run(ws, ws, var_entry(VAR_ADD, x, neg), 0))
+        for k in range(nfix):
+            f = VRUN_FIX0 + k * VRUN_FIX_SIZE
+            if b[f + FIX_POS] | (b[f + FIX_POS + 1] << 8) != j:
+                continue
+            i = b[f + FIX_I]
+            nw = b[f + FIX_NW]
+            fb = tables[k]
+            for q in range(b[f + FIX_PIECES]):
+                o = f + FIX_DIGITS + 2 * (q * nw + i)
+                d = b[o] | (b[o + 1] << 8)
+                if not d:
+                    continue
+                neg = b[f + FIX_NEG]
+                if d >= 32768:
+                    d = 65536 - d
+                    neg ^= 1
+                if b[f + FIX_GATHERED]:
+                    buf, off = fb, 64 * (q * nw + i)
+                else:
+                    buf, off = fb.entry_at(q * b[f + FIX_STEP], d)
+                if inf:
+                    call(G.TAB_SET_NEG if neg else G.TAB_SET, buf, off)
+                    inf = 0
+                else:
+                    pr = TAB_ADD_NEG if neg else TAB_ADD
+                    pr[1] = _pending(pend)
+                    pend = 0
+                    inf = _same_x(run(ws, buf, pr, off))
+            p = (i - 1) * b[f + FIX_W] if i else 0xffff
+            b[f + FIX_I] = i - 1 if i else 0
+            b[f + FIX_POS] = p & 255
+            b[f + FIX_POS + 1] = p >> 8
         if j == end:
             break
         j -= 1
+    if pend:
+        run(ws, ws, chain_step(DBLS, _pending(pend)), 0)
     b[0] = j & 255
     b[1] = j >> 8
     b[4] = inf
     return 0
+
+
+# n pending doublings as a RPT count (at most 255): any beyond it are made now.
+def _pending(n):
+    while n > 255:
+        run(ws, ws, chain_step(DBLS, 255), 0)
+        n -= 255
+    return n
 
 
 def _set_constants():

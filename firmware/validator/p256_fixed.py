@@ -14,6 +14,11 @@ from validator import p256_field as F
 from validator import p256_progs as G
 from validator import watchdog
 
+try:  # MicroPython: the digit loops as native code
+    from validator.p256_digits import comb_into as _comb_native
+except (ImportError, SyntaxError):
+    _comb_native = None
+
 TABLE_MAGIC = b"P2T1"
 HEADER_SIZE = 104
 TEETH_CHOICES = (1, 2, 4, 8)
@@ -25,12 +30,15 @@ _CHUNK = 512                  # file reads and the points of one batch (8 x 64 b
 _chunk = bytearray(_CHUNK)    # allocated once, at import
 
 
-# Signed window digits of 0 <= k < 2^255 for pieces of L bits into `out` (an array of signed
-# ints): digit [q * nw + i] is piece q, window i (bits q*L + i*w ...). Digits lie in
+# Signed window digits of 0 <= k < 2^255 for pieces of L bits, as i16 (little-endian) into the
+# buffer `out`: digit [q * nw + i] is piece q, window i (bits q*L + i*w ...). Digits lie in
 # [-(2^(w-1)-1), 2^(w-1)]; the top window of a piece may be narrower (then its digit is >= 0 and
-# carries nothing). k < 2^255 keeps the last carry 0. Returns the number of digits.
+# carries nothing). k < 2^255 keeps the last carry 0. Returns the number of digits. Native code
+# on MicroPython (p256_digits), the same loop here on CPython.
 def comb_digits(k, w, L, out):
     kb = k.to_bytes(35, "little")
+    if _comb_native is not None:
+        return _comb_native(kb, w, L, out)
     nw = (L + w - 1) // w
     topw = L - (nw - 1) * w
     full = 1 << w
@@ -49,10 +57,11 @@ def comb_digits(k, w, L, out):
                 carry = 1
             else:
                 carry = 0
-            out[o] = u
-            o += 1
+            out[o] = u & 255
+            out[o + 1] = (u >> 8) & 255
+            o += 2
             pos += w
-    return o
+    return o >> 1
 
 
 # A fixed base point with its table. `table`: None (computed now, in RAM), a bytes-like blob
@@ -136,6 +145,15 @@ class FixedBase:
         f.seek(o)
         f.readinto(self._buf)
         return self._buf, 0
+
+    # Entry (t, m)'s 64 bytes into the buffer `out` (a table file's read by offset).
+    def read_entry(self, t, m, out):
+        o = HEADER_SIZE + (((t << (self.width - 1)) + m - 1) << 6)
+        if self._data is not None:
+            out[:] = self._data[o:o + 64]
+        else:
+            self._f.seek(o)
+            self._f.readinto(out)
 
     # The same as (x, y) ints (tests, tools).
     def entry(self, t, m):

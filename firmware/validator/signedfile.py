@@ -9,7 +9,7 @@
 import hashlib
 import struct
 
-from validator import p256, watchdog
+from validator import iobuf, p256, watchdog
 
 MAGIC = b"FVS1"
 HEADER = ">4sBHIII"
@@ -32,7 +32,6 @@ KEY_EXPIRED = "KEY_EXPIRED"
 BAD_SIGNATURE = "BAD_SIGNATURE"
 OLD_VERSION = "OLD_VERSION"
 
-_CHUNK = 1024
 
 
 class Header:
@@ -71,10 +70,9 @@ def verify_file(path, operator_keys, kind, now=None):
                 return KEY_EXPIRED, h
             digest = hashlib.sha256(head)
             left = h.body_len
-            buf = bytearray(_CHUNK)
-            mv = memoryview(buf)
+            mv = memoryview(iobuf.get())   # (no block of its own after boot)
             while left:
-                n = f.readinto(mv[:min(_CHUNK, left)])
+                n = f.readinto(mv[:min(len(mv), left)])
                 if not n:
                     return MALFORMED, h
                 digest.update(mv[:n])

@@ -12,13 +12,18 @@ import os
 from validator import atomicfile, framing
 from validator import syncproto as P
 
-MAX_PUT = 8 * 1024 * 1024   # largest pushed file (a deny list of about a million entries)
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
+MAX_PUT = const(8 * 1024 * 1024)   # largest pushed file (a deny list of about a million entries)
 STAGING_NAME = "sync.part"
-_REPLY_ROOM = 128          # reply bytes besides the records: headers, status, start seq, tag
-MAX_STREAM = 16            # GET_LOGS answers sent for one request
-DEFAULT_MAX_PAYLOAD = 1280  # holds the largest trip record (triplog.MAX_RECORD: 1,111 bytes) and more
-_HASH_CHUNK = 1024
-_MIN_ENVELOPE = 19 + 64    # signedfile.HEADER_SIZE + SIG_SIZE: an envelope with an empty body
+_REPLY_ROOM = const(128)          # reply bytes besides the records: headers, status, start seq, tag
+MAX_STREAM = const(16)            # GET_LOGS answers sent for one request
+DEFAULT_MAX_PAYLOAD = const(1280)  # holds the largest trip record (triplog.MAX_RECORD: 1,111 bytes) and more
+_MIN_ENVELOPE = const(19 + 64)    # signedfile.HEADER_SIZE + SIG_SIZE: an envelope with an empty body
 
 
 class SyncServer:
@@ -120,7 +125,9 @@ class SyncServer:
                 return None  # our own echo or a confused peer: never answer a reply
             return self._error(0, P.MALFORMED)
         _, body, signed, tag = parts
-        item = P.decode_item(body)
+        # byte strings stay in the frame buffer (a pushed chunk is about 1.2 KB): nothing past a
+        # command's own handling may keep them without a copy
+        item = P.decode_item(body, views=True)
         if item is None or not P.is_uint(item[0]) or not P.is_uint(item[1], 255) \
                 or not isinstance(item[2], dict):
             return self._error(0, P.MALFORMED)
@@ -150,8 +157,8 @@ class SyncServer:
         try:
             status, result = self._command(cmd, args)
         except Exception as e:  # noqa: BLE001
-            self._fault(rid, e)
-            status, result = P.READER_ERROR, None
+            self._note(e)
+            status, result = P.fault_status(e), {"error": _why(e)}
         reply = self._reply(rid, status, result)
         self._last_rid, self._last_tag, self._last_reply = rid, tag, reply
         return reply
@@ -181,18 +188,23 @@ class SyncServer:
         return self._reply(rid, status, None)
 
     def _fault(self, rid, e):
-        # The reader's own fault (flash error, log unreadable): answer, keep serving, remember it
-        # for INFO and the tests. The request's bounds were checked before anything ran.
+        # The reader's own fault (flash error, log unreadable, no heap): answer, keep serving,
+        # remember it for INFO and the tests. The request's bounds were checked before anything
+        # ran.
+        self._note(e)
+        return self._reply(rid, P.fault_status(e), {"error": _why(e)})
+
+    def _note(self, e):
         self.counters["faults"] += 1
         self.last_fault = e
-        return self._error(rid, P.READER_ERROR)
 
     # -- open commands --
 
     def _info(self, rid, args):
         hn = args.get("hn")
-        if not _fields(args, ("hn",)) or not isinstance(hn, bytes) or len(hn) != P.NONCE_SIZE:
+        if not _fields(args, ("hn",)) or not P.is_bytes(hn, P.NONCE_SIZE):
             return self._error(rid, P.MALFORMED)
+        hn = bytes(hn)
         r = self.reader
         if self._session is None or hn != self._hn:
             rn = bytes(self.random(P.NONCE_SIZE))
@@ -215,6 +227,7 @@ class SyncServer:
             "deny": info.get("deny_version", 0), "keyring": info.get("keyring_version", 0),
             "config": info.get("config_version", 0),
             "counters": info.get("counters", {}), "sync": self._sync_counters(),
+            "heap": info.get("heap"), "fault": info.get("fault"),
         }
         if info.get("file_errors"):  # a key ring or configuration the reader could not load
             res["file_errors"] = info["file_errors"]
@@ -310,9 +323,9 @@ class SyncServer:
     def _put(self, args):
         kind, ver, size, sha = args.get("kind"), args.get("ver"), args.get("size"), args.get("sha")
         if not _fields(args, ("kind", "ver", "size", "sha")) or kind not in P.KINDS \
-                or not P.is_uint(ver) or not P.is_uint(size) \
-                or not isinstance(sha, bytes) or len(sha) != 32:
+                or not P.is_uint(ver) or not P.is_uint(size) or not P.is_bytes(sha, 32):
             return P.MALFORMED, None
+        sha = bytes(sha)
         if size > MAX_PUT or size < _MIN_ENVELOPE:
             return P.BAD_ARG, None
         up = self._upload
@@ -329,7 +342,7 @@ class SyncServer:
 
     def _chunk(self, args):
         off, data = args.get("off"), args.get("data")
-        if not _fields(args, ("off", "data")) or not P.is_uint(off) or not isinstance(data, bytes):
+        if not _fields(args, ("off", "data")) or not P.is_uint(off) or not P.is_bytes(data):
             return P.MALFORMED, None
         up = self._upload
         if up is None:
@@ -349,8 +362,9 @@ class SyncServer:
     def _commit(self, args):
         kind, ver, sha = args.get("kind"), args.get("ver"), args.get("sha")
         if not _fields(args, ("kind", "ver", "sha")) or kind not in P.KINDS \
-                or not P.is_uint(ver) or not isinstance(sha, bytes) or len(sha) != 32:
+                or not P.is_uint(ver) or not P.is_bytes(sha, 32):
             return P.MALFORMED, None
+        sha = bytes(sha)
         up = self._upload
         if up is None or up[0] != kind or up[1] != ver or up[3] != sha:
             if self._installed(kind) == ver:
@@ -358,7 +372,7 @@ class SyncServer:
             return P.NO_UPLOAD, None
         if up[4] != up[2]:
             return P.INCOMPLETE, {"have": up[4]}
-        if atomicfile.sha256(self.staging, _HASH_CHUNK) != sha:
+        if atomicfile.sha256(self.staging) != sha:
             self._drop_upload()
             return P.DIGEST, None
         from validator import signedfile  # here: it brings P-256 in, which only installs need
@@ -367,11 +381,34 @@ class SyncServer:
         if h is None or signedfile.KIND_NAMES[h.kind] != kind or h.version != ver:
             self._drop_upload()
             return P.MISMATCH, None
-        reason = self.reader.install(kind, ver, self.staging)
+        try:
+            reason = self.reader.install(kind, ver, self.staging)
+        except BaseException:
+            self._keep_or_drop_upload()
+            raise
+        if reason in (P.OUT_OF_MEMORY, P.FLASH_ERROR):
+            # The reader's own trouble, not the file's: the installed state is unchanged and the
+            # staged file kept, so the depot's next PUT of it resumes at its end and commits again.
+            self._keep_or_drop_upload()
+            fault = getattr(self.reader, "fault", None)
+            return reason, {"error": fault["error"] if fault else reason}
         self._drop_upload()
+        if reason == P.NO_SPACE:
+            return P.NO_SPACE, None
         if reason != "OK":
             return P.REFUSED, {"reason": reason}
         return P.OK, {"already": False}
+
+    def _keep_or_drop_upload(self):
+        """After an install that failed on the reader's side: keep the staged upload if its file
+        is still whole where it was staged, else forget it (a PUT then starts afresh)."""
+        up = self._upload
+        try:
+            if up is not None and os.stat(self.staging)[6] == up[2]:
+                return
+        except OSError:
+            pass
+        self._drop_upload()
 
     def _drop_upload(self):
         self._upload = None
@@ -394,6 +431,11 @@ class SyncServer:
 def _seq_of(rec):
     """The sequence number in a stored trip record's header (validator.triplog: bytes 4-7)."""
     return (rec[4] << 24) | (rec[5] << 16) | (rec[6] << 8) | rec[7]
+
+
+def _why(e):
+    """What failed, for the depot (the reply's result["error"]): short."""
+    return repr(e)[:100]
 
 
 def _fields(args, allowed):

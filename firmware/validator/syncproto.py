@@ -15,24 +15,30 @@ import struct
 from validator import cbor
 from validator.hmac256 import Hmac, equal
 
-PROTO = 1
+try:
+    from micropython import const
+except ImportError:  # CPython: the pure-logic tests and host tools
+    def const(x):
+        return x
+
+PROTO = const(1)
 DOMAIN = b"FVSYNC1"
 
-REQUEST = 0x10
-REPLY = 0x20
-TAGGED = 0x01
-TAG_SIZE = 32
-NONCE_SIZE = 16
+REQUEST = const(0x10)
+REPLY = const(0x20)
+TAGGED = const(0x01)
+TAG_SIZE = const(32)
+NONCE_SIZE = const(16)
 
 # commands
-INFO = 1
-GET_LOGS = 2
-ACK = 3
-PUT = 4
-CHUNK = 5
-COMMIT = 6
-SET_TIME = 7
-REBOOT = 8
+INFO = const(1)
+GET_LOGS = const(2)
+ACK = const(3)
+PUT = const(4)
+CHUNK = const(5)
+COMMIT = const(6)
+SET_TIME = const(7)
+REBOOT = const(8)
 COMMAND_NAMES = {INFO: "INFO", GET_LOGS: "GET_LOGS", ACK: "ACK", PUT: "PUT", CHUNK: "CHUNK",
                  COMMIT: "COMMIT", SET_TIME: "SET_TIME", REBOOT: "REBOOT"}
 OPEN_COMMANDS = (INFO, GET_LOGS)  # everything else changes the reader and needs a valid tag
@@ -52,7 +58,12 @@ DIGEST = "DIGEST"              # COMMIT: the received bytes do not hash to the a
 MISMATCH = "MISMATCH"          # the envelope's kind or version is not what PUT announced
 NO_SPACE = "NO_SPACE"
 REFUSED = "REFUSED"            # the reader's installer or clock said no; result["reason"] says why
-READER_ERROR = "READER_ERROR"  # flash or other internal fault; nothing changed that matters
+# The reader's own faults; nothing changed that matters, the same request may be tried again
+# (an install keeps the staged upload: the next PUT of the same file resumes at its end), and
+# result["error"] says what failed. INFO's "fault" keeps the last one.
+OUT_OF_MEMORY = "OUT_OF_MEMORY"  # no heap for it (a bug: after boot the reader needs no block over 1 KiB)
+FLASH_ERROR = "FLASH_ERROR"    # the flash failed a read or write
+READER_ERROR = "READER_ERROR"  # any other fault of the reader
 
 KINDS = ("denylist", "denylist_delta", "keyring", "config")
 # where INFO reports the installed version of each kind
@@ -104,10 +115,11 @@ def split_message(payload):
     return mtype, mv[1:], mv, None
 
 
-def decode_item(data, max_items=64):
-    """The [a, b, c] list of a message body (CBOR); None if malformed."""
+def decode_item(data, max_items=64, views=False):
+    """The [a, b, c] list of a message body (CBOR); None if malformed. `views`: byte strings are
+    memoryviews of `data` (is_bytes() takes both)."""
     try:
-        v = cbor.decode(data, max_depth=4, max_items=max_items, max_len=len(data))
+        v = cbor.decode(data, max_depth=4, max_items=max_items, max_len=len(data), views=views)
     except ValueError:
         return None
     if not isinstance(v, list) or len(v) != 3:
@@ -137,6 +149,20 @@ def put_head(buf, pos, major, arg):
     buf[pos + 3] = (arg >> 8) & 0xFF
     buf[pos + 4] = arg & 0xFF
     return pos + 5
+
+
+def is_bytes(v, size=None):
+    """A byte string (bytes, or a memoryview from decode_item(views=True)), of `size` if given."""
+    return isinstance(v, (bytes, memoryview)) and (size is None or len(v) == size)
+
+
+def fault_status(e):
+    """The status for the reader's own fault `e`."""
+    if isinstance(e, MemoryError):
+        return OUT_OF_MEMORY
+    if isinstance(e, OSError):
+        return FLASH_ERROR
+    return READER_ERROR
 
 
 def is_uint(v, top=U32):

@@ -97,8 +97,17 @@ def verify_qr(text, keyring, now, cache=None):
         return e.args[0], None
     except (cbor.CBORError, base45.Base45Error):
         return reasons.MALFORMED, None
-    except (MemoryError, OSError):   # the reader's fault (heap, flash), not the rider's
-        return reasons.READER_ERROR, None
+    except (MemoryError, OSError) as e:   # the reader's fault (heap, flash), not the rider's
+        return _reader_error(e)
+
+
+last_error = None   # the exception behind the last READER_ERROR (the reader reports it)
+
+
+def _reader_error(e):
+    global last_error
+    last_error = e
+    return reasons.READER_ERROR, None
 
 
 # --- NFC: reader side of the exchange ---
@@ -193,5 +202,5 @@ def read_nfc(exchange, keyring, reader_id, now, rand16, cache=None):
         return e.args[0], None
     except cbor.CBORError:
         return reasons.MALFORMED, None
-    except (MemoryError, OSError):
-        return reasons.READER_ERROR, None
+    except (MemoryError, OSError) as e:
+        return _reader_error(e)

@@ -16,6 +16,7 @@
 import binascii
 import hashlib
 import struct
+from array import array
 
 VERSION = 1
 
@@ -106,7 +107,8 @@ def _link(body, keyed, key):
     return hashlib.sha256(body).digest()[:LINK_SIZE]
 
 
-def _encode(rec, seq, reader_id, prev_link, key):
+def _encode(rec, seq, reader_id, prev_link, key, out=None):
+    # into `out` (a buffer of MAX_RECORD bytes: the log's own, made once) or a new bytearray
     kind = rec.get("kind", "")
     if kind not in KINDS:
         raise RecordError("trip record kind must be 'qr', 'nfc' or ''")
@@ -117,7 +119,7 @@ def _encode(rec, seq, reader_id, prev_link, key):
     if not isinstance(prev_link, (bytes, bytearray)) or len(prev_link) != LINK_SIZE:
         raise RecordError("prev_link must be %d bytes" % LINK_SIZE)
     n = REC_FIXED + len(cred) + len(raw) + CRC_SIZE
-    buf = bytearray(n)
+    buf = bytearray(n) if out is None else memoryview(out)[:n]
     struct.pack_into(
         REC_FMT, buf, 0, REC_MARK, VERSION, n, _check(seq, _U32, "seq"),
         _check(reader_id, _U32, "reader_id"), _check(rec["time"], _U32, "time"),
@@ -217,6 +219,51 @@ def verify_chain(prev_link, records, key=None, prev_seq=None):
 
 # --- the log on flash ---------------------------------------------------------------------------
 
+class _Segs:
+    """The live segments, oldest first, as (index, counter, first seq) each, in arrays made once
+    for every segment of the region: a list of small lists grew with the unacknowledged log
+    (about 100 bytes of heap a segment, 12 KB for a full 512 KiB log) and scattered small blocks
+    over the heap through the day."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.idx = array("H", bytes(2 * cap))
+        self.counter = array("I", bytes(4 * cap))
+        self.first = array("I", bytes(4 * cap))
+        self.start = 0
+        self.n = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, k):
+        if k < 0:
+            k += self.n
+        if not 0 <= k < self.n:
+            raise IndexError("segment")
+        j = (self.start + k) % self.cap
+        return self.idx[j], self.counter[j], self.first[j]
+
+    def append(self, seg):
+        if self.n >= self.cap:
+            raise IndexError("more segments than the region has")
+        j = (self.start + self.n) % self.cap
+        self.idx[j], self.counter[j], self.first[j] = seg[0], seg[1], seg[2]
+        self.n += 1
+
+    def pop(self, k):
+        # the oldest only (an acknowledgement frees segments from the front)
+        if k != 0 or not self.n:
+            raise IndexError("segment")
+        seg = self[0]
+        self.start = (self.start + 1) % self.cap
+        self.n -= 1
+        return seg
+
+    def clear(self):
+        self.start = self.n = 0
+
+
 class TripLog:
     """Append-only trip log on blocks [first_block, first_block + blocks) of a block device with
     the extended interface (readblocks/writeblocks with offset, ioctl 4/5/6). Recovers on open."""
@@ -239,8 +286,10 @@ class TripLog:
         self._meta0 = first_block
         self._seg0 = first_block + META_BLOCKS
         self._nseg = blocks - META_BLOCKS
-        self._buf = bytearray(MAX_RECORD)  # scratch for one record; never handed out
+        self._buf = bytearray(MAX_RECORD)  # scratch for one record read; never handed out
+        self._wbuf = bytearray(MAX_RECORD)  # the record being appended (no block per tap)
         self._state = bytearray(self._nseg)  # FREE, DIRTY, READY or LIVE per segment
+        self._segs = _Segs(self._nseg)
         self._ndirty = 0
         self.capacity = self._nseg * (bs - SEG_HEADER)
         self.warn_free = self.capacity // 5 if warn_free is None else warn_free
@@ -305,7 +354,7 @@ class TripLog:
         self._counter = top
         # A segment is dead (free) when every record it can hold is acknowledged: its successor
         # starts at or below ack_seq + 1. The newest segment (the tail) always stays.
-        self._segs = []
+        self._segs.clear()
         for k in range(len(heads)):
             counter, i, first = heads[k]
             if k + 1 < len(heads) and heads[k + 1][2] - 1 <= self.ack_seq:
@@ -422,7 +471,7 @@ class TripLog:
         (nothing written) when it does not fit, RecordError for a field out of range, OSError if
         the flash fails (the record is then absent or dropped as torn on the next boot)."""
         seq = self.last_seq + 1
-        data = _encode(rec, seq, self.reader_id, self._last_link, self._key)
+        data = _encode(rec, seq, self.reader_id, self._last_link, self._key, self._wbuf)
         n = len(data)
         nxt = _link(memoryview(data)[:n - CRC_SIZE], self._mac is not None, self._mac)
         if not self._tail_ok or self._tail_off + n > self._bs:

@@ -107,6 +107,13 @@ SCHEMA = [
         reset_at    BIGINT NOT NULL,
 """ + TRIP_COLUMNS_SQL + """
     )""",
+    # what the reader's INFO said of its heap and its last fault, at its last sync
+    """CREATE TABLE IF NOT EXISTS reader_health (
+        reader_id    BIGINT PRIMARY KEY,
+        at           BIGINT NOT NULL,
+        heap_free    BIGINT, heap_largest BIGINT, heap_low BIGINT, heap_work BIGINT,
+        fault        VARCHAR(200)
+    )""",
     """CREATE TABLE IF NOT EXISTS incidents (
         id         {serial_pk},
         reader_id  BIGINT NOT NULL,
@@ -156,6 +163,14 @@ SET_READER_INFO = ("INSERT INTO readers (reader_id, stored_seq, chain_link, acke
                    "deny_version = excluded.deny_version, keyring_version = excluded.keyring_version, "
                    "config_version = excluded.config_version, reader_time = excluded.reader_time, "
                    "last_sync = excluded.last_sync")
+UPSERT_HEALTH = ("INSERT INTO reader_health (reader_id, at, heap_free, heap_largest, heap_low, "
+                 "heap_work, fault) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                 "ON CONFLICT (reader_id) DO UPDATE SET at = excluded.at, "
+                 "heap_free = excluded.heap_free, heap_largest = excluded.heap_largest, "
+                 "heap_low = excluded.heap_low, heap_work = excluded.heap_work, "
+                 "fault = excluded.fault")
+HEALTH = ("SELECT reader_id, at, heap_free, heap_largest, heap_low, heap_work, fault "
+          "FROM reader_health ORDER BY reader_id")
 INSERT_RUN = ("INSERT INTO sync_runs (reader_id, port, started, finished, status, records_new, "
               "bytes_in, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 INSERT_INCIDENT = ("INSERT INTO incidents (reader_id, kind, seq_from, seq_to, detail, at) "
@@ -328,6 +343,27 @@ class DepotDB:
         self._write1(SET_READER_INFO, (reader_id, genesis, str(info.get("fw", ""))[:40],
                                        info.get("deny"), info.get("keyring"), info.get("config"),
                                        info.get("time"), now))
+
+    def set_reader_health(self, reader_id, info, now):
+        """Record INFO's heap health and last fault (docs/sync-protocol.md, INFO)."""
+        heap = info.get("heap") if isinstance(info.get("heap"), dict) else {}
+
+        def num(k):
+            v = heap.get(k)
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+        fault = info.get("fault")
+        if isinstance(fault, dict):
+            fault = "%s: %s" % (fault.get("where"), fault.get("error"))
+        self._write1(UPSERT_HEALTH, (reader_id, now, num("free"), num("largest"), num("low"),
+                                     num("work"), str(fault)[:200] if fault else None))
+
+    def health(self):
+        """Rows (reader_id, at, free, largest, low, work, fault) of each reader's last sync
+        (none from a database that no sync of this version has written yet)."""
+        try:
+            return self._exec(HEALTH).fetchall()
+        except sqlite3.OperationalError:
+            return []
 
     def add_run(self, reader_id, port, started, finished, status, records_new, bytes_in, message):
         self._write1(INSERT_RUN, (reader_id, port, started, finished, status, records_new,

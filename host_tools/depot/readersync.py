@@ -191,6 +191,7 @@ class ReaderSync:
             self.res.warnings = ["its %s does not load (%s)" % (k, v)
                                  for k, v in sorted(bad_files.items(), key=str)]
         self.db.set_reader_info(rid, info, int(self.now()), tl.genesis(rid))
+        self.db.set_reader_health(rid, info, int(self.now()))
         self.stored, self.chain, _ = self.db.reader_state(rid)
         self.head = (self.stored, self.chain)
         self.acked = info["ack"]
@@ -212,6 +213,8 @@ class ReaderSync:
             if outcome == "newer_installed":
                 not_applied.append("%s (the reader holds version %s)"
                                    % (kind, self.link.info.get(VERSION_FIELD[kind])))
+        if self.pushes:   # the heap after the installs (a failed push: its status says why)
+            self.db.set_reader_health(rid, self.link.hello(), int(self.now()))
         if self.set_time:
             self.progress(status="time")
             res = self.link.set_time(int(self.now()), self.allow_back)
@@ -651,6 +654,7 @@ def cmd_report(args):
     try:
         rows = db.report(cfg.day, day, line=args.line, reader_id=args.reader)
         incidents = db.incidents()
+        health = db.health()
     finally:
         db.close()
     table = Table(title="trips per service day, line and reader")
@@ -670,6 +674,16 @@ def cmd_report(args):
                 " on line %d" % args.line if args.line is not None else "",
                 " from reader %d" % args.reader if args.reader is not None else "", args.db),
                 highlight=False, markup=False)
+        if health:
+            t = Table(title="readers at their last sync: heap (bytes) and last fault")
+            for col in ("reader", "at (UTC)", "free", "largest free block", "lowest free",
+                        "fault"):
+                t.add_column(col, justify="left" if col in ("at (UTC)", "fault") else "right")
+            for rid, at, free, largest, low, _work, fault in health:
+                t.add_row(str(rid), time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)),
+                          *["-" if v is None else str(v) for v in (free, largest, low)],
+                          fault or "-")
+            console.print(t)
         if incidents:
             console.print("[bold red]%d incident(s):[/]" % len(incidents))
             for rid, kind, a, b, detail, at in incidents:

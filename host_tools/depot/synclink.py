@@ -36,7 +36,10 @@ class Refused(LinkError):
 
     def __init__(self, status, result, what):
         reason = result.get("reason") if isinstance(result, dict) else None
-        msg = "%s refused by the reader: %s%s" % (what, status, " (%s)" % reason if reason else "")
+        # the reader's own fault (OUT_OF_MEMORY, FLASH_ERROR, READER_ERROR) says what failed
+        error = result.get("error") if isinstance(result, dict) else None
+        detail = reason or (error if isinstance(error, str) else None)
+        msg = "%s refused by the reader: %s%s" % (what, status, " (%s)" % detail if detail else "")
         super().__init__("refused", msg)
         self.status = status
         self.result = result
@@ -292,11 +295,12 @@ class SyncLink:
     def reboot(self):
         return self._ok(P.REBOOT, {})
 
-    def push(self, kind, data, progress=None):
+    def push(self, kind, data, progress=None, commit=True):
         """Send a signed envelope (`kind` one of syncproto.KINDS) in chunks and commit it.
         Returns "installed", "already" (the reader has this version) or "newer_installed" (not
         sent: the reader has a newer one). Resumes a half-done upload of the same file.
-        `progress(sent, total)` is called after each chunk."""
+        `progress(sent, total)` is called after each chunk. `commit=False`: stop before COMMIT
+        ("uploaded"; tests)."""
         h = sf.parse_header(bytes(data[:sf.HEADER_SIZE]))
         if h is None:
             raise LinkError("protocol", "%s: not a signed file" % kind)
@@ -320,6 +324,8 @@ class SyncLink:
             have = res["have"]
             if progress:
                 progress(have, len(data))
+        if not commit:
+            return "uploaded"
         # the reader installs inside its answer to COMMIT: wait for it in proportion to the file
         res = self._ok(P.COMMIT, {"kind": kind, "ver": h.version, "sha": sha}, what,
                        wait=COMMIT_S_PER_MIB * len(data) / (1 << 20))

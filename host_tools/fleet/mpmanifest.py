@@ -5,6 +5,8 @@ Understood: package(name, files=None, base_path="."), module(path, base_path="."
 require(name, ...), include(path) and metadata(...). Relative paths are relative to the
 manifest's own folder, as in MicroPython's tools/manifestfile.py. Includes of the port's own
 manifest ($(MPY_DIR)/...) are noted and skipped: the stock firmware already has those modules.
+A package's data files (anything but .py, e.g. a table a module reads next to itself) are
+deployed with it, also when `files` names its modules.
 """
 import os
 from dataclasses import dataclass, field
@@ -57,14 +59,16 @@ def _exec(path, m, seen):
             raise ManifestError("%s: package %r not found in %s" % (path, name, base))
         if files is not None:
             for f in files:
+                if not (root / f).is_file():
+                    raise ManifestError("%s: package %r has no file %r" % (path, name, f))
                 m.files.append((root / f, "%s/%s" % (name, f)))
-            return
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
             for f in sorted(filenames):
                 src = Path(dirpath) / f
                 if f.endswith(".py"):
-                    m.files.append((src, src.relative_to(base).as_posix()))
+                    if files is None:
+                        m.files.append((src, src.relative_to(base).as_posix()))
                 elif not f.startswith(".") and not f.endswith((".pyc", ".mpy")):
                     # data a module reads next to itself (a frozen build leaves these out)
                     m.data.append((src, src.relative_to(base).as_posix()))

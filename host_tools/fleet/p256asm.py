@@ -202,9 +202,11 @@ def _isz_body(A, lay):
 
 
 def _vrun(A, PP):
-    """VRUN (p256programs VRUN_*), a state machine over the block at a3 that runs DBL, MADD, SET
-    and a negation as sub-programs of PROGS: it points a4 at one, keeps its own address in a15,
-    and the sub-program's RET brings it back here; VRUN_PHASE says where it was."""
+    """VRUN (p256programs VRUN_*), a state machine over the block at a3 that runs DBL, MADD, SET,
+    a negation and a table entry's load as sub-programs of PROGS: it points a4 at one, keeps its
+    own address in a15, and the sub-program's RET brings it back here; VRUN_PHASE says where it
+    was. While a table entry is loaded, io (a3) points at the entry and the block's address waits
+    in the workspace (WS_SAVED): coming back, VRUN takes it from there first."""
     blob, where = PP.layout()
     here = where["VRUN_PROG"] + 4           # a4 (the next operation) is here, in PROGS
 
@@ -216,29 +218,45 @@ def _vrun(A, PP):
         A("add(a4, a4, a10)")
         A("j(top)")
 
-    def go(label, phase):
-        A("movi(a10, %d)" % phase)
-        A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
-        A("j(%s)" % label)
+    def fixed_base(reg):
+        """reg = the block's record of fixed base VRUN_FBASE (a6 = its number)."""
+        A("l8ui(a6, a3, %d)" % PP.VRUN_FBASE)
+        A("movi(%s, %d)" % (reg, PP.VRUN_FIX_SIZE))
+        A("mull(%s, %s, a6)" % (reg, reg))
+        A("movi(a10, %d)" % PP.VRUN_FIX0)
+        A("add(%s, %s, a10)" % (reg, reg))
+        A("add(%s, %s, a3)" % (reg, reg))
 
-    labels = ["V%d" % k for k in range(7)]
+    V = ["V%d" % k for k in range(13)]
+    # the block's address back in a3 if a table entry's load just returned
+    A("movi(a10, %d)" % PP.WS_SAVED)
+    A("add(a10, a10, a2)")
+    A("l32i(a11, a10, 0)")
+    A("movi(a12, 0)")
+    restored = A.label()
+    A("beq(a11, a12, %s)" % restored)
+    A("mov(a3, a11)")
+    A("s32i(a12, a10, 0)")
+    A.put(restored)
     A("l8ui(a10, a3, %d)" % PP.VRUN_PHASE)
-    for k in range(1, 7):
+    for k in range(1, 13):
+        if k in (7, 8):
+            continue
         A("movi(a11, %d)" % k)
-        A("beq(a10, a11, %s)" % labels[k])
+        A("beq(a10, a11, %s)" % V[k])
     # 0: a new position: a doubling unless the accumulator is O
-    A.put(labels[0])
+    A.put(V[0])
     A("movi(a10, 0)")
     A("s8i(a10, a3, %d)" % PP.VRUN_BASE)
     A("l8ui(a10, a3, %d)" % PP.VRUN_INF)
     A("movi(a11, 0)")
-    A("bne(a10, a11, %s)" % labels[1])
+    A("bne(a10, a11, %s)" % V[1])
     call("SUB_DBL", 1)
     # 1: the next variable base's digit at this position
-    A.put(labels[1])
+    A.put(V[1])
     A("l8ui(a6, a3, %d)" % PP.VRUN_BASE)
     A("l8ui(a10, a3, %d)" % PP.VRUN_NVAR)
-    A("bge(a6, a10, %s)" % labels[6])
+    A("bge(a6, a10, %s)" % V[6])
     A("movi(a10, 257)")
     A("mull(a10, a10, a6)")
     A("l16ui(a11, a3, %d)" % PP.VRUN_J)
@@ -250,7 +268,7 @@ def _vrun(A, PP):
     A("bne(a10, a11, %s)" % nonzero)
     A("addi(a6, a6, 1)")
     A("s8i(a6, a3, %d)" % PP.VRUN_BASE)
-    A("j(%s)" % labels[1])
+    A("j(%s)" % V[1])
     A.put(nonzero)
     A("movi(a12, 0)")
     A("movi(a11, 128)")
@@ -272,10 +290,10 @@ def _vrun(A, PP):
         A("l16ui(a11, a10, %d)" % (2 * i))
         A("s16i(a11, a7, %d)" % (2 * i))
     A("movi(a11, 0)")
-    A("beq(a12, a11, %s)" % labels[2])
+    A("beq(a12, a11, %s)" % V[2])
     call("SUB_NEG", 2)
     # 2: the point in (X2, Y2): set the accumulator to it (O + P) or add it
-    A.put(labels[2])
+    A.put(V[2])
     A("l8ui(a10, a3, %d)" % PP.VRUN_INF)
     A("movi(a11, 0)")
     add = A.label()
@@ -285,42 +303,179 @@ def _vrun(A, PP):
     A("movi(a10, -4)")
     A("and_(a5, a5, a10)")                 # MADD's flag bits afresh
     call("SUB_MADD", 3)
-    # 3: after MADD: the same x stops the run (Python's chain takes over from the start)
-    A.put(labels[3])
-    A("movi(a10, 1)")
-    A("and_(a10, a5, a10)")
-    A("movi(a11, 0)")
-    stop = A.label()
-    A("bne(a10, a11, %s)" % stop)
-    go(labels[5], 5)
-    A.put(stop)
-    A("movi(a10, 0)")
-    A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
-    A("movi(a10, 128)")
-    A("or_(a5, a5, a10)")
-    A("j(done)")
-    # 4: after SET: the accumulator is a point now
-    A.put(labels[4])
+    def same_x(cont, after_set):
+        """After MADD: the same x? The same point: 2 * (X2, Y2) instead (phase after_set, which
+        marks the accumulator a point); the opposite: O. Else on to cont."""
+        same, opposite = A.label(), A.label()
+        A("movi(a10, 1)")
+        A("and_(a10, a5, a10)")
+        A("movi(a11, 0)")
+        A("bne(a10, a11, %s)" % same)
+        A("j(%s)" % cont)
+        A.put(same)
+        A("movi(a10, 2)")
+        A("and_(a10, a5, a10)")
+        A("beq(a10, a11, %s)" % opposite)
+        call("SUB_SET_DBL", after_set)
+        A.put(opposite)
+        A("movi(a10, 1)")
+        A("s8i(a10, a3, %d)" % PP.VRUN_INF)
+        A("j(%s)" % cont)
+
+    # 3: after MADD
+    A.put(V[3])
+    same_x(V[5], 4)
+    # 4: after SET (or SET_DBL): the accumulator is a point now
+    A.put(V[4])
     A("movi(a10, 0)")
     A("s8i(a10, a3, %d)" % PP.VRUN_INF)
-    # 5: the next base
-    A.put(labels[5])
+    # 5: the next variable base
+    A.put(V[5])
     A("l8ui(a6, a3, %d)" % PP.VRUN_BASE)
     A("addi(a6, a6, 1)")
     A("s8i(a6, a3, %d)" % PP.VRUN_BASE)
-    go(labels[1], 1)
-    # 6: the position is done: the next one, or the end
-    A.put(labels[6])
+    A("j(%s)" % V[1])
+    # 6: the variable bases are done at this position: now the fixed bases whose window is here
+    A.put(V[6])
+    A("movi(a10, 0)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_FBASE)
+    fbase, fpiece, window_done, next_base, end_pos = (A.label() for _ in range(5))
+    A.put(fbase)
+    A("l8ui(a6, a3, %d)" % PP.VRUN_FBASE)
+    A("l8ui(a10, a3, %d)" % PP.VRUN_NFIX)
+    A("bge(a6, a10, %s)" % end_pos)
+    fixed_base("a7")
+    A("l16ui(a10, a7, %d)" % PP.FIX_POS)
+    A("l16ui(a11, a3, %d)" % PP.VRUN_J)
+    here_label = A.label()
+    A("beq(a10, a11, %s)" % here_label)
+    A("j(%s)" % next_base)
+    A.put(here_label)
+    A("movi(a10, 0)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_FPIECE)
+    # the next piece of this window: its digit d (i16) at q * nw + i
+    A.put(fpiece)
+    fixed_base("a7")
+    A("l8ui(a8, a3, %d)" % PP.VRUN_FPIECE)
+    A("l8ui(a10, a7, %d)" % PP.FIX_PIECES)
+    A("bge(a8, a10, %s)" % window_done)
+    A("l8ui(a9, a7, %d)" % PP.FIX_NW)
+    A("mull(a9, a9, a8)")
+    A("l8ui(a10, a7, %d)" % PP.FIX_I)
+    A("add(a9, a9, a10)")
+    A("addx2(a9, a9, a7)")
+    A("l16ui(a10, a9, %d)" % PP.FIX_DIGITS)
+    nz, positive = A.label(), A.label()
+    A("movi(a11, 0)")
+    A("bne(a10, a11, %s)" % nz)
+    A("j(%s)" % (V[11] + "_next"))
+    A.put(nz)
+    A("l8ui(a12, a7, %d)" % PP.FIX_NEG)
+    A("movi(a11, 32768)")
+    A("bltu(a10, a11, %s)" % positive)
+    A("movi(a11, 65536)")
+    A("sub(a10, a11, a10)")                # |d|
+    A("movi(a11, 1)")
+    A("xor(a12, a12, a11)")
+    A.put(positive)
+    A("s8i(a12, a3, %d)" % PP.VRUN_NEG)
+    # the entry: table + (((q * step) << (w - 1)) + |d| - 1) * 64, or gathered: + (q * nw + i) * 64
+    tabled, entry = A.label(), A.label()
+    A("l8ui(a11, a7, %d)" % PP.FIX_GATHERED)
+    A("movi(a13, 0)")
+    A("beq(a11, a13, %s)" % tabled)
+    A("sub(a11, a9, a7)")                  # 2 * (q * nw + i)
+    A("slli(a11, a11, 5)")
+    A("j(%s)" % entry)
+    A.put(tabled)
+    A("l8ui(a11, a7, %d)" % PP.FIX_STEP)
+    A("mull(a11, a11, a8)")
+    A("l8ui(a13, a7, %d)" % PP.FIX_W)
+    A("addi(a13, a13, -1)")
+    A("ssl(a13)")
+    A("sll(a11, a11)")
+    A("add(a11, a11, a10)")
+    A("addi(a11, a11, -1)")
+    A("slli(a11, a11, 6)")
+    A.put(entry)
+    A("movi(a13, %d)" % PP.WS_PTR)
+    A("add(a13, a13, a2)")
+    A("addx4(a13, a6, a13)")
+    A("l32i(a13, a13, 0)")
+    A("add(a11, a11, a13)")
+    # load it into (X2, Y2) with io at the entry, the block's address kept (phase 9 after)
+    A("movi(a10, 9)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
+    A("movi(a10, %d)" % PP.WS_SAVED)
+    A("add(a10, a10, a2)")
+    A("s32i(a3, a10, 0)")
+    A("mov(a3, a11)")
+    A("addi(a15, a4, -4)")
+    A("movi(a10, %d)" % (where["SUB_TAB_LOAD"] - here))
+    A("add(a4, a4, a10)")
+    A("j(top)")
+    # 9: the entry is in (X2, Y2): negated if need be
+    A.put(V[9])
+    A("l8ui(a10, a3, %d)" % PP.VRUN_NEG)
+    A("movi(a11, 0)")
+    A("beq(a10, a11, %s)" % V[10])
+    call("SUB_NEG", 10)
+    # 10: set the accumulator to it or add it
+    A.put(V[10])
+    A("l8ui(a10, a3, %d)" % PP.VRUN_INF)
+    A("movi(a11, 0)")
+    fadd = A.label()
+    A("beq(a10, a11, %s)" % fadd)
+    call("SUB_SET", 11)
+    A.put(fadd)
+    A("movi(a10, -4)")
+    A("and_(a5, a5, a10)")
+    call("SUB_MADD", 12)
+    # 12: after MADD
+    A.put(V[12])
+    same_x(V[11] + "_next", 11)
+    # 11: after SET (or SET_DBL): the accumulator is a point now; then the next piece
+    A.put(V[11])
+    A("movi(a10, 0)")
+    A("s8i(a10, a3, %d)" % PP.VRUN_INF)
+    A.put(V[11] + "_next")
+    A("l8ui(a8, a3, %d)" % PP.VRUN_FPIECE)
+    A("addi(a8, a8, 1)")
+    A("s8i(a8, a3, %d)" % PP.VRUN_FPIECE)
+    A("j(%s)" % fpiece)
+    # the window is done (a7: its base): the next window's position, or none left
+    A.put(window_done)
+    A("l8ui(a10, a7, %d)" % PP.FIX_I)
+    A("movi(a11, 0)")
+    more = A.label()
+    A("bne(a10, a11, %s)" % more)
+    A("movi(a10, 65535)")
+    A("s16i(a10, a7, %d)" % PP.FIX_POS)
+    A("j(%s)" % next_base)
+    A.put(more)
+    A("addi(a10, a10, -1)")
+    A("s8i(a10, a7, %d)" % PP.FIX_I)
+    A("l8ui(a11, a7, %d)" % PP.FIX_W)
+    A("mull(a10, a10, a11)")
+    A("s16i(a10, a7, %d)" % PP.FIX_POS)
+    A.put(next_base)
+    A("l8ui(a6, a3, %d)" % PP.VRUN_FBASE)
+    A("addi(a6, a6, 1)")
+    A("s8i(a6, a3, %d)" % PP.VRUN_FBASE)
+    A("j(%s)" % fbase)
+    # the position is done: the next one, or the end
+    A.put(end_pos)
     A("l16ui(a10, a3, %d)" % PP.VRUN_J)
     A("l16ui(a11, a3, %d)" % PP.VRUN_END)
     finished = A.label()
     A("beq(a10, a11, %s)" % finished)
     A("addi(a10, a10, -1)")
     A("s16i(a10, a3, %d)" % PP.VRUN_J)
-    go(labels[0], 0)
+    A("j(%s)" % V[0])
     A.put(finished)
     A("movi(a10, 0)")
     A("s8i(a10, a3, %d)" % PP.VRUN_PHASE)
+    A("movi(a5, 0)")                       # (vrun() answers no flags)
 
 
 def generate():
@@ -521,8 +676,16 @@ def generate():
     A("or_(a5, a5, a10)")
     A("j(%s)" % loop)
     A.put(nxt)
-    # VRUN: a stretch of the doubling chain over the variable bases' NAF digits (p256programs
-    # VRUN_*); RET: back from one of its sub-programs
+    # PTR d: io + iooff (a table's entries) into the workspace's word WS_PTR + 4d, for VRUN
+    nxt = case(OPS["PTR"])
+    A("movi(a10, %d)" % PP.WS_PTR)
+    A("add(a10, a10, a2)")
+    A("addx4(a10, a7, a10)")
+    A("s32i(a3, a10, 0)")
+    A("j(%s)" % loop)
+    A.put(nxt)
+    # VRUN: the doubling chain of a sum of multiples (p256programs VRUN_*); RET: back from one
+    # of its sub-programs
     nxt = case(OPS["VRUN"])
     _vrun(A, PP)
     A("j(%s)" % loop)

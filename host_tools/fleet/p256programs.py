@@ -13,13 +13,13 @@ validator/p256_host.py on CPython); the slot map below is what validator/p256_fi
 p256_fixed.py and p256.py patch programs and read results by.
 """
 OPS = dict(END=0, MUL=1, SQR=2, ADD=3, SUB=4, MOV=5, SQRN=6, ISZ=7, LOAD=8, STORE=9, CANON=10,
-           BIT0=11, RPT=12, NEXT=13, MULS=14, MULN=15, VRUN=16, RET=17)
+           BIT0=11, RPT=12, NEXT=13, MULS=14, MULN=15, VRUN=16, RET=17, PTR=18)
 MULS_MAX = 8        # MULS multiplies by a small constant 1..8
 
 P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS, MULN, VRUN, RET = (
+END, MUL, SQR, ADD, SUB, MOV, SQRN, ISZ, LOAD, STORE, CANON, BIT0, RPT, NEXT, MULS, MULN, VRUN, RET, PTR = (
     OPS[k] for k in ("END", "MUL", "SQR", "ADD", "SUB", "MOV", "SQRN", "ISZ", "LOAD", "STORE",
-                     "CANON", "BIT0", "RPT", "NEXT", "MULS", "MULN", "VRUN", "RET"))
+                     "CANON", "BIT0", "RPT", "NEXT", "MULS", "MULN", "VRUN", "RET", "PTR"))
 N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
 
 # slots
@@ -222,30 +222,57 @@ TO_AFFINE = prog(*_body([(MOV, _t(0), Z)], _inv(), [(SQR, _t(8), _t(7)), (MUL, X
 
 
 
-# VRUN: a stretch of the doubling chain over the variable bases' NAF digits in one call (the
-# Xtensa engine runs it natively; p256_field.vrun runs the same steps on the other engines). Its
-# block at io: u16 position to start at (VRUN_J, written back), u16 position to end at
-# (VRUN_END), u8 the accumulator is O (VRUN_INF, written back), u8 number of variable bases
-# (VRUN_NVAR), then the NAF digits (d & 0xff, 257 each) of base 0 at VRUN_NAF0 and of base 1
-# after them. At each position: a doubling (unless O), then base 0's and base 1's additions
-# (DBL; VAR_SET / VAR_ADD). An addition that meets the same x stops it with flag bit 7 (VRUN_J
-# names the position; the accumulator is void).
+# VRUN: the doubling chain of a sum of multiples in one call (the Xtensa engine runs it natively;
+# p256_field.vrun runs the same steps on the other engines). Its block at io:
+#   u16 position to start at (VRUN_J, written back), u16 position to end at (VRUN_END), u8 the
+#   accumulator is O (VRUN_INF, written back), u8 number of variable bases (VRUN_NVAR), u8
+#   number of fixed bases (VRUN_NFIX), then the engine's own state up to VRUN_NAF0;
+#   the variable bases' NAF digits (d & 0xff, 257 each) at VRUN_NAF0 (base 0, then base 1);
+#   for each fixed base k at VRUN_FIX0 + k * VRUN_FIX_SIZE: u16 position of its next window
+#   (FIX_POS, 0xffff: none left), u8 window width (FIX_W), u8 windows per piece (FIX_NW), u8
+#   tooth step per piece (FIX_STEP), u8 the digits' sign is flipped (FIX_NEG), u8 the next
+#   window's index (FIX_I), u8 pieces (FIX_PIECES), u8 the entries are gathered (FIX_GATHERED),
+#   then its comb digits as i16 (FIX_DIGITS: piece q, window i at q * nw + i).
+# At each position from VRUN_J down to VRUN_END: a doubling (unless O), then base 0's and base
+# 1's additions (DBL; VAR_SET / VAR_ADD), then, if this is a fixed base's window position, its
+# table entries (one per piece with a nonzero digit d: entry (q * step, |d|) of the table whose
+# address PTR put into the workspace, negated if d < 0 xor FIX_NEG; or, gathered, the 64 bytes at
+# (q * nw + i) * 64 of a buffer the entries a table file holds were read into). An addition that meets the
+# same x is settled in place: the same point is doubled instead (SET_DBL), the opposite one
+# leaves O (a recoverable verify's sum ends there).
 VRUN_J = 0
 VRUN_END = 2
 VRUN_INF = 4
 VRUN_NVAR = 5
-VRUN_NEG = 6       # (the Xtensa engine's own state from here)
-VRUN_PHASE = 7
-VRUN_BASE = 8
-VRUN_SRC = 12
+VRUN_NFIX = 6
+VRUN_NEG = 7       # (the Xtensa engine's own state from here)
+VRUN_PHASE = 8
+VRUN_BASE = 9
+VRUN_FBASE = 10
+VRUN_FPIECE = 11
 VRUN_NAF0 = 16
-VRUN_SIZE = VRUN_NAF0 + 2 * 257 + 2
+VRUN_FIX0 = VRUN_NAF0 + 2 * 257 + 2
+FIX_POS, FIX_W, FIX_NW, FIX_STEP, FIX_NEG, FIX_I, FIX_PIECES, FIX_GATHERED, FIX_DIGITS = (
+    0, 2, 3, 4, 5, 6, 7, 8, 10)
+FIX_MAX_DIGITS = 144    # (256 / L) * ceil(L / w) for the smallest width and pieces allowed
+VRUN_FIX_SIZE = FIX_DIGITS + 2 * FIX_MAX_DIGITS
+VRUN_SIZE = VRUN_FIX0 + 2 * VRUN_FIX_SIZE
 VRUN_PROG = prog((VRUN,))
 # what the Xtensa engine's VRUN runs as sub-programs, each returning to it (RET)
 SUB_DBL = prog(*(_DBL + [(RET,)]))
 SUB_MADD = prog(*(_MADD + [(RET,)]))
 SUB_SET = prog(*(_SET + [(RET,)]))
 SUB_NEG = prog(*(_NEG_Y2 + [(RET,)]))
+SUB_TAB_LOAD = prog(*(_LOAD_XY + [(RET,)]))       # (with io at the table entry)
+SUB_SET_DBL = prog(*(_SET + _DBL + [(RET,)]))     # MADD met the same point: 2 * (X2, Y2)
+# The workspace's tail after the slots: the tables' addresses (PTR d stores io + iooff at
+# WS_PTR + 4d; VRUN reads them) and where VRUN keeps its block's address while io points at a
+# table entry (WS_SAVED, 0 otherwise).
+WS_PTR = SLOTS * SLOT_BYTES
+WS_SAVED = WS_PTR + 8
+WS_BYTES = WS_PTR + 16
+PTR_0 = prog((PTR, 0))
+PTR_1 = prog((PTR, 1))
 
 # Constants into their slots ZERO .. RRN: LOAD of the 32-byte big-endian values 0, p, 1, R mod p,
 # R^2 mod p, B*R mod p, n, R^2 mod n (in that order) from io.
@@ -311,7 +338,10 @@ STORE_XY2 = prog((MUL, T, X2, ONE_RAW), (CANON, T, T, SP), (STORE, 0, T, 0),
 TB_FROM_BASE = prog(*_SET)
 
 # What the generated module holds: slot numbers and sizes, then the programs.
-NUMBERS = ("VRUN_J", "VRUN_END", "VRUN_INF", "VRUN_NVAR", "VRUN_NAF0", "VRUN_SIZE", "SLOT_BYTES",
+NUMBERS = ("VRUN_J", "VRUN_END", "VRUN_INF", "VRUN_NVAR", "VRUN_NFIX", "VRUN_NAF0", "VRUN_FIX0",
+           "VRUN_FIX_SIZE", "FIX_POS", "FIX_W", "FIX_NW", "FIX_STEP", "FIX_NEG", "FIX_I",
+           "FIX_PIECES", "FIX_GATHERED", "FIX_DIGITS", "FIX_MAX_DIGITS", "VRUN_SIZE", "WS_BYTES",
+           "SLOT_BYTES",
            "SCR", "ZERO", "SP", "ONE_RAW", "ONE", "R2", "BM", "SN", "RRN", "X", "Y",
            "Z", "X2", "Y2",
            "T", "AREA", "AREA_SLOTS", "SLOTS", "BATCH", "BATCH_C", "VAR_ADD_AT", "RPT", "SUB",
@@ -319,7 +349,9 @@ NUMBERS = ("VRUN_J", "VRUN_END", "VRUN_INF", "VRUN_NVAR", "VRUN_NAF0", "VRUN_SIZ
 PROGRAMS = ("DBL", "SET_DBL", "TAB_ADD", "TAB_ADD_NEG", "TAB_SET", "TAB_SET_NEG", "VAR_ADD",
             "VAR_SET", "DBLS", "VAR1", "VAR2", "LOAD_POINT", "LIFT_X", "NEG_Y", "STORE_POINT",
             "IS_INF", "X_IS", "TO_AFFINE", "STORE_XY2", "SET_CONSTANTS", "SCALARS", "SCALAR_MUL",
-            "VRUN_PROG", "SUB_DBL", "SUB_MADD", "SUB_SET", "SUB_NEG", "TB_STEP", "TB_FIRST", "TB_SECOND",
+            "VRUN_PROG", "SUB_DBL", "SUB_MADD", "SUB_SET", "SUB_NEG", "SUB_TAB_LOAD", "SUB_SET_DBL",
+            "PTR_0",
+            "PTR_1", "TB_STEP", "TB_FIRST", "TB_SECOND",
             "TB_PROD", "TB_INV", "TB_OUT", "TB_OUT0", "TB_SET_BASE", "TB_FROM_BASE")
 
 

@@ -28,7 +28,7 @@ class TapOutcome:
 
 class SimBus:
     def __init__(self, workdir, start_time, reader_id=1001, config=None, log_blocks=None,
-                 heap=None, world=None, db_path=None):
+                 heap=None, fragment=None, world=None, db_path=None):
         """`world`, `db_path`: another bus's, for a second bus of the same operator and depot."""
         self.dir = Path(workdir).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -38,6 +38,7 @@ class SimBus:
         self.config = config or {}
         self.log_blocks = log_blocks
         self.heap = heap
+        self.fragment = fragment   # cut the reader's free heap into holes this big once it is up
         self.db_path = Path(db_path) if db_path else self.dir / "depot.sqlite"
         self.qr = self.nfc = self.cable = self.reader = None
         self.syncs = []
@@ -59,6 +60,8 @@ class SimBus:
             kw["log_blocks"] = self.log_blocks
         if self.heap:
             kw["heap"] = self.heap
+        if self.fragment:
+            kw["env"] = {"FV_FRAGMENT": str(self.fragment)}
         self.reader = simreader.SimReader(self.dir / "reader", provision_dir=prov,
                                           qr_port=self.qr.path, nfc_port=self.nfc.path,
                                           sync_port=self.cable.a, **kw)
@@ -147,6 +150,18 @@ class SimBus:
         self.syncs.append(res)
         res.reader_info = self.reader.info()  # also collects any fault the reader reported
         return res
+
+    def upload(self, kind, data):
+        """Send a push without committing it (the reader keeps the staged upload: the next
+        sync's push of the same file resumes at its end and commits)."""
+        from host_tools.depot.synclink import SyncLink, open_serial
+        port = open_serial(self.cable.b)
+        try:
+            link = SyncLink(port, readersync.load_keys(self.secrets).get)
+            link.hello()
+            return link.push(kind, data, commit=False)
+        finally:
+            port.close()
 
     def info(self):
         return self.reader.info()

@@ -29,6 +29,7 @@ import types
 from collections import Counter
 from pathlib import Path
 
+from host_tools.common import esp32figures
 from host_tools.common.clierrors import UserError, check_folder
 from host_tools.depot import depotconfig, depotdb, readersync
 from host_tools.sim import simbackoffice, simbus
@@ -438,6 +439,16 @@ def next_morning_taps(riders, loop):
     return taps
 
 
+def _esp32_estimate():
+    # what `make bench` last estimated for the same firmware on a 240 MHz ESP32 (the simulated
+    # reader here runs on this machine's CPU: its latency above says nothing about a board's)
+    e = esp32figures.load()
+    if "tap_first" not in e or "tap_cached" not in e:
+        return "not estimated yet here: make bench (docs/performance.md has the figures)"
+    return "first sighting %.0f-%.0f ms, cached credential %.0f-%.0f ms (make bench)" % (
+        tuple(e["tap_first"]) + tuple(e["tap_cached"]))
+
+
 def _median_p95(values):
     if not values:
         return "no taps"
@@ -566,6 +577,7 @@ def summarize(console, results, db, csv_rows, fleet, cut, csv_path, elapsed, db_
     s.add_row("decision latency (unix port)", _median_p95(all_lat))
     s.add_row("  QR", _median_p95(latency["QR"]))
     s.add_row("  NFC (with the emulated APDU exchange)", _median_p95(latency["NFC"]))
+    s.add_row("a tap on an ESP32 (estimate)", _esp32_estimate())
     s.add_row("power cut", ("" if cut_ok else "[bold red]NOT AS EXPECTED:[/] ") + cut_text)
     s.add_row("records on the readers", ", ".join("reader %d: %s" % (f.reader_id,
                                                                      f.info.get("log_last"))

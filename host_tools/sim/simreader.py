@@ -16,6 +16,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,16 +32,41 @@ LOAD_HOLES = 16 * 1024
 _code_heaps = {}
 
 
+# The firmware is run through a link named FW in the reader's directory, and its flash images by
+# relative names: the module paths and file names are strings in MicroPython's heap, and with
+# absolute paths the heap's layout would depend on where the repository is checked out.
+FW = "fw"
+
+
+def link_firmware(workdir, tree):
+    """Point `workdir`/fw at the compiled firmware `tree`."""
+    link = Path(workdir) / FW
+    if os.path.islink(link) and os.readlink(link) == str(tree):
+        return
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(str(tree), str(link))
+
+
 def heap_for(tree):
     """The heap the simulated reader gets: the ESP32's 110 KB for data plus the firmware's code.
     On the unix port the bytecode is loaded into the heap; on a device it is frozen in flash and
     costs no RAM. So the reader's data must fit in 110 KB here as on the device."""
     if tree not in _code_heaps:
-        out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", str(Path(tree) / "main.py"),
-                              "--code-heap"], capture_output=True, text=True, check=True,
-                             env=dict(os.environ, MICROPYPATH=str(tree) + ":.frozen"))
+        with tempfile.TemporaryDirectory(prefix="fv-code-") as d:
+            link_firmware(d, tree)
+            out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", FW + "/main.py", "--code-heap"],
+                                 capture_output=True, text=True, check=True, cwd=d,
+                                 env=dict(os.environ, MICROPYPATH=FW + ":.frozen"))
         _code_heaps[tree] = int(out.stdout.split()[-1])
     return "%dk" % ((_code_heaps[tree] + ESP32_HEAP + LOAD_HOLES + 1023) // 1024)
+
+
+def heap_with_margin(margin, tree=None):
+    """The simulated reader's heap less `margin` bytes: a reader that still works in it has that
+    much to spare (tests/sim/test_heap_day.py runs the long day so)."""
+    tree = tree or mpybuild.build("unix_sim")
+    return "%dk" % (int(heap_for(tree)[:-1]) - (margin + 1023) // 1024)
 
 
 FLASH_BLOCKS = 512   # 2 MiB littlefs, what an ESP32 with 4 MB flash leaves for files
@@ -59,7 +85,7 @@ class SimReader:
     """One simulated reader process. `workdir` holds its flash image and its event log."""
 
     def __init__(self, workdir, heap=None, flash_blocks=FLASH_BLOCKS, log_blocks=LOG_BLOCKS, qr_port=None,
-                 nfc_port=None, sync_port=None, provision_dir=None, timeout=30.0):
+                 nfc_port=None, sync_port=None, provision_dir=None, timeout=30.0, env=None):
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.flash = self.workdir / "flash.img"
@@ -71,6 +97,7 @@ class SimReader:
         self.ports = {"qr": qr_port, "nfc": nfc_port, "sync": sync_port}
         self.provision_dir = Path(provision_dir) if provision_dir else None
         self.timeout = timeout
+        self.env = dict(env or {})   # more FV_ settings of the board (e.g. FV_FRAGMENT)
         self.proc = None
         self.events = queue.Queue()
         self.boot_event = None
@@ -91,10 +118,11 @@ class SimReader:
     def _spawn(self):
         env = dict(os.environ)
         tree = mpybuild.build("unix_sim")  # precompiled, as deployed to a board
-        env["MICROPYPATH"] = str(tree) + ":.frozen"
-        env["FV_FLASH"] = str(self.flash)
+        link_firmware(self.workdir, tree)
+        env["MICROPYPATH"] = FW + ":.frozen"
+        env["FV_FLASH"] = self.flash.name          # relative to the reader's directory (cwd)
         env["FV_FLASH_BLOCKS"] = str(self.flash_blocks)
-        env["FV_LOG_FLASH"] = str(self.log_flash)
+        env["FV_LOG_FLASH"] = self.log_flash.name
         env["FV_LOG_BLOCKS"] = str(self.log_blocks)
         env["FV_RTC"] = str(self.rtc)  # the battery-backed RTC kept its time through the cut
         for name, port in self.ports.items():
@@ -102,8 +130,9 @@ class SimReader:
                 env["FV_" + name.upper()] = str(port)
         if self.provision_dir:
             env["FV_PROVISION"] = str(self.provision_dir)
+        env.update(self.env)
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=" + (self.heap or heap_for(tree)), str(tree / "main.py")],
+            [MICROPYTHON, "-X", "heapsize=" + (self.heap or heap_for(tree)), FW + "/main.py"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd=str(self.workdir), bufsize=0)
         threading.Thread(target=self._read_events, args=(self.proc, self.events), daemon=True).start()
@@ -171,6 +200,16 @@ class SimReader:
 
     def info(self):
         return self.command("info", "info")
+
+    def inject(self, what, **args):
+        """A bench fault (boards/unix_sim/board.py), e.g. "raise" (module=, name=, error=
+        "MemoryError" or "OSError": the next call of that function fails so)."""
+        return self.command("fault", "fault", what=what, **args)
+
+    def arm_flash_cut(self, after):
+        """The power fails after `after` more program/erase operations of the file flash: later
+        ones fail, and power_cut() then finishes the job."""
+        return self.command("fault", "fault", what="flash_cut", after=int(after))
 
     def power_cut(self):
         """Cut the power: SIGKILL, whatever the reader is doing."""

@@ -185,6 +185,20 @@ def test_mpconfigboard_h_names_the_board_and_its_i2c_pins(board):
                                                                           "(%d)" % sda)
 
 
+ENGINES_NOT_ON_AN_ESP32 = {"p256_native.py", "p256_host.py"}
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_manifest_names_every_module_but_the_other_engines(board):
+    # boards/common/esp32_manifest.py lists the validator package's modules (to leave out the
+    # field engines an ESP32 never imports): a module added to the package must be listed
+    man = mpmanifest.read(board_dir(board) / "manifest.py")
+    listed = {Path(t).name for _, t in man.files if t.startswith("validator/")}
+    package = {p.name for p in (ROOT / "firmware" / "validator").glob("*.py")}
+    assert listed == package - ENGINES_NOT_ON_AN_ESP32
+    assert "validator/p256_gtable.bin" in {t for _, t in man.data}
+
+
 @pytest.mark.parametrize("board", BOARDS)
 def test_manifest_resolves_to_the_application(board):
     man = mpmanifest.read(board_dir(board) / "manifest.py")

@@ -446,7 +446,7 @@ def test_oversize_line_is_dropped_and_reader_resyncs():
     u.rx.extend(b"A" * 100 + b"\r" + b"B" * 101 + b"\r" + b"C" * 5000 + b"\rOK\r")
     assert drain(q) == ["A" * 100, "OK"]
     assert q.drops == {"oversize": 2} and q.last_drop == "oversize"
-    assert len(q._line) == 0
+    assert q._n == 0 and len(q._line) == 100   # nothing pending; the buffer made once
 
 
 def test_binary_and_stale_partial_lines():

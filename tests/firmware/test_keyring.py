@@ -1,5 +1,6 @@
-"""The reader's issuer key ring: the signed file, the body format, key validity, and where the
-fixed-base tables come from (frozen blobs, table files, RAM), on CPython and on MicroPython."""
+"""The reader's issuer key ring: the signed file, the body format, key validity, where the
+fixed-base tables come from (frozen blobs, table files), and the documented maximum of keys
+loading in the device's heap, on CPython and on MicroPython."""
 import hashlib
 import json
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 import tokenkit as tk
 from host_tools.common import ecsign, tokenformat
 from host_tools.issuing.issuer import Issuer, export_keyring
-from mpharness import compiled_tree, run_mp
+from mpharness import compiled_tree, device_heap, run_mp
 from validator import keyring, reasons as R, signedfile
 
 NOW = tk.NOW
@@ -81,7 +82,7 @@ def test_a_key_that_is_not_a_point_verifies_nothing():
     ring = keyring.KeyRing.from_body(body([bad]))
     k = ring.lookup(5, 5)[1]
     assert ring.verify(k, bytes(32), bytes(64)) is False
-    assert k.fixed is None and k.no_fixed
+    assert k.fixed is None
 
 
 # --- on MicroPython: the signed file, tables ---
@@ -102,12 +103,12 @@ except keyring.KeyRingError as e:
     raise SystemExit
 if spec.get("build"):
     out["built"] = ring.build_tables(spec["build"], spec["now"])
-cache = None
-out["reasons"] = [tokens.verify_qr(t, ring, spec["now"], cache)[0] for t in spec["codes"]]
+out["reasons"] = []
 out["keys"] = {}
-for k in ring.keys():
-    out["keys"][str(k.key_id)] = [k.table, k.fixed is not None]
-out["ram_tables"] = ring._ram_tables
+for i, t in enumerate(spec["codes"]):   # the codes' issuers are keys 1, 2, ... in order
+    out["reasons"].append(tokens.verify_qr(t, ring, spec["now"], None)[0])
+    k = ring.get(i + 1)
+    out["keys"][str(i + 1)] = [k.table, k.fixed is not None]
 out["version"] = ring.version
 ring.close()
 print(json.dumps(out))
@@ -115,15 +116,15 @@ print(json.dumps(out))
 
 
 def mp_load(tmp_path, path, operator, codes=(), now=NOW, tables=None, build=None, op_until=0,
-            heap="110k"):
+            heap=None):
     spec = {"path": str(path), "ops": [[tk.OPERATOR_KID, ecsign.public_bytes(operator).hex(),
                                         op_until]],
             "now": now, "codes": list(codes), "tables": tables, "build": build}
     f = tmp_path / "spec.json"
     f.write_text(json.dumps(spec))
-    # The compiled firmware, as a reader runs it: compiling the sources here would take heap a
-    # device never spends (its code is frozen), and leave the 110 KB too fragmented to say
-    # whether a RAM table fits.
+    # The compiled firmware, as a reader runs it, with the device's 110 KB for data besides its
+    # bytecode (frozen in flash on a device).
+    heap = heap or device_heap(("validator.p256", "validator.keyring", "validator.tokens"))
     return json.loads(run_mp(MP_LOAD, heap=heap, args=[f], path=compiled_tree()))
 
 
@@ -148,7 +149,7 @@ def test_signed_key_ring_file_refusals(tmp_path):
     assert mp_load(tmp_path, path, op) == {"error": "MALFORMED"}
 
 
-def test_tables_from_files_ram_and_the_reader_itself(tmp_path):
+def test_tables_from_files_and_the_reader_itself(tmp_path):
     op = ecsign.new_key()
     issuers = [Issuer.new(k) for k in range(1, 8)]
     entries = [entry(i) for i in issuers]
@@ -170,32 +171,27 @@ def test_tables_from_files_ram_and_the_reader_itself(tmp_path):
     got = mp_load(tmp_path, ring_path, op, codes(2), tables=str(tables))
     assert got["reasons"] == [R.OK, R.OK]
     assert got["keys"] == {"1": [str(tables / "1.p2t"), True], "2": [str(tables / "2.p2t"), True]}
-    assert got["ram_tables"] == 0
-    # a table file that does not match the signed digest is ignored (RAM table instead)
+    # a table file that does not match the signed digest is ignored: verified without a table
     blob = bytearray((tables / "2.p2t").read_bytes())
     blob[-1] ^= 1
     (tables / "2.p2t").write_bytes(bytes(blob))
     got = mp_load(tmp_path, ring_path, op, codes(2), tables=str(tables))
     assert got["reasons"] == [R.OK, R.OK]
-    assert got["keys"]["2"] == [None, True] and got["ram_tables"] == 1
-    # seven keys without tables: RAM tables for two, the rest verify without one. (Seven keys
-    # with their tables or file handles at once: 4 MB heap, since in 110 KB with every module
-    # compiled from source a verify now and then meets a fragmented heap; on a device the code
-    # is frozen in flash.)
+    assert got["keys"]["2"] == [None, False]
+    # seven keys without tables verify without one
     ring_path.write_bytes(export_keyring(entries, op, tk.OPERATOR_KID, 2))
-    got = mp_load(tmp_path, ring_path, op, codes(7), heap="4m")
+    got = mp_load(tmp_path, ring_path, op, codes(7))
     assert got["reasons"] == [R.OK] * 7
-    assert got["ram_tables"] == keyring.RAM_TABLES == 2
-    assert sum(f for _, f in got["keys"].values()) == 2
+    assert all(v == [None, False] for v in got["keys"].values())
     # the reader builds its own table files; they serve every key
     own = tmp_path / "own"
     own.mkdir()
-    got = mp_load(tmp_path, ring_path, op, codes(7), build=str(own), heap="4m")
+    got = mp_load(tmp_path, ring_path, op, codes(7), build=str(own))
     assert sorted(got["built"]) == list(range(1, 8))
-    assert got["reasons"] == [R.OK] * 7 and got["ram_tables"] == 0
-    got = mp_load(tmp_path, ring_path, op, codes(7), tables=str(own), heap="4m")
-    assert got["reasons"] == [R.OK] * 7 and got["ram_tables"] == 0
-    assert all(t and t.endswith(".p2t") for t, _ in got["keys"].values())
+    assert got["reasons"] == [R.OK] * 7
+    got = mp_load(tmp_path, ring_path, op, codes(7), tables=str(own))
+    assert got["reasons"] == [R.OK] * 7
+    assert all(t and t.endswith(".p2t") and fixed for t, fixed in got["keys"].values())
 
 
 def test_host_written_table_matches_the_signed_digest(tmp_path):
@@ -208,3 +204,62 @@ def test_host_written_table_matches_the_signed_digest(tmp_path):
     ents = cbor2.loads(b)[2]
     assert ents[0][6] == hashlib.sha256((tmp_path / "3.p2t").read_bytes()).digest()
     assert 6 not in ents[1] and not (tmp_path / "4.p2t").exists()   # no table for a retired key
+
+
+# --- the documented maximum: 256 keys, each with a table digest ---
+
+def full_ring_entries():
+    """MAX_KEYS entries at their largest (u32 ids, 65-byte keys, 64-bit times, a table digest)."""
+    out = []
+    for i in range(keyring.MAX_KEYS):
+        pub = ecsign.public_bytes(ecsign.new_key(), compressed=False)
+        out.append({"key_id": 0xFFFF0000 + i, "public_key": pub, "valid_from": 2 ** 63 + i,
+                    "valid_until": 2 ** 64 - 1 - i, "status": 0, "table_digest": bytes([i]) * 32})
+    return out
+
+
+def test_the_largest_ring_the_format_allows_is_accepted():
+    # 5 + 13 x 256 CBOR items (the decoder's item cap was 3 + 13 x 256: refused as MALFORMED)
+    body = tokenformat.keyring_body(full_ring_entries())
+    assert len(body) == keyring.MAX_BODY
+    ring = keyring.KeyRing.from_body(body)
+    assert len(ring) == keyring.MAX_KEYS
+    assert ring.get(0xFFFF0000 + 255).table_digest == bytes([255]) * 32
+    more = tokenformat.keyring_body(full_ring_entries()[:1] * 2)   # one key twice
+    with pytest.raises(keyring.KeyRingError):
+        keyring.parse_body(more)
+
+
+MP_FULL = """
+import gc, sys, json
+from validator import iobuf, keyring, reasons
+iobuf.get()   # the reader's I/O buffer, made at boot
+gc.collect()
+before = gc.mem_alloc()
+ring = keyring.KeyRing.load(sys.argv[1], {1: (bytes.fromhex(sys.argv[2]), 0)}, None)
+gc.collect()
+kept = gc.mem_alloc() - before
+found = 0
+for i in range(keyring.MAX_KEYS):   # every key, through the cache
+    k = ring.get(0xFFFF0000 + i)
+    found += k is not None and k.key_id == 0xFFFF0000 + i
+gc.collect()
+print(json.dumps({"n": len(ring), "kept": kept, "found": found,
+                  "unknown": ring.lookup(7, 0)[0] == reasons.UNKNOWN_KEY,
+                  "after": gc.mem_alloc() - before}))
+"""
+
+
+def test_the_documented_maximum_loads_in_the_device_heap(tmp_path):
+    """256 keys with table digests load and are found in the device's heap (bytecode + 110 KB),
+    keeping little: an index of 6 bytes a key and the few keys used last."""
+    op = ecsign.new_key()
+    data = export_keyring(full_ring_entries(), op, 1, 1)
+    (tmp_path / "k.fvs").write_bytes(data)
+    out = json.loads(run_mp(MP_FULL, heap=device_heap(("validator.keyring", "validator.tokens")),
+                            args=[tmp_path / "k.fvs", ecsign.public_bytes(op).hex()],
+                            path=compiled_tree()).split("\n")[-2])
+    assert out["n"] == out["found"] == 256 and out["unknown"]
+    # the index (256 x 6 bytes, in pieces) and the ring; then the CACHE keys used last, decoded
+    assert out["kept"] < 4 * 1024 and out["after"] < 6 * 1024, out
+    print("256-key ring on MicroPython:", out)

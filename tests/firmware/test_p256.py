@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from host_tools.common import ecsign
 from host_tools.issuing import p256tables
 from validator import p256
+from p256_xtensa_kit import msm_affine
 
 N = p256.N
 P = p256.P
@@ -538,41 +539,22 @@ def test_fare_p256_tables_command(tmp_path, capsys):
     assert out.read_bytes() == p256tables.table_bytes(pub, 2, 4)
 
 
-def _msm(L, fixed, var):
-    """p256._msm over fixed bases [(FixedBase, k)] and variable bases [((x, y), k)] (at most
-    two), as the affine sum or None for the point at infinity."""
-    from validator import p256_field as F
-    from validator import p256_progs as G
-    counts = []
-    for i, (pt, k) in enumerate(var):
-        assert F.load_key(pt, i)
-    if var:
-        assert not F.call(G.VAR1 if len(var) == 1 else G.VAR2) & 1
-    for i, (pt, k) in enumerate(var):
-        counts.append(p256._wnaf(k, p256.NAF_WIDTH, 32, p256._naf[i], p256._pos[i]))
-    if p256._msm(L, fixed, len(var), counts):
-        return None
-    F.call(G.TO_AFFINE)
-    F.call(G.STORE_XY2, F.io)
-    return int.from_bytes(F.io[0:32], "big"), int.from_bytes(F.io[32:64], "big")
-
-
 def test_msm_exceptional_additions():
     # the chain meets P + P and P + (-P) when scalars collide
     G = NIST256p.generator
     g = (G.x(), G.y())
     gneg = (G.x(), P - G.y())
     two_g = G * 2
-    assert _msm(256, [], [(g, 1), (g, 1)]) == (two_g.x(), two_g.y())
-    assert _msm(256, [], [(g, 1), (gneg, 1)]) is None
+    assert msm_affine(256, [], [(g, 1), (g, 1)]) == (two_g.x(), two_g.y())
+    assert msm_affine(256, [], [(g, 1), (gneg, 1)]) is None
     gb = p256._generator()
     # fixed G*k plus variable G*(n-k): infinity; plus G*k: 2k*G
     for k in (1, 2, 3, 77, 2 ** 128 + 1, N - 1, N // 2):
         for L in (64, 128, 256):
-            assert _msm(L, [(gb, k)], [(g, N - k)]) is None
+            assert msm_affine(L, [(gb, k)], [(g, N - k)]) is None
             want = G * (2 * k % N)
-            assert _msm(L, [(gb, k)], [(g, k)]) == (want.x(), want.y())
-        assert _msm(64, [(gb, k), (gb, N - k)], []) is None
+            assert msm_affine(L, [(gb, k)], [(g, k)]) == (want.x(), want.y())
+        assert msm_affine(64, [(gb, k), (gb, N - k)], []) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -585,5 +567,5 @@ def test_msm_against_python_ecdsa(a, b, secret, c, L):
     qb = p256.FixedBase(uncompressed(Q.x(), Q.y()), p256tables.table_bytes(
         uncompressed(Q.x(), Q.y()), 4, 5))
     want = G * a + Q * b + Q * c  # the chain is as long as the longest scalar needs
-    got = _msm(L, [(gb, a), (qb, b)], [((Q.x(), Q.y()), c)])
+    got = msm_affine(L, [(gb, a), (qb, b)], [((Q.x(), Q.y()), c)])
     assert got == (None if want == INFINITY else (want.x(), want.y()))

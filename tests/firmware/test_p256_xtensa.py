@@ -12,6 +12,7 @@ the ESP32's LX6), from the very bytes mpy-cross -march=xtensawin makes for the E
 - the engine code calls nothing of the MicroPython runtime (the harness stubs every entry).
 The harness: tests/xtensa_harness.py; qemu-user comes from Debian (make test installs it)."""
 import hashlib
+from array import array
 import random
 import struct
 
@@ -161,7 +162,7 @@ def test_both_engines_leave_the_same_bits():
         assert a[SB:] == b[SB:] and fa == fb
 
 
-def _cases():
+def _cases(tmp):
     from ecdsa import NIST256p, SigningKey
     key = SigningKey.from_secret_exponent(0x1234567 * 0xfedcba987654321, curve=NIST256p,
                                           hashfunc=hashlib.sha256)
@@ -182,20 +183,73 @@ def _cases():
             ("verify_fixed, other digest", lambda: p256.verify_fixed(fb, d[::-1], sig), False),
             ("build_table", lambda: p256.build_table(ecsign.public_bytes(key), None, 2, 3),
              None)]
+    # the generator's table in memory (a frozen build's constant), not a file: the whole chain,
+    # fixed bases included, is one VRUN on the Xtensa
+    from validator import p256_gtable
+    gmem = p256.FixedBase(p256.encode_uncompressed(p256.GX, p256.GY), p256_gtable.DATA)
+
+    def in_memory(fn):
+        def run():
+            saved, p256._gbase = p256._generator(), gmem
+            try:
+                return fn()
+            finally:
+                p256._gbase = saved
+        return run
+    out += [(what + " (tables in memory)", in_memory(fn), want) for what, fn, want in out
+            if what != "build_table"]
+    # one table in memory, the other a file: VRUN adds the first's entries, Python the other's
+    path = str(tmp / "issuer.p2t")
+    with open(path, "wb") as f:
+        f.write(p256.build_table(ecsign.public_bytes(key), None, 4, 6))
+    ffile = p256.FixedBase(ecsign.public_bytes(key), path)
+    out += [("verify_fixed, generator in memory, issuer table file",
+             in_memory(lambda: p256.verify_fixed(ffile, d, sig)), True),
+            ("verify_fixed, generator table file, issuer in memory",
+             lambda: p256.verify_fixed(fb, d, sig), True)]
+    # chains that meet P + P and P + (-P): settled where they happen, by VRUN too
+    g = p256._generator()
+    gx, gy = ecsign.G.x(), ecsign.G.y()
+    two = ecsign.G * 2
+    out += [("msm P + P", lambda: K.msm_affine(256, [], [((gx, gy), 1), ((gx, gy), 1)]) == (two.x(), two.y()), True),
+            ("msm P - P", lambda: K.msm_affine(256, [], [((gx, gy), 1), ((gx, K.F.P - gy), 1)]) is None, True),
+            ("msm kG + (n - k)G", lambda: K.msm_affine(64, [(g, 77)], [((gx, gy), K.F.N - 77)]) is None, True),
+            ("msm kG + (n - k)G, table in memory",
+             lambda: K.msm_affine(64, [(gmem, 77)], [((gx, gy), K.F.N - 77)]) is None, True),
+            ("msm kG + kG, table in memory",
+             lambda: K.msm_affine(64, [(gmem, 77)], [((gx, gy), 77)]) == ((ecsign.G * 154).x(), (ecsign.G * 154).y()), True)]
     return out
 
 
 @pytest.mark.parametrize("name", ["viper", "asm"])
-def test_whole_verifications_replayed_on_the_xtensa(name):
+def test_whole_verifications_replayed_on_the_xtensa(name, tmp_path):
     p256._generator()
     code = engines()[name]
-    for what, fn, expected in _cases():
-        with K.Recorder() as rec:
+    vruns = whole = gathered = 0
+    for what, fn, expected in _cases(tmp_path):
+        with K.Recorder(vrun=name == "asm") as rec:
             result = fn()
         if expected is not None:
             assert result is expected, what
-        _, flags = K.replay(rec, code, count=False)
-        assert flags == [c[2] for c in rec.calls], what
+        _, flags, after = K.replay(rec, code, count=False)
+        assert flags == [c[3] for c in rec.calls], what
+        for c, got in zip(rec.calls, after):
+            if c[1] == G.VRUN_PROG:     # VRUN's block: all but its scratch bytes (NEG, BASE..)
+                assert got[:PP.VRUN_NEG] + got[PP.VRUN_PHASE:PP.VRUN_BASE] + got[PP.VRUN_NAF0:] \
+                    == c[4][:PP.VRUN_NEG] + c[4][PP.VRUN_PHASE:PP.VRUN_BASE] + c[4][PP.VRUN_NAF0:], what
+                assert got[PP.VRUN_PHASE] == 0, what
+            else:
+                assert got == c[4], what
+        vruns += sum(c[1] == G.VRUN_PROG for c in rec.calls)
+        whole += sum(c[1] == G.VRUN_PROG and c[2][PP.VRUN_NFIX] > 0 for c in rec.calls)
+        gathered += sum(c[1] == G.VRUN_PROG and any(
+            c[2][PP.VRUN_FIX0 + k * PP.VRUN_FIX_SIZE + PP.FIX_GATHERED] for k in (0, 1))
+            for c in rec.calls)
+    # the assembly engine ran the doubling chains itself (VRUN), each to the twin's end state,
+    # and whole chains with fixed bases when their tables were in memory or gathered
+    assert (vruns > 0) == (name == "asm")
+    assert (whole > 0) == (name == "asm")
+    assert (gathered > 0) == (name == "asm")    # a table file's entries read into a buffer
 
 
 def test_a_variant_whose_sums_pass_2_to_the_31_is_refused_and_fails_on_the_xtensa(tmp_path):
@@ -289,3 +343,72 @@ def test_base45_decoding_on_the_xtensa():
         res = X.run(code, bytes(mem), [("decode_into", [("mem", 0), 3, ("mem", 4),
                                                         ("mem", 260)])])
         assert res.returns[0] == want
+
+
+def test_scalar_digits_on_the_xtensa():
+    # a verify's NAF and comb digits are native code (validator/p256_digits.py): the same digits
+    # as the Python loops (p256._wnaf and p256_fixed.comb_digits, which CPython runs)
+    from validator import p256_fixed
+    code = K.engine_code(K.ROOT / "firmware" / "validator" / "p256_digits.py")
+    rng = random.Random(256)
+    edge = [0, 1, 2 ** 128 - 1, 2 ** 255 - 1, int("10" * 127, 2), int("01" * 127, 2)]
+    calls, want, mem = [], [], bytearray()
+
+    def put(b):
+        while len(mem) % 4:
+            mem.append(0)
+        o = len(mem)
+        mem.extend(b)
+        return o
+    for k in edge + [rng.getrandbits(255) for _ in range(12)]:
+        for size in (16, 32):
+            kk = k % (1 << (8 * size))
+            naf, pos = bytearray(257), array("H", bytes(260))
+            n = p256._wnaf(kk, p256.NAF_WIDTH, size, naf, pos)
+            kb, out, po = (put(kk.to_bytes(size + 2, "little")), put(bytes(257)),
+                           put(bytes(260)))
+            calls.append(("naf_into", [("mem", kb), 8 * size, p256.NAF_WIDTH, ("mem", out),
+                                       ("mem", po)]))
+            want.append((n, out, bytes(naf), po, bytes(pos)[:2 * n]))
+        for w, L in ((8, 64), (8, 128), (5, 64), (2, 32), (10, 256), (6, 256), (3, 32)):
+            digs = bytearray(288)
+            n = p256_fixed.comb_digits(k, w, L, digs)
+            kb, out = put(k.to_bytes(35, "little")), put(bytes(288))
+            calls.append(("comb_into", [("mem", kb), w, L, ("mem", out)]))
+            want.append((n, out, bytes(digs[:2 * n]), None, None))
+    res = X.run(code, bytes(mem), calls)
+    for got, (n, out, digits, po, pos) in zip(res.returns, want):
+        assert got == n
+        assert res.memory[out:out + len(digits)] == digits
+        if po is not None:
+            assert res.memory[po:po + len(pos)] == pos
+
+
+def test_half_gcd_on_the_xtensa():
+    # the half gcd of a recoverable verify is native code (p256_digits.half_gcd): the same (v, w)
+    # as the big-integer loop, for random and for hostile scalars (huge quotients: subtractions
+    # of shifted values keep every input fast), within a fixed budget of instructions
+    code = K.engine_code(K.ROOT / "firmware" / "validator" / "p256_digits.py")
+    N = p256.N
+    rng = random.Random(128)
+    cases = [1, 2 ** 128 - 1, 2 ** 128, N - 1, N // 2, N // 2 + 1, N // 3, (N - 1) // 2 ** 100,
+             2 ** 255 + 1, N - 2 ** 128, 2 ** 200 + 1, (N + 1) // 2 ** 64]
+    cases += [rng.randrange(1, N) for _ in range(40)]
+    mem = bytearray()
+    calls, want = [], []
+    for u in cases:
+        o = len(mem)
+        mem += N.to_bytes(34, "little") + u.to_bytes(34, "little") + bytes(68)
+        calls.append(("half_gcd", [("mem", o)]))
+        want.append((o, p256._half_gcd(u, N)))
+    res = X.run(code, bytes(mem), calls, count=True)
+    for u, x, (o, (t, r)) in zip(cases, res.returns, want):
+        got_r = int.from_bytes(res.memory[o + 34 * x:o + 34 * x + 34], "little")
+        got_t = int.from_bytes(res.memory[o + 68 + 34 * x:o + 102 + 34 * x], "little")
+        if got_t >= 1 << 271:
+            got_t -= 1 << 272
+        assert (got_t, got_r) == (t, r)
+        assert t and abs(t) < 2 ** 128 and r < 2 ** 128 and (t * u - r) % N == 0
+    # about 380,000 instructions for a random u (2-2.5 ms on an ESP32; the big-integer loop is
+    # about 8 ms), fewer for the hostile ones: a big quotient is taken 7 bits at a time
+    assert res.instructions["half_gcd"] < 450_000 * len(cases)

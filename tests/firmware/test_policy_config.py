@@ -183,3 +183,62 @@ def test_parser_on_structured_garbage(d):
         assert low <= getattr(c, k) <= high
     assert c.degraded in (fw.REJECT, fw.LIMIT)
     assert fw.parse(fw.encode(c.as_dict())).as_dict() == c.as_dict()
+
+
+def _from_file(tmp_path, data, buf):
+    p = tmp_path / "body.bin"
+    p.write_bytes(b"HEAD" + data)
+    with open(p, "rb") as f:
+        return fw.load_stream(f, 4, len(data), buf, 7)
+
+
+fare_tables = st.dictionaries(st.integers(0, 70), st.dictionaries(
+    st.integers(0, 40), st.integers(0, fw.MAX_FARE + 1), max_size=34), max_size=66)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(keys, values, max_size=6).map(lambda d: cbor.encode(dict(d, format=1))),
+    st.fixed_dictionaries({"format": st.just(1), "line": st.integers(0, 70)},
+                          optional={"fares": fare_tables, "stop": st.integers(0, 9)}).map(
+        cbor.encode)))
+def test_the_readers_streaming_load_agrees_with_parse(tmp_path_factory, data):
+    """Config.load walks the body on flash through a small buffer and keeps its own line's fares:
+    it accepts and refuses exactly what parse() does, with the same settings."""
+    tmp = tmp_path_factory.mktemp("w")
+    try:
+        want = fw.parse(data, 7)
+    except fw.ConfigError:
+        want = None
+    for buf in (bytearray(1024), bytearray(400)):   # (400: still holds any line's table)
+        try:
+            got = _from_file(tmp, data, buf)
+        except fw.ConfigError:
+            got = None
+        assert (got is None) == (want is None)
+        if want is not None:
+            d, e = got.as_dict(), want.as_dict()
+            own = e["fares"].get(e["line"])
+            assert d.pop("fares") == ({e["line"]: own} if own is not None else {})
+            e.pop("fares")
+            assert d == e and got.version == 7
+
+
+def test_a_full_fare_table_loads_on_micropython(tmp_path, key):
+    """The largest configuration (64 lines of 32 products) loads in the device heap from its
+    signed file, walked through the reader's 1 KiB I/O buffer; the reader keeps its own line's
+    fares."""
+    fares = {line: {p: 100 + p for p in range(fw.MAX_PRODUCTS)} for line in range(fw.MAX_LINES)}
+    body = cbor.encode({"format": 1, "line": 63, "fares": fares})
+    assert fw.MAX_BODY > len(body) > 4 * 1024
+    path = tmp_path / "config.fvs"
+    path.write_bytes(signedfile.seal(sf.CONFIG, 9, body, key, 3))
+    from mpharness import compiled_tree, device_heap
+    code = ("import sys\nfrom validator import config\n"
+            "c = config.Config.load(sys.argv[1], {3: (bytes.fromhex(sys.argv[2]), 0)})\n"
+            "print(c.version, c.fare(31), len(c.fares))\n")
+    heap = device_heap(("validator.config", "validator.signedfile"))
+    out = run_mp(code, heap=heap, args=[path, ecsign.public_bytes(key).hex()],
+                 path=compiled_tree())
+    assert out.split() == ["9", "131", "1"]

@@ -384,3 +384,25 @@ def test_deploy_to_a_missing_or_a_silent_port_says_which(tmp_path, capsys, monke
         os.close(master)
         os.close(slave)
     assert "did not answer within 3 s" in line and "Traceback" not in line
+
+
+def test_make_bench_device_measures_on_the_board(deployed, tmp_path):
+    # the day a board is at hand: the same verifications and taps, timed on it (here the unix
+    # port on a pty, deployed as a board is), printed beside the estimate; bench/ is removed after
+    proc = subprocess.run(["make", "-o", ".venv/.installed", "bench-device",
+                           "PORT=" + deployed["dev"].port, "ARGS=--cases 2 --rounds 1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for label in ("rider verify, new key", "rider verify, cached key",
+                  "issuer verify (table file)", "tap, first sighting", "tap, cached credential"):
+        line = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith(label)]
+        assert line and float(line[0].split()[len(label.split())]) > 0, proc.stdout
+        assert "estimate" in line[0]
+    assert not (deployed["dev"].root / "bench").exists()
+    assert deployed["dev"].alive()
+
+
+def test_bench_device_without_a_port_says_how():
+    proc = subprocess.run(["make", "-o", ".venv/.installed", "bench-device"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "usage: make bench-device PORT=" in proc.stdout

@@ -4,55 +4,88 @@
 # engine replaced by a stub that answers the recorded flags (stub), so what the CPU time then
 # measures is everything but the native code: the interpreter and the big integers.
 #
+# Both halves run as on an ESP32: p256_field.vrun is one engine call (VRUN, which the unix port's
+# viper engine has not: while recording, its steps run on the real engine unrecorded).
+#
 # Record file: the workspace before the first call (4-byte length + bytes), then per call:
-# u16 program length, program bytes, the 64 io bytes before the call, i32 flags, and the 64 io
-# bytes after it (what the call wrote there, e.g. a signature's scalars: the stub writes them back,
-# so that the Python around the engine takes the same path).
+# u16 program length, the program bytes (a VRUN: all of PROGS, whose sub-programs it calls),
+# u16 pc, u16 io length, the io bytes the call can reach before it, i32 flags, and the same io
+# bytes after it (what the call wrote there, e.g. a signature's scalars: the stub writes them
+# back, so that the Python around the engine takes the same path).
 import struct
 
 from validator import p256_field as F
+from validator import p256_progs as G
 
 _real = F.run
+_real_vrun = F.VRUN
 _out = None
 _flags = None
 _outs = None
 _i = 0
+_LOAD = 8
+_STORE = 9
+_PTR = 18
+_BIG = 4096         # io windows larger than this are tables
 
 
-def _end(prog, pc):
-    end = pc
-    while prog[end]:
-        end += 4
-    return end + 4
+def _reach(prog, pc, left):
+    # (end of the program, io bytes its LOADs and STOREs reach from iooff; for a PTR, all that
+    # is left of io: the table VRUN reads later)
+    reach = 0
+    while prog[pc]:
+        if prog[pc] == _PTR:
+            reach = left
+        if prog[pc] == _LOAD or prog[pc] == _STORE:
+            r = 32 * (prog[pc + 3] + 1)
+            if r > reach:
+                reach = r
+        pc += 4
+    return pc + 4, reach
+
+
+def _write(f, prog, pc, io_before, flags, io_after):
+    f.write(struct.pack("<H", len(prog)))
+    f.write(prog)
+    f.write(struct.pack("<HH", pc, len(io_before)))
+    f.write(io_before)
+    f.write(struct.pack("<i", flags))
+    f.write(io_after)
 
 
 def _recorder(ws, io, prog, arg):
-    global _out
     pc = arg >> 16
     iooff = arg & 0xffff
+    f = _out[0]
     if _out[1] is None:
         _out[1] = True
-        _out[0].write(struct.pack("<I", len(ws)))
-        _out[0].write(ws)
-    end = _end(prog, pc)
-    window = bytearray(64)
-    n = 0
+        f.write(struct.pack("<I", len(ws)))
+        f.write(ws)
+    if prog is F.PROGS and pc == G.VRUN_PROG:
+        before = bytes(io)
+        F.run = _real
+        F.VRUN = False
+        try:
+            flags = F.vrun(io)
+        finally:
+            F.run = _recorder
+            F.VRUN = True
+        _write(f, prog, pc, before, flags, bytes(io))
+        return flags
+    end, n = _reach(prog, pc, len(io) - iooff if io is not ws else 0)
+    if prog[pc] == _PTR:    # a table: written from where it is (no copies in the heap)
+        flags = _real(ws, io, prog, arg)
+        view = memoryview(io)[iooff:]
+        _write(f, prog[pc:end], 0, view, flags, view)
+        return flags
+    window = bytearray(n)
     if io is not ws:
-        n = len(io) - iooff
-        if n > 64:
-            n = 64
-        if n > 0:
-            window[0:n] = io[iooff:iooff + n]
+        window[:] = io[iooff:iooff + n]
     flags = _real(ws, io, prog, arg)
-    after = bytearray(64)
+    after = bytearray(n)
     if io is not ws:
-        after[0:n] = io[iooff:iooff + n]
-    f = _out[0]
-    f.write(struct.pack("<H", end - pc))
-    f.write(prog[pc:end])
-    f.write(window)
-    f.write(struct.pack("<i", flags))
-    f.write(after)
+        after[:] = io[iooff:iooff + n]
+    _write(f, prog[pc:end], 0, window, flags, after)
     return flags
 
 
@@ -61,6 +94,7 @@ def record(path):
     global _out
     _out = [open(path, "wb"), None]
     F.run = _recorder
+    F.VRUN = True
 
 
 def _stub(ws, io, prog, arg):
@@ -70,44 +104,48 @@ def _stub(ws, io, prog, arg):
     out = _outs.get(i)
     if out is not None:
         o = arg & 0xffff
-        io[o:o + 64] = out
+        io[o:o + len(out)] = out
     return _flags[i]
 
 
-# (array of the flags, {call index: the 64 io bytes it wrote}) of a record file
+# (array of the flags, {call index: the io bytes it wrote}) of a record file
 def load_flags(path):
     from array import array
-    count = 0
+    flags = array("i")
+    outs = {}
     with open(path, "rb") as f:
         n = struct.unpack("<I", f.read(4))[0]
-        pos = 4 + n
-        f.seek(pos)
+        f.seek(4 + n)
+        i = 0
         while True:
             h = f.read(2)
             if len(h) < 2:
                 break
-            f.seek(struct.unpack("<H", h)[0] + 64 + 4 + 64, 1)
-            count += 1
-        flags = array("i", bytes(4 * count))
-        outs = {}
-        f.seek(pos)
-        for i in range(count):
-            f.seek(struct.unpack("<H", f.read(2))[0], 1)
-            before = f.read(64)
-            flags[i] = struct.unpack("<i", f.read(4))[0]
-            after = f.read(64)
+            f.seek(struct.unpack("<H", h)[0], 1)
+            m = struct.unpack("<HH", f.read(4))[1]
+            if m > _BIG:    # a table (PTR): read, never written
+                f.seek(m, 1)
+                flags.append(struct.unpack("<i", f.read(4))[0])
+                f.seek(m, 1)
+                i += 1
+                continue
+            before = f.read(m)
+            flags.append(struct.unpack("<i", f.read(4))[0])
+            after = f.read(m)
             if after != before:
                 outs[i] = after
+            i += 1
     return flags, outs
 
 
 def stub(recorded):
     # from now on the engine answers the recorded flags (and io bytes) in turn and computes
-    # nothing (rewind() restarts)
+    # nothing, VRUN included (rewind() restarts)
     global _flags, _outs, _i
     _flags, _outs = recorded
     _i = 0
     F.run = _stub
+    F.VRUN = True
 
 
 def rewind():
@@ -122,6 +160,7 @@ def calls():
 def stop():
     global _out
     F.run = _real
+    F.VRUN = _real_vrun
     if _out is not None:
         _out[0].close()
         _out = None

@@ -25,26 +25,12 @@ def warm_p256():
     p256._generator()
 
 
-def squeeze(leave):
-    """Fill the heap so that only `leave` bytes stay free (two halves of about leave/2, plus
-    small holes): whatever runs next must fit in them. Returns the ballast to keep alive."""
-    gc.collect()
-    reserve = [bytearray(leave // 2 - 16), bytearray(leave // 2 - 16)]
-    keep = []
-    size = 32768
-    while size >= 16:
-        try:
-            keep.append(bytearray(size))
-        except MemoryError:
-            size //= 2
-    reserve = None
-    gc.collect()
-    target = leave - 256    # slack for what the caller's own frame frees on return
-    while gc.mem_free() > target:
-        while gc.mem_free() > target:
-            keep.append(bytearray(16))
-        gc.collect()    # (growing `keep` may have freed its old storage)
-    return keep
+def squeeze(leave, hole=1024):
+    """Fill the heap so that only about `leave` bytes stay free, in holes of `hole` bytes pinned
+    apart (boards/unix_sim/heapfrag.py): whatever runs next must fit in pieces that small, as on
+    a reader whose heap a long day has cut up. Returns the ballast to keep alive."""
+    import heapfrag
+    return heapfrag.fragment(hole, leave)
 
 
 def check_samples(lst, path, now):
