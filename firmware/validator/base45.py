@@ -67,17 +67,20 @@ def decode(text):
 
 
 def encode(data):
-    """Base45 text (str) of `data`."""
-    a = ALPHABET
-    out = []
+    """Base45 text (str) of `data`. (One block of the text's size: a list of one-character
+    strings would ask a reader's heap for a block eight times larger.)"""
+    a = ALPHABET.encode()
     n = len(data)
+    out = bytearray(n // 2 * 3 + (n % 2) * 2)
+    j = 0
     for i in range(0, n - 1, 2):
         v = (data[i] << 8) | data[i + 1]
-        out.append(a[v % 45])
-        out.append(a[(v // 45) % 45])
-        out.append(a[v // 2025])
+        out[j] = a[v % 45]
+        out[j + 1] = a[(v // 45) % 45]
+        out[j + 2] = a[v // 2025]
+        j += 3
     if n % 2:
         v = data[n - 1]
-        out.append(a[v % 45])
-        out.append(a[v // 45])
-    return "".join(out)
+        out[j] = a[v % 45]
+        out[j + 1] = a[v // 45]
+    return out.decode()
