@@ -590,6 +590,12 @@ def settle(conn, through, batch_no, taken, cfg, s, hook=None):
             s.batch_rides, s.batch_accounts, s.batch_amount = conn.execute(
                 "SELECT rides, accounts, amount FROM clearing_batches WHERE batch_no = %s",
                 (batch_no,)).fetchone()
+        else:
+            # No batch this time, so the next run takes this batch number again: the rides
+            # POSTPONE moved to the next number come back to it (else they would wait until a
+            # later run made a batch of this number first).
+            conn.execute("UPDATE clearing_rides SET batch_no = %s WHERE batch_no = %s AND "
+                         "state = 'charge'", (batch_no, batch_no + 1))
         s.exposure = step("exposure", EXPOSURE)
         s.sharing = step("sharing", SHARING)
         if taken:

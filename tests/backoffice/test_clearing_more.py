@@ -43,6 +43,32 @@ def test_days_late_uploads_and_the_credit_window_across_them(store):
     assert clearing.run(store.url, DAY2, workers=0).verified == 0
 
 
+def test_a_cut_run_rerun_with_an_earlier_day_charges_the_later_rides_next_time(store):
+    """A run through day 2 cut after its verification, then run again through day 1 only, with
+    nothing of day 1 left to charge: day 2's rides wait for the next run through day 2, which
+    charges them as an uncut run would have."""
+    r = Reader(1201, 12)
+    alice = Rider(store.iss, 1)
+    with store.connect() as c:
+        put(c, [r.tap(alice, T0, 200)[0]])
+    assert clearing.run(store.url, DAY1, workers=0).batch_id == "20261124-1"
+    with store.connect() as c:
+        put(c, [r.tap(alice, T0 + 86400 + 600 * i, 200)[0] for i in range(2)])
+
+    class Cut(Exception):
+        pass
+
+    def cut(step):
+        if step.startswith("settle"):
+            raise Cut(step)
+    with pytest.raises(Cut):
+        clearing.run(store.url, DAY2, workers=0, hook=cut)
+    assert clearing.run(store.url, DAY1, workers=0).batch_id is None
+    s = clearing.run(store.url, DAY2, workers=0)
+    assert (s.batch_id, s.batch_rides) == ("20261125-1", 2)
+    assert store.q("SELECT count(*), sum(amount) FROM clearing_charges") == [(2, 600)]
+
+
 def test_a_retired_key_and_a_replaced_configuration(store):
     """A key's retirement is dated by the first ring that says so; a configuration stays in force
     for the update grace (72 h) after its successor was made."""
