@@ -318,6 +318,8 @@ def _build_from_central(args):
         out.stem + "-delta" + out.suffix)
     check_output(out, "deny list file")
     check_output(delta_out, "delta file")
+    if args.report_csv:
+        check_output(Path(args.report_csv), "report file")
     source = None
     if args.source:
         try:
@@ -325,20 +327,36 @@ def _build_from_central(args):
         except denylist_build.SourceError as e:
             raise UserError(str(e)) from None
     base = read_bytes(args.base, "base deny list") if args.base else None
+    try:
+        good = list(denylist_build.read_source(args.known_good)) if args.known_good else None
+    except denylist_build.SourceError as e:
+        raise UserError(str(e)) from None
+    salt = denylist_build.parse_salt(args.salt)
     key, kid = issuer.operator_signing(args)
+
+    def publish(b):
+        # inside the transaction that records the version: files not written, nothing recorded
+        write_bytes(out, b.full, "deny list file")
+        if b.delta is not None:
+            write_bytes(delta_out, b.delta, "delta file")
     b = denyfeed.build(args.from_central, key, kid, args.version, args.created, args.payment_grace,
-                       args.duplicates, source, base)
-    write_bytes(out, b.full, "deny list file")
+                       args.duplicates, source, base, publish, salt, args.width, good)
     print("%s: deny list v%d, %d entries (%d added, %d removed, %d kept), false-positive rate "
           "%.1e per lookup" % (out, b.version, b.entries, len(b.added), len(b.removed), b.kept,
                                b.fp_rate))
     if b.delta is not None:
-        write_bytes(delta_out, b.delta, "delta file")
         print("%s: delta v%d -> v%d, +%d -%d entries, %d bytes" % (
             delta_out, b.base_version, b.version, b.report.get("adds", 0),
             b.report.get("removes", 0), len(b.delta)))
     elif b.base_version is not None:
-        print("no delta: the new set does not fit the base list's layout; push the full list")
+        print("no delta: %s; push the full list" % (
+            "--salt/--width give the list a new layout" if salt is not None or args.width
+            else "the new set does not fit the base list's layout"))
+    if b.report.get("known_good_denied"):
+        print("warning: %d of %d known-good ids are false positives of this list%s" % (
+            b.report["known_good_denied"], b.report["known_good"],
+            " (a delta keeps the base's salt: build a full list with --salt to move them)"
+            if b.delta is not None else ""))
     rows = [("on", k, i, r, d) for k, i, r, d in b.added] + [
         ("off", k, i, why, "") for k, i, why in b.removed]
     if rows:

@@ -92,17 +92,18 @@ def reports(url, first=None, last=None):
         out.append(("refusals", "Refusals by reason", ("service day", "line", "reason", "taps"),
                     [(d, ln, reasons.name(r), n) for d, ln, r, n in conn.execute(REFUSALS, p)]))
         out.append(("exposure", "Exposure: rides past the credential's offline limits, across "
-                    "all readers", ("account", "credential", "max rides", "max amount", "rides",
+                    "all readers (every cleared day)", ("account", "credential", "max rides", "max amount", "rides",
                                     "amount", "readers", "rides over", "amount over"),
                     [(int(a),) + tuple(r) for a, *r in conn.execute(EXPOSURE)]))
-        out.append(("exposure_accounts", "Exposure per account",
+        out.append(("exposure_accounts", "Exposure per account (every cleared day)",
                     ("account", "credentials", "rides over", "amount over"),
                     [(int(a),) + tuple(r) for a, *r in conn.execute(EXPOSURE_ACCOUNTS)]))
         out.append(("duplicates", "Duplicates: one ride code accepted more than once (charged "
-                    "once)", ("account", "credential", "counter", "records", "readers",
+                    "once; every cleared day)", ("account", "credential", "counter", "records", "readers",
                               "records (reader/seq)", "charged"),
                     [(int(a), c, int(n)) + tuple(r) for a, c, n, *r in conn.execute(DUPLICATES)]))
-        out.append(("sharing", "Possible sharing: one account on two readers within the window",
+        out.append(("sharing", "Possible sharing: one account on two readers within the window "
+                    "(every cleared day)",
                     ("account", "reader", "seq", "time (UTC)", "then reader", "seq",
                      "time (UTC)", "seconds apart"),
                     [(int(a), ra, sa, _utc(ta), rb, sb, _utc(tb), gap)
@@ -111,7 +112,7 @@ def reports(url, first=None, last=None):
                     "wait for a decision (fare clearing decide)",
                     ("reader", "service day", "records", "verdicts", "decision",
                      "first evidence"), conn.execute(SUSPECTS).fetchall()))
-        out.append(("unpaid", "Unpaid accounts: charges whose latest payment result failed",
+        out.append(("unpaid", "Unpaid accounts now: charges whose latest payment result failed",
                     ("account", "charges", "amount", "first failure (UTC)", "charges and reasons"),
                     [(int(a), n, amt, _utc(at), why)
                      for a, n, amt, at, why in conn.execute(UNPAID)]))

@@ -94,10 +94,15 @@ def _entries(rows):
 
 
 def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400, duplicates=1,
-          source=None, base_data=None):
+          source=None, base_data=None, publish=None, salt=None, width=None, known_good=None):
     """Build, sign and record the next list. `source`: {(tag, id bytes): expiry} of the
     operator's own entries; `base_data`: the full list the readers have, if not the last one
-    built here. Returns a Built."""
+    built here; `publish(built)`: writes the files, inside the transaction that records the
+    version (a list whose files could not be written is not the base of the next delta);
+    `salt`, `width`: a new layout for the full list (then no delta: the readers take the full
+    list); `known_good`: [(tag, id bytes)] in good standing, as `denylist_build.build_list`
+    takes them (a full list draws salts until none is a false positive, a delta reports how many
+    are). Returns a Built."""
     now = int(time.time()) if now is None else now
     if duplicates < 1:
         raise CentralError("--duplicates is at least 1")
@@ -126,17 +131,21 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
             raise CentralError("version %d is not newer than the last one (%d)" % (version, top))
         entries = _entries(rows)
         out = Built(version, b"", base_version=base_version)
-        if base is not None:
+        if base is not None and salt is None and width is None:
             try:
                 out.delta, model, out.report = dlb.build_delta(base, version, signing_key, key_id,
-                                                               entries=entries, created=now)
+                                                               entries=entries, created=now,
+                                                               known_good=known_good)
                 out.full = signedfile.seal(sf.DENYLIST, version, model.encode(), signing_key,
                                            key_id, now)
             except dlb.BucketOverflow:
                 out.delta = None   # the base's layout cannot hold the new set: a full list only
         if not out.full:
-            out.full, model, out.report = dlb.build_list(entries, version, signing_key, key_id,
-                                                         created=now)
+            try:
+                out.full, model, out.report = dlb.build_list(entries, version, signing_key,
+                                                             key_id, now, salt, width, known_good)
+            except ValueError as e:
+                raise CentralError("cannot build the list: %s" % e) from None
         out.entries = model.count
         out.fp_rate = model.fp_rate()
         prev = {}
@@ -171,6 +180,8 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
                                 "expiry) FROM STDIN") as cp:
             for (k, i), (exp, reason, detail) in sorted(rows.items()):
                 cp.write_row((version, k, i, reason, detail, exp))
+        if publish is not None:
+            publish(out)
         conn.execute("SELECT pg_advisory_unlock_all()")
     return out
 

@@ -500,6 +500,19 @@ def _print_report(report):
               file=sys.stderr)
 
 
+def parse_salt(text):
+    """--salt's 16 hex digits as 8 bytes (None if not given). Raises UserError."""
+    if not text:
+        return None
+    try:
+        salt = bytes.fromhex(text)
+    except ValueError:
+        salt = b""
+    if len(salt) != 8:
+        raise UserError("--salt is 16 hex digits (8 bytes), not %r" % text)
+    return salt
+
+
 def _cmd_build(args):
     if not args.source:
         raise UserError("give the SOURCE file of ids to list")
@@ -510,12 +523,7 @@ def _cmd_build(args):
         good = list(read_source(args.known_good)) if args.known_good else None
     except SourceError as e:
         raise UserError(str(e)) from None
-    try:
-        salt = bytes.fromhex(args.salt) if args.salt else None
-    except ValueError:
-        salt = b""
-    if salt is not None and len(salt) != 8:
-        raise UserError("--salt is 16 hex digits (8 bytes), not %r" % args.salt)
+    salt = parse_salt(args.salt)
     check_output(args.out, "deny list file")
     key, kid = issuer.operator_signing(args)
     try:

@@ -186,6 +186,30 @@ def test_charges_payments_and_the_next_deny_list(store, tmp_path, capsys):
     assert model2.denied(tag_a, (501).to_bytes(8, "big"), now)
     assert store.q("SELECT kind, reason FROM denylist_entries WHERE version = 2 ORDER BY 1") == [
         ("account", "payment_failed"), ("credential", "duplicates")]
+    # a list whose files could not be written is not recorded: the next delta is from v2 still
+    from host_tools.backoffice import clearingcli
+    from host_tools.common.clierrors import UserError
+
+    def disk_full(path, data, what):
+        raise UserError("cannot write %s %s: no space left on device" % (what, path))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(clearingcli, "write_bytes", disk_full)
+        assert cli.main(args) == 1
+    assert "no space left" in capsys.readouterr().err
+    assert store.q("SELECT max(version) FROM denylist_versions") == [(2,)]
+    # --salt: a new layout, so a full list only; --known-good is checked against it
+    good = tmp_path / "good.csv"
+    good.write_text("account,502\naccount,503\n")
+    full3 = tmp_path / "deny3.fvs"
+    args[args.index(str(full2))] = str(full3)
+    assert cli.main(args + ["--salt", "0011223344556677", "--known-good", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "v3, 2 entries" in out and "no delta: --salt/--width give the list a new layout" in out
+    _, model3 = dlb.read_list(full3.read_bytes())
+    assert model3.salt == bytes.fromhex("0011223344556677")
+    assert model3.denied(tag_a, (501).to_bytes(8, "big"), now)
+    assert cli.main(args + ["--salt", "00zz"]) == 1
+    assert "--salt is 16 hex digits" in capsys.readouterr().err
     # the reports, on the terminal and as CSV
     assert cli.main(["clearing", "report", "--db", db, "--csv", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
