@@ -50,6 +50,10 @@ def _fail_once(module, name, exc):
     mod = __import__(module)
     for part in module.split(".")[1:]:
         mod = getattr(mod, part)
+    path = name.split(".")
+    name = path.pop()
+    for part in path:   # a method: "Class.method"
+        mod = getattr(mod, part)
     real = getattr(mod, name)
 
     def fail(*args, **kw):

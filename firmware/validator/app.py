@@ -402,9 +402,15 @@ class Reader:
             self.keyring = ring
             self.cache.clear()  # credentials verified under the old ring are checked again
             self.file_errors.pop("keyring", None)
-            ring.remove_stale_tables(tables)
-            if now is not None:
-                ring.prepare(now)
+            # Past the commit point the ring is installed: tidying the tables and opening the
+            # first keys' are best effort (noted if they fail; the next install or boot redoes
+            # them), and the install is OK.
+            try:
+                ring.remove_stale_tables(tables)
+                if now is not None:
+                    ring.prepare(now)
+            except (MemoryError, OSError) as e:
+                self.note_fault("install keyring (after it was committed)", e)
             return signedfile.OK
         return signedfile.WRONG_KIND
 

@@ -121,6 +121,21 @@ def test_a_failed_install_changes_nothing_says_why_and_the_next_push_installs(bu
     assert 0 < largest <= free and fault.startswith("install " + name)
 
 
+def test_a_fault_after_the_key_ring_is_committed_leaves_it_installed(bus):
+    """Past the rename that commits a key ring, a fault while tidying its tables is noted, but the
+    install is done: the depot is told OK and the new key serves."""
+    name, data, field, new, took = _next(bus, "keyring")
+    bus.at(bus.now + 60)
+    bus.reader.inject(**_fault("validator.keyring", "KeyRing.remove_stale_tables", "OSError"))
+    res = bus.sync(pushes=[(name, data)])
+    assert res.ok, res.message
+    info = bus.info()
+    assert info[field] == new
+    assert info["fault"]["where"] == "install keyring (after it was committed)"
+    bus.at(bus.now + 60)
+    assert took()
+
+
 def test_fare_report_shows_each_readers_heap_and_last_fault(bus, capsys, monkeypatch):
     from host_tools import cli
     name, data, _, _, _ = _next(bus, "config")
