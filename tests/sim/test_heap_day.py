@@ -1,7 +1,8 @@
-"""The long-day heap test (issue 14): the simulated reader, real firmware on MicroPython, with the
-device's heap less a 16 KB safety margin (bytecode + 110 KB: host_tools/sim/simreader.py), decides
-taps of every kind of rider interleaved with every kind of push, repeated; then each kind of
-install has the power cut in its middle. Every push installs, every tap gets its rider's decision.
+"""The long-day heap test: the simulated reader, real firmware on MicroPython, with 16 KB less heap
+than the simulator gives it as the device's (bytecode + 110 KB instead of + 126 KB, whose extra
+16 KB stand for the holes loading bytecode leaves on the unix port: host_tools/sim/simreader.py),
+decides taps of every kind of rider interleaved with every kind of push, repeated; then each kind
+of install has the power cut in its middle. Every push installs, every tap gets its rider's decision.
 (That no block after boot is larger than 1 KiB is tested on the reader alone, its heap cut into
 holes of that size: tests/firmware/test_heap_bound.py.)
 
