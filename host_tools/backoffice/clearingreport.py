@@ -92,15 +92,17 @@ def reports(url, first=None, last=None):
         out.append(("refusals", "Refusals by reason", ("service day", "line", "reason", "taps"),
                     [(d, ln, reasons.name(r), n) for d, ln, r, n in conn.execute(REFUSALS, p)]))
         out.append(("exposure", "Exposure: rides past the credential's offline limits, across "
-                    "all readers (every cleared day)", ("account", "credential", "max rides", "max amount", "rides",
-                                    "amount", "readers", "rides over", "amount over"),
+                    "all readers (every cleared day)",
+                    ("account", "credential", "max rides", "max amount", "rides", "amount",
+                     "readers", "rides over", "amount over"),
                     [(int(a),) + tuple(r) for a, *r in conn.execute(EXPOSURE)]))
         out.append(("exposure_accounts", "Exposure per account (every cleared day)",
                     ("account", "credentials", "rides over", "amount over"),
                     [(int(a),) + tuple(r) for a, *r in conn.execute(EXPOSURE_ACCOUNTS)]))
         out.append(("duplicates", "Duplicates: one ride code accepted more than once (charged "
-                    "once; every cleared day)", ("account", "credential", "counter", "records", "readers",
-                              "records (reader/seq)", "charged"),
+                    "once; every cleared day)",
+                    ("account", "credential", "counter", "records", "readers",
+                     "records (reader/seq)", "charged"),
                     [(int(a), c, int(n)) + tuple(r) for a, c, n, *r in conn.execute(DUPLICATES)]))
         out.append(("sharing", "Possible sharing: one account on two readers within the window "
                     "(every cleared day)",

@@ -306,10 +306,17 @@ print(bytes(buf).hex())
 
 # --- the CLI (`fare emulate`) ---
 
+def _ctrl_c_as_in_a_terminal():
+    # A suite started in the background (a non-interactive shell's `&`) hands its children SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C, as the tests send
+    # it, would do nothing. The emulator gets SIGINT at its default, as in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args):
     proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli", "emulate", *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=str(ROOT))
+                            cwd=str(ROOT), preexec_fn=_ctrl_c_as_in_a_terminal)
     first = proc.stdout.readline()          # "... emulator on /dev/pts/N (link ...)"
     assert " emulator on " in first, first
     return proc, first.split(" on ")[1].split()[0]
