@@ -22,7 +22,10 @@ from host_tools.backoffice import central, pgserve  # noqa: E402
 
 RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or "solo%d" % os.getpid()
 TMP = Path(tempfile.gettempdir())
-BASE = TMP / ("fare-pg-%s" % RUN[:16])
+# (a prefix no other test's directory starts with: the sweep below deletes what it matches, and
+# it once matched a test's own server, "fare-pg-kill-...", while that server was starting)
+PREFIX = "fare-pgrun-"
+BASE = TMP / (PREFIX + RUN[:16])
 # the test server loses nothing when its processes are killed (writes reach the OS at commit);
 # only an OS crash would need fsync
 TEST_SETTINGS = {"fsync": "off"}
@@ -59,8 +62,9 @@ def _remove(base):
 
 
 def _sweep_orphans():
-    for base in TMP.glob("fare-pg-*"):
-        if base != BASE and base.is_dir() and not any(_alive(int(p.name)) for p in _users(base)):
+    for base in TMP.glob(PREFIX + "*"):
+        if base != BASE and (base / "users").is_dir() \
+                and not any(_alive(int(p.name)) for p in _users(base)):
             _remove(base)
 
 
