@@ -14,6 +14,7 @@ base file given), so is the delta; the version, the full list's bytes (the base 
 delta) and why each id is on it go into the store. What comes on and goes off, and why, is
 returned for the report."""
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -117,10 +118,10 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
             if key not in rows:
                 rows[key] = (exp, "source", "the operator's source file")
         base = base_data if base_data is not None else (bytes(last[1]) if last else None)
-        base_version = None
+        base_version = base_model = None
         if base is not None:
             try:
-                h, _ = dlb.read_list(base)
+                h, base_model = dlb.read_list(base)
             except ValueError as e:
                 raise CentralError("the base deny list is not a full list: %s" % e) from None
             base_version = h.version
@@ -160,7 +161,6 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
         else:
             # a base list not built here: what it holds is known only by asking it (its ids
             # are hashed), so what left it is known only as a number
-            _, base_model = dlb.read_list(base)
             on_base = lambda key: base_model.denied(*dlb.parse_id(*key), now)  # noqa: E731
             n = out.report.get("removes", 0)
             out.removed = [("?", "?", "%d entr%s of the base list v%d (not built from this "
@@ -168,7 +168,6 @@ def build(url, signing_key, key_id, version=None, now=None, payment_grace=86400,
                                                             base_version))] if n else []
         out.added = sorted((k, i, v[1], v[2]) for (k, i), v in rows.items() if not on_base((k, i)))
         out.kept = len(rows) - len(out.added)
-        import json
         conn.execute(
             "INSERT INTO denylist_versions (version, created, file, sha256, entries, added, "
             "removed, settings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",

@@ -61,18 +61,10 @@ def slot(mem, k):
 
 def run_prog(code, mem, prog, io=b"", iooff=0):
     """Runs one program (bytes) on the Xtensa; returns (workspace after, io after, flags)."""
-    mem = bytearray(mem)
-    n = len(mem)
-    while len(mem) % 4:
-        mem.append(0)
-    po = len(mem)
-    mem += prog
-    while len(mem) % 4:
-        mem.append(0)
-    io_at = len(mem)
-    mem += io
-    res = X.run(code, bytes(mem), [("run", [("mem", 0), ("mem", io_at), ("mem", po), iooff])])
-    return res.memory[:n], res.memory[io_at:io_at + len(io)], res.returns[0]
+    image, args, ios = K.layout_calls(mem, [(prog, 0, io, None, None)])
+    args[0][1][3] = iooff       # (pc 0: the argument is the io offset alone)
+    res = X.run(code, bytes(image), args)
+    return res.memory[:len(mem)], res.memory[ios[0]:ios[0] + len(io)], res.returns[0]
 
 
 EDGE = [0, 1, 2, P - 1, P, P + 1, 2 * P - 1, 2 * P, 3 * P + 5, 4 * P, (1 << 256) - 1,
