@@ -5,9 +5,12 @@ generated here."""
 import hashlib
 import json
 import random
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from mpharness import run_mp
@@ -273,8 +276,15 @@ def check(sc, directory):
 _dirs = []
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _remove_fresh_dirs():
+    # hypothesis runs an example many times in one test call: a directory per example, not per test
+    yield
+    while _dirs:
+        shutil.rmtree(_dirs.pop(), ignore_errors=True)
+
+
 def _fresh_dir():
-    import tempfile
     d = tempfile.mkdtemp(prefix="policy-model-")
     _dirs.append(d)
     return d
