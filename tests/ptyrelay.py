@@ -7,6 +7,7 @@ hears nothing more until the next connect(). (No test functions here.)"""
 import os
 import select
 import threading
+import time
 import tty
 
 from sync_loopback import Link
@@ -15,6 +16,10 @@ from sync_loopback import Link
 def _pty():
     master, slave = os.openpty()
     tty.setraw(slave)
+    # the relay never blocks on a write: a pty holds about 14 KB, and a side that stopped reading
+    # (a host that closed its port while the reader still answers) would hold the relay, and with
+    # it every connect() and close(), for ever
+    os.set_blocking(master, False)
     return master, slave, os.ttyname(slave)
 
 
@@ -25,6 +30,8 @@ class PtyRelay:
         self.h_slave = None
         self.host_path = None
         self.link = None
+        self.to_reader = bytearray()   # carried, not yet taken by the reader's pty
+        self.to_host = bytearray()     # carried, not yet taken by the host's pty
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -46,17 +53,21 @@ class PtyRelay:
                 except OSError:
                     pass
         self.h_master = self.h_slave = None
+        del self.to_host[:]  # what the old cable still carried to the host is lost with it
 
     def _run(self):
         while not self._stop.is_set():
             with self._lock:
-                fds = [self.r_master] + ([self.h_master] if self.h_master is not None else [])
+                reads = [self.r_master] + ([self.h_master] if self.h_master is not None else [])
+                writes = [fd for fd, buf in ((self.r_master, self.to_reader),
+                                             (self.h_master, self.to_host))
+                          if fd is not None and buf]
             try:
-                ready, _, _ = select.select(fds, [], [], 0.05)
+                readable, writable, _ = select.select(reads, writes, [], 0.05)
             except (OSError, ValueError):
                 continue
             with self._lock:
-                for fd in ready:
+                for fd in readable:
                     try:
                         data = os.read(fd, 4096)
                     except OSError:
@@ -64,15 +75,22 @@ class PtyRelay:
                     if self.link is None or self.h_master is None:
                         continue  # no cable plugged in: the bytes are lost
                     if fd == self.r_master:
-                        out, dst = self.link.down.carry(data), self.h_master
+                        self.to_host += self.link.down.carry(data)
+                        _send(self.h_master, self.to_host)
                     elif fd == self.h_master:
-                        out, dst = self.link.up.carry(data), self.r_master
-                    else:
-                        continue
-                    if out:
-                        _write_all(dst, out)
+                        self.to_reader += self.link.up.carry(data)
+                        _send(self.r_master, self.to_reader)
                     if self.link.dead:
-                        self._close_host()  # the cable is pulled: the host's port breaks
+                        # the cable is pulled: what it carried so far arrives, then the host's
+                        # port breaks
+                        _flush(self.h_master, self.to_host, 1.0)
+                        self._close_host()
+                        break
+                for fd in writable:
+                    if fd == self.r_master:
+                        _send(fd, self.to_reader)
+                    elif fd == self.h_master:
+                        _send(fd, self.to_host)
 
     def close(self):
         self._stop.set()
@@ -86,14 +104,20 @@ class PtyRelay:
                 pass
 
 
-def _write_all(fd, data):
-    mv = memoryview(data)
-    while mv:
-        try:
-            n = os.write(fd, mv)
-        except BlockingIOError:
-            select.select([], [fd], [], 0.1)
-            continue
-        except OSError:
-            return
-        mv = mv[n:]
+def _send(fd, buf):
+    """Write what the pty takes now of `buf` and take it out of `buf`."""
+    try:
+        n = os.write(fd, buf)
+    except BlockingIOError:
+        return
+    except OSError:
+        n = len(buf)  # the far side is gone: so are these bytes
+    del buf[:n]
+
+
+def _flush(fd, buf, seconds):
+    """Write `buf` out, waiting up to `seconds` in all for the pty to take it."""
+    deadline = time.monotonic() + seconds
+    while buf and time.monotonic() < deadline:
+        select.select([], [fd], [], 0.05)
+        _send(fd, buf)

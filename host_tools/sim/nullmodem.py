@@ -7,17 +7,26 @@ import threading
 import tty
 
 
+# bytes a cable holds for an end that does not read
+BACKLOG = 1 << 20
+
+
 class NullModem:
     def __init__(self, fault=None):
         self._m1, s1 = os.openpty()
         self._m2, s2 = os.openpty()
         for fd in (s1, s2):
             tty.setraw(fd)
+        for fd in (self._m1, self._m2):
+            # a pty takes about 14 KB: an end that stops reading (a port closed while the other
+            # side still sends) must not stop the cable, so bytes wait here, not in a write
+            os.set_blocking(fd, False)
         self.a = os.ttyname(s1)  # one end (e.g. the reader's sync UART)
         self.b = os.ttyname(s2)  # the other end (the depot PC's port)
         self._slaves = (s1, s2)  # kept open so the ends survive a close/reopen by either side
         self.fault = fault       # fault(direction, data) -> data; direction "ab" or "ba"
         self.bytes = {"ab": 0, "ba": 0}
+        self._out = {self._m1: bytearray(), self._m2: bytearray()}  # carried, not yet taken
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -25,8 +34,9 @@ class NullModem:
     def _run(self):
         pairs = {self._m1: (self._m2, "ab"), self._m2: (self._m1, "ba")}
         while not self._stop:
-            ready, _, _ = select.select(list(pairs), [], [], 0.05)
-            for fd in ready:
+            waiting = [fd for fd, buf in self._out.items() if buf]
+            readable, writable, _ = select.select(list(pairs), waiting, [], 0.05)
+            for fd in readable:
                 try:
                     data = os.read(fd, 4096)
                 except OSError:
@@ -35,16 +45,22 @@ class NullModem:
                 if self.fault is not None:
                     data = self.fault(direction, data)
                 self.bytes[direction] += len(data)
-                view = memoryview(data)
-                while view:
-                    try:
-                        n = os.write(dst, view)
-                    except BlockingIOError:
-                        select.select([], [dst], [], 0.05)
-                        continue
-                    except OSError:
-                        break
-                    view = view[n:]
+                if len(self._out[dst]) < BACKLOG:
+                    self._out[dst] += data
+                # (else lost, as a receiver's FIFO overflows when nothing reads it)
+                self._send(dst)
+            for fd in writable:
+                self._send(fd)
+
+    def _send(self, fd):
+        buf = self._out[fd]
+        try:
+            n = os.write(fd, buf)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = len(buf)
+        del buf[:n]
 
     def close(self):
         self._stop = True
