@@ -34,11 +34,8 @@ class ServerError(Exception):
 
 
 def _pgserver():
-    # pgserver asks platformdirs for a runtime directory, which warns when XDG_RUNTIME_DIR is unset;
-    # the server's socket goes there when the data directory's path is too long for a socket (at
-    # most 107 bytes, and pgserver adds 47), so a long TMPDIR is not taken
-    tmp = tempfile.gettempdir()
-    os.environ.setdefault("XDG_RUNTIME_DIR", tmp if len(tmp) <= 56 else "/tmp")
+    # pgserver asks platformdirs for a runtime directory, which warns when XDG_RUNTIME_DIR is unset
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     logging.getLogger("pgserver").setLevel(logging.CRITICAL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
