@@ -306,17 +306,18 @@ print(bytes(buf).hex())
 
 # --- the CLI (`fare emulate`) ---
 
-def _ctrl_c_as_in_a_terminal():
-    # A suite started in the background (a non-interactive shell's `&`) hands its children SIGINT
-    # ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C, as the tests send
-    # it, would do nothing. The emulator gets SIGINT at its default, as in a terminal.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A suite started in the background (a non-interactive shell's `&`) hands its children SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C, as the tests send it,
+# would do nothing. The emulator starts with Ctrl-C as in a terminal. (Set in the child's own
+# Python, not in a preexec_fn: that runs between fork and exec in a process with threads.)
+CLI_WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                   "runpy.run_module('host_tools.cli', run_name='__main__', alter_sys=True)")
 
 
 def start_cli(*args):
-    proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli", "emulate", *args],
+    proc = subprocess.Popen([sys.executable, "-c", CLI_WITH_CTRL_C, "emulate", *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=str(ROOT), preexec_fn=_ctrl_c_as_in_a_terminal)
+                            cwd=str(ROOT))
     first = proc.stdout.readline()          # "... emulator on /dev/pts/N (link ...)"
     assert " emulator on " in first, first
     return proc, first.split(" on ")[1].split()[0]
