@@ -54,21 +54,39 @@ def _child(path, url, depot, batch, hook=None, connections=2):
     return p
 
 
+def _stored(db):
+    return db.q("SELECT count(*) FROM trips")[0][0]
+
+
+def _stored(db):
+    return db.q("SELECT count(*) FROM trips")[0][0]
+
+
 def test_upload_killed_at_random_points(central_db, depot):
+    """Uploads killed 20 times: a third of the kills at a random moment of the upload's start,
+    the others once the central store holds a random number of records more, so that the kills
+    fall inside the upload however fast this machine is; then an upload to the end."""
     central_db.add_depot("north", READERS)
     rnd = random.Random(11)
     kills = 0
     seen = []
-    while kills < 55:
+    while kills < 20:
+        before = _stored(central_db)
         p = _child(depot, central_db.url, "north", 20)
-        time.sleep(rnd.uniform(0.0, 0.12))
+        if kills % 3 == 0:
+            time.sleep(rnd.uniform(0.0, 0.05))
+        else:
+            target = before + rnd.randint(1, 30)
+            deadline = time.monotonic() + 60
+            while p.is_alive() and _stored(central_db) < target and time.monotonic() < deadline:
+                time.sleep(0.002)
         if p.is_alive():
             os.kill(p.pid, signal.SIGKILL)
             kills += 1
-        p.join()
-        n = len(central_records(central_db))
-        seen.append(n)
-        if n == 1000 and kills >= 55:
+        p.join(60)
+        assert p.exitcode in (0, -signal.SIGKILL), "the upload failed: see its stderr"
+        seen.append(len(central_records(central_db)))
+        if seen[-1] == 1000:
             break
     assert seen == sorted(seen)  # confirmed records are never lost
     assert any(0 < n < 1000 for n in seen)  # the kills fell inside the upload
