@@ -243,7 +243,12 @@ def test_two_uploads_of_the_same_records_at_the_same_moment(central_db, depot, m
         if step == "merged" and not a_merged.is_set():
             a_merged.set()
             b_started.wait(10)
-            time.sleep(0.5)  # B is now blocked on A's uncommitted rows
+            # until B is blocked on A's uncommitted rows (however slow this machine is)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not central_db.q(
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event = 'transactionid'"):
+                time.sleep(0.01)
     out = {}
     ta = threading.Thread(target=lambda: out.setdefault("a", Uploader(
         depot, central_db.url, depot="north", batch_records=900, connections=1,
