@@ -276,9 +276,9 @@ class DepotDB:
                     self.on_wait(waited, holder)
                 if waited >= self.lock_wait:
                     raise DBLocked("depot database %s is locked by another writer (%s): gave up "
-                                   "after waiting %.0f s; nothing was written, the records stay "
+                                   "after waiting %g s; nothing was written, the records stay "
                                    "on the reader until a sync stores them"
-                                   % (self.path or "", holder, waited)) from None
+                                   % (self.path or "", holder, self.lock_wait)) from None
                 time.sleep(0.05)  # a stale snapshot fails at once: do not spin
             except BaseException:
                 self.conn.rollback()
