@@ -68,6 +68,10 @@ class PtyRelay:
                 continue
             with self._lock:
                 for fd in readable:
+                    if fd != self.r_master and fd != self.h_master:
+                        # closed by connect() while select() waited: its number may be another
+                        # file's now (a pipe, a database), whose read would block us for ever
+                        continue
                     try:
                         data = os.read(fd, 4096)
                     except OSError:
