@@ -8,24 +8,14 @@ import os
 import select
 import threading
 import time
-import tty
 
+from host_tools.sim.nullmodem import raw_pty, send_pending
 from sync_loopback import Link
-
-
-def _pty():
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    # the relay never blocks on a write: a pty holds about 14 KB, and a side that stopped reading
-    # (a host that closed its port while the reader still answers) would hold the relay, and with
-    # it every connect() and close(), for ever
-    os.set_blocking(master, False)
-    return master, slave, os.ttyname(slave)
 
 
 class PtyRelay:
     def __init__(self):
-        self.r_master, self.r_slave, self.reader_path = _pty()
+        self.r_master, self.r_slave, self.reader_path = raw_pty()
         self.h_master = None
         self.h_slave = None
         self.host_path = None
@@ -41,7 +31,7 @@ class PtyRelay:
         """A new host side; returns its path. up = host -> reader, down = reader -> host."""
         with self._lock:
             self._close_host()
-            self.h_master, self.h_slave, self.host_path = _pty()
+            self.h_master, self.h_slave, self.host_path = raw_pty()
             self.link = Link(up_fault, down_fault)
         return self.host_path
 
@@ -80,10 +70,10 @@ class PtyRelay:
                         continue  # no cable plugged in: the bytes are lost
                     if fd == self.r_master:
                         self.to_host += self.link.down.carry(data)
-                        _send(self.h_master, self.to_host)
+                        send_pending(self.h_master, self.to_host)
                     elif fd == self.h_master:
                         self.to_reader += self.link.up.carry(data)
-                        _send(self.r_master, self.to_reader)
+                        send_pending(self.r_master, self.to_reader)
                     if self.link.dead:
                         # the cable is pulled: what it carried so far arrives, then the host's
                         # port breaks
@@ -92,9 +82,9 @@ class PtyRelay:
                         break
                 for fd in writable:
                     if fd == self.r_master:
-                        _send(fd, self.to_reader)
+                        send_pending(fd, self.to_reader)
                     elif fd == self.h_master:
-                        _send(fd, self.to_host)
+                        send_pending(fd, self.to_host)
 
     def close(self):
         self._stop.set()
@@ -108,20 +98,9 @@ class PtyRelay:
                 pass
 
 
-def _send(fd, buf):
-    """Write what the pty takes now of `buf` and take it out of `buf`."""
-    try:
-        n = os.write(fd, buf)
-    except BlockingIOError:
-        return
-    except OSError:
-        n = len(buf)  # the far side is gone: so are these bytes
-    del buf[:n]
-
-
 def _flush(fd, buf, seconds):
     """Write `buf` out, waiting up to `seconds` in all for the pty to take it."""
     deadline = time.monotonic() + seconds
     while buf and time.monotonic() < deadline:
         select.select([], [fd], [], 0.05)
-        _send(fd, buf)
+        send_pending(fd, buf)

@@ -11,18 +11,32 @@ import tty
 BACKLOG = 1 << 20
 
 
+def raw_pty():
+    """(master, slave, slave's path) of a new pty in raw mode. The master does not block: a pty
+    takes about 14 KB, and a cable must not stop when an end stops reading (a port closed while
+    the other side still sends); what an end has not taken waits in the cable's buffer."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave, os.ttyname(slave)
+
+
+def send_pending(fd, buf):
+    """Write what the non-blocking pty `fd` takes now of bytearray `buf`, and take that out of
+    `buf` (all of it if the far side is gone)."""
+    try:
+        n = os.write(fd, buf)
+    except BlockingIOError:
+        return
+    except OSError:
+        n = len(buf)
+    del buf[:n]
+
+
 class NullModem:
     def __init__(self, fault=None):
-        self._m1, s1 = os.openpty()
-        self._m2, s2 = os.openpty()
-        for fd in (s1, s2):
-            tty.setraw(fd)
-        for fd in (self._m1, self._m2):
-            # a pty takes about 14 KB: an end that stops reading (a port closed while the other
-            # side still sends) must not stop the cable, so bytes wait here, not in a write
-            os.set_blocking(fd, False)
-        self.a = os.ttyname(s1)  # one end (e.g. the reader's sync UART)
-        self.b = os.ttyname(s2)  # the other end (the depot PC's port)
+        self._m1, s1, self.a = raw_pty()  # one end (e.g. the reader's sync UART)
+        self._m2, s2, self.b = raw_pty()  # the other end (the depot PC's port)
         self._slaves = (s1, s2)  # kept open so the ends survive a close/reopen by either side
         self.fault = fault       # fault(direction, data) -> data; direction "ab" or "ba"
         self.bytes = {"ab": 0, "ba": 0}
@@ -48,19 +62,9 @@ class NullModem:
                 if len(self._out[dst]) < BACKLOG:
                     self._out[dst] += data
                 # (else lost, as a receiver's FIFO overflows when nothing reads it)
-                self._send(dst)
+                send_pending(dst, self._out[dst])
             for fd in writable:
-                self._send(fd)
-
-    def _send(self, fd):
-        buf = self._out[fd]
-        try:
-            n = os.write(fd, buf)
-        except BlockingIOError:
-            return
-        except OSError:
-            n = len(buf)
-        del buf[:n]
+                send_pending(fd, self._out[fd])
 
     def close(self):
         self._stop = True

@@ -58,10 +58,6 @@ def _stored(db):
     return db.q("SELECT count(*) FROM trips")[0][0]
 
 
-def _stored(db):
-    return db.q("SELECT count(*) FROM trips")[0][0]
-
-
 def test_upload_killed_at_random_points(central_db, depot):
     """Uploads killed 20 times: a third of the kills at a random moment of the upload's start,
     the others once the central store holds a random number of records more, so that the kills
