@@ -431,12 +431,13 @@ WHERE s.decision IS NOT NULL AND r.state = 'held' AND r.reader_id = s.reader_id
 
 # Duplicates: the ride codes (credential and counter) of this batch accepted more than once, with
 # every record of each; the one kept (charged) is the one charged in an earlier batch, else the
-# first of this batch, else the first held one.
+# first of this batch, else the first held one. Held rides count: a code shown on two suspect
+# readers is listed now, while the operator decides, not only once the rides are released.
 DUP_GROUPS = """
 CREATE TEMP TABLE clr_dup ON COMMIT DROP AS
 WITH g AS (
     SELECT DISTINCT p.cred_hash, p.counter FROM clearing_rides p
-    WHERE p.batch_no = %(batch_no)s AND p.state = 'charge'
+    WHERE p.batch_no = %(batch_no)s AND p.state IN ('charge', 'held')
       AND EXISTS (SELECT 1 FROM clearing_rides o
                   WHERE o.cred_hash = p.cred_hash AND o.counter = p.counter AND o.verdict = 'ok'
                     AND (o.reader_id, o.service_day, o.seq, o.rec_hash)
